@@ -1,0 +1,62 @@
+"""probecore: measure the geometry of neural-network loss landscapes, for any framework.
+
+The core works on an :class:`Objective` -- a scalar loss of one flat parameter vector with
+exact gradients and Hessian-vector products -- and never imports a deep-learning framework.
+Backends (``probecore-torch``, ``probecore-jax`` or your own) turn models into Objectives
+through :func:`objective`.
+"""
+
+from probecore import analytic
+from probecore._errors import ConvergenceError, NoBackendError, ObjectiveCheckError
+from probecore._estimators import hutchinson, hutchpp, spectral_density
+from probecore._objective import ROLES, AbstractObjective, Block, Layout, Objective
+from probecore._operators import HessianOperator, as_operator
+from probecore._results import (
+    EigResult,
+    PowerIterationResult,
+    SpectralDensity,
+    TraceResult,
+    load,
+    save,
+)
+from probecore._spectrum import eigenvalues, lanczos, power_iteration
+from probecore._version import __version__
+from probecore.plugins import backend_names, hookimpl, objective
+
+__all__ = [
+    # The contract
+    "ROLES",
+    "AbstractObjective",
+    "Block",
+    "Layout",
+    "Objective",
+    # Backends
+    "backend_names",
+    "hookimpl",
+    "objective",
+    # Operators
+    "HessianOperator",
+    "as_operator",
+    # Spectrum
+    "eigenvalues",
+    "lanczos",
+    "power_iteration",
+    # Trace and density
+    "hutchinson",
+    "hutchpp",
+    "spectral_density",
+    # Results
+    "EigResult",
+    "PowerIterationResult",
+    "SpectralDensity",
+    "TraceResult",
+    "load",
+    "save",
+    # Errors
+    "ConvergenceError",
+    "NoBackendError",
+    "ObjectiveCheckError",
+    # Submodules
+    "analytic",
+    "__version__",
+]

@@ -1,0 +1,5 @@
+"""``python -m probecore`` runs the command-line interface."""
+
+from probecore.cli import main
+
+raise SystemExit(main())

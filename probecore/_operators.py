@@ -1,0 +1,104 @@
+"""The Hessian of an objective at a point as a scipy ``LinearOperator``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.sparse.linalg import LinearOperator, aslinearoperator
+
+from probecore._objective import Objective
+from probecore._validation import check_vector
+
+__all__ = ["HessianOperator", "as_operator"]
+
+
+class HessianOperator(LinearOperator):
+    """``H(x)``, the Hessian of ``objective`` at ``x``, as a counted linear operator.
+
+    The dtype is the objective's, so scipy never spends an HVP probing it. ``matmat``
+    goes through :meth:`Objective.hvp_many`, so block methods batch their products.
+
+    Parameters
+    ----------
+    objective : Objective
+        Supplies ``hvp``/``hvp_many``.
+    x : numpy.ndarray, optional
+        Point where the Hessian is taken (default ``objective.x0``).
+
+    Attributes
+    ----------
+    n_hvps : int
+        Hessian-vector products performed through this operator so far.
+
+    Examples
+    --------
+    >>> from probecore.analytic import Quadratic
+    >>> q = Quadratic.from_spectrum([1.0, 2.0, 3.0], rng=0)
+    >>> H = HessianOperator(q)
+    >>> v = H @ np.ones(3)
+    >>> H.n_hvps
+    1
+    """
+
+    def __init__(self, objective: Objective, x: np.ndarray | None = None) -> None:
+        if not isinstance(objective, Objective):
+            raise TypeError(
+                "`objective` must implement the probecore.Objective protocol; "
+                f"got {type(objective).__name__}."
+            )
+        dim = int(objective.dim)
+        dtype = np.dtype(objective.dtype)
+        point = objective.x0 if x is None else x
+        self.x = check_vector("x", point, dim=dim, dtype=dtype)
+        self.objective = objective
+        self.n_hvps = 0
+        super().__init__(dtype=dtype, shape=(dim, dim))
+
+    def _matvec(self, v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v).reshape(-1)
+        self.n_hvps += 1
+        return np.asarray(self.objective.hvp(self.x, v.astype(self.dtype, copy=False)))
+
+    def _matmat(self, V: np.ndarray) -> np.ndarray:
+        V = np.asarray(V)
+        self.n_hvps += V.shape[1]
+        rows = np.ascontiguousarray(V.T, dtype=self.dtype)
+        return np.asarray(self.objective.hvp_many(self.x, rows)).T
+
+    def _rmatvec(self, v: np.ndarray) -> np.ndarray:
+        return self._matvec(v)  # symmetric
+
+    def _adjoint(self) -> HessianOperator:
+        return self
+
+
+def as_operator(A: Any) -> LinearOperator:
+    """Turn what a user passes for "the matrix" into a square ``LinearOperator``.
+
+    Accepts a square ndarray (used as a dense symmetric matrix), any scipy
+    ``LinearOperator``, an :class:`Objective` (Hessian at its ``x0``), or an
+    ``(objective, x)`` pair. Anything else raises ``TypeError``.
+    """
+    if isinstance(A, LinearOperator):
+        op = A
+    elif isinstance(A, tuple) and len(A) == 2 and isinstance(A[0], Objective):
+        op = HessianOperator(A[0], A[1])
+    elif isinstance(A, Objective):
+        op = HessianOperator(A)
+    elif isinstance(A, np.ndarray):
+        if A.ndim != 2 or A.shape[0] != A.shape[1]:
+            raise ValueError(f"`A` must be a square matrix; got shape {A.shape}.")
+        if A.dtype.kind != "f":
+            raise TypeError(f"`A` must have a floating dtype; got {A.dtype}.")
+        op = aslinearoperator(A)
+    else:
+        raise TypeError(
+            "`A` must be a square ndarray, a scipy LinearOperator, an Objective or an "
+            f"(objective, x) pair; got {type(A).__name__}."
+        )
+    if op.shape[0] != op.shape[1] or op.shape[0] == 0:
+        raise ValueError(f"`A` must be a non-empty square operator; got shape {op.shape}.")
+    if op.dtype is None or np.dtype(op.dtype).kind != "f":
+        raise TypeError(f"`A` must have a real floating dtype; got {op.dtype}.")
+    return op

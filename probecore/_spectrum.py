@@ -1,0 +1,478 @@
+"""Hessian eigenvalues: power iteration, thick-restart Lanczos and ARPACK.
+
+All functions take anything :func:`probecore.as_operator` accepts: a dense symmetric
+array, a scipy ``LinearOperator``, an :class:`~probecore.Objective` (its Hessian at
+``x0``) or an ``(objective, x)`` pair. They return frozen results that carry the number
+of Hessian-vector products they used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+
+from probecore._errors import ConvergenceError
+from probecore._operators import as_operator
+from probecore._results import EigResult, PowerIterationResult
+from probecore._validation import (
+    as_rng,
+    check_bool,
+    check_float,
+    check_int,
+    check_option,
+    check_vector,
+)
+
+__all__ = ["eigenvalues", "lanczos", "power_iteration"]
+
+WHICH = ("LA", "SA", "LM")
+METHODS = ("lanczos", "eigsh")
+
+
+class _Counted:
+    """Applies an operator to column blocks and counts the columns it multiplies."""
+
+    def __init__(self, op: LinearOperator) -> None:
+        self.op = op
+        self.n = op.shape[0]
+        self.dtype = np.dtype(op.dtype)
+        self.count = 0
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=self.dtype)
+        if X.ndim == 1:
+            self.count += 1
+            return np.asarray(self.op.matvec(X), dtype=self.dtype).reshape(-1)
+        self.count += X.shape[1]
+        return np.asarray(self.op.matmat(X), dtype=self.dtype)
+
+
+def _default_tol(dtype: np.dtype) -> float:
+    return 1e-8 if dtype == np.float64 else 1e-4
+
+
+def _start_vector(name: str, v0: Any, n: int, dtype: np.dtype, rng: np.random.Generator):
+    if v0 is None:
+        v = rng.standard_normal(n)
+    else:
+        v = check_vector(name, v0, dim=n).astype(np.float64)
+        if not np.any(v):
+            raise ValueError(f"`{name}` must be non-zero.")
+    return (v / np.linalg.norm(v)).astype(dtype)
+
+
+# --------------------------------------------------------------------------- power
+
+
+def power_iteration(
+    A: Any,
+    *,
+    tol: float | None = 1e-6,
+    residual_tol: float | None = 1e-3,
+    maxiter: int = 1000,
+    v0: np.ndarray | None = None,
+    rng: int | np.random.Generator | None = None,
+    raise_on_failure: bool = True,
+) -> PowerIterationResult:
+    r"""Largest-magnitude eigenpair by power iteration.
+
+    Parameters
+    ----------
+    A : array, LinearOperator, Objective or (Objective, x)
+        Symmetric operator (see :func:`probecore.as_operator`).
+    tol : float or None
+        Stop when the Rayleigh quotient changes by at most ``tol·|λ|`` between iterations
+        (None disables this criterion).
+    residual_tol : float or None
+        ... and the residual ``‖Hv − λv‖`` is at most ``residual_tol·|λ|`` (None
+        disables it). At least one criterion must be enabled; all enabled ones must hold.
+    maxiter : int
+        Maximum number of iterations (one HVP each).
+    v0 : numpy.ndarray, optional
+        Start vector (default: Gaussian from ``rng``).
+    rng : int, numpy.random.Generator or None
+        Source of the start vector.
+    raise_on_failure : bool
+        Raise :class:`ConvergenceError` if ``maxiter`` is reached; otherwise return the
+        partial result with ``converged=False``.
+
+    Returns
+    -------
+    PowerIterationResult
+
+    Raises
+    ------
+    ConvergenceError
+        If the criteria are not met within ``maxiter`` and ``raise_on_failure``.
+
+    Notes
+    -----
+    The eigenvalue error of the Rayleigh quotient shrinks like
+    :math:`|\lambda_2/\lambda_1|^{2k}` and the residual like :math:`|\lambda_2/\lambda_1|^k`,
+    so power iteration is slow when the top two eigenvalues are close in magnitude; prefer
+    :func:`lanczos`. An eigenvalue of ``H`` always lies within ``residual_norm`` of the
+    returned value.
+
+    Examples
+    --------
+    >>> A = np.diag([5.0, 1.0, -2.0])
+    >>> r = power_iteration(A, rng=0)
+    >>> round(r.eigenvalue, 6), r.converged
+    (5.0, True)
+    """
+    op = as_operator(A)
+    n, dtype = op.shape[0], np.dtype(op.dtype)
+    if tol is None and residual_tol is None:
+        raise ValueError("`tol` and `residual_tol` must not both be None; enable at least one.")
+    if tol is not None:
+        tol = check_float("tol", tol, lo=0.0)
+    if residual_tol is not None:
+        residual_tol = check_float("residual_tol", residual_tol, lo=0.0)
+    maxiter = check_int("maxiter", maxiter, lo=1)
+    raise_on_failure = check_bool("raise_on_failure", raise_on_failure)
+    gen, seed = as_rng(rng)
+    matvec = _Counted(op)
+
+    v = _start_vector("v0", v0, n, dtype, gen).astype(np.float64)
+    w = matvec(v).astype(np.float64)
+    theta = float(v @ w)
+    history = [theta]
+    change = np.inf
+    residual = float(np.linalg.norm(w - theta * v))
+    converged = False
+    it = 0
+    for it in range(1, maxiter + 1):
+        scale = abs(theta)
+        ok_change = tol is None or (it > 1 and change <= tol * scale)
+        ok_res = residual_tol is None or residual <= residual_tol * scale
+        if ok_change and ok_res:
+            converged = True
+            break
+        wnorm = np.linalg.norm(w)
+        if wnorm == 0.0:  # v is in the null space: H v = 0 exactly
+            converged = True
+            break
+        if it == maxiter:
+            break
+        v = w / wnorm
+        w = matvec(v).astype(np.float64)
+        new = float(v @ w)
+        change = abs(new - theta)
+        theta = new
+        history.append(theta)
+        residual = float(np.linalg.norm(w - theta * v))
+    result = PowerIterationResult(
+        eigenvalue=theta,
+        eigenvector=v.astype(dtype),
+        residual_norm=residual,
+        eigenvalue_change=float(change),
+        history=np.asarray(history),
+        n_iter=len(history),
+        n_matvecs=matvec.count,
+        converged=converged,
+        seed=seed,
+    )
+    if not converged and raise_on_failure:
+        raise ConvergenceError(
+            f"power iteration did not converge in {maxiter} iterations: eigenvalue change "
+            f"{change:.3g}, residual {residual:.3g} at λ = {theta:.6g}. Raise `maxiter`, "
+            "loosen `tol`/`residual_tol`, or use lanczos().",
+            result,
+        )
+    return result
+
+
+# --------------------------------------------------------------------------- lanczos
+
+
+def _orthogonalize(w: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Remove from ``w`` its components along the orthonormal rows of ``B`` (twice)."""
+    if B.shape[0] == 0:
+        return w, np.zeros(0)
+    h = B @ w
+    w = w - h @ B
+    h2 = B @ w
+    w = w - h2 @ B
+    return w, h + h2
+
+
+def _order(theta: np.ndarray, which: str) -> np.ndarray:
+    if which == "LA":
+        return np.argsort(-theta, kind="stable")
+    if which == "SA":
+        return np.argsort(theta, kind="stable")
+    return np.argsort(-np.abs(theta), kind="stable")
+
+
+def _better(a: float, b: float, which: str) -> bool:
+    """Whether eigenvalue ``a`` comes before ``b`` in the ordering ``which``."""
+    if which == "LA":
+        return a > b
+    if which == "SA":
+        return a < b
+    return abs(a) > abs(b)
+
+
+def _thick_restart(
+    matvec: _Counted,
+    k: int,
+    which: str,
+    ncv: int,
+    tol: float,
+    maxiter: int,
+    v: np.ndarray,
+    D: np.ndarray,
+    gen: np.random.Generator,
+    anorm: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, bool, float]:
+    """Thick-restart Lanczos (Wu & Simon 2000) with full reorthogonalization.
+
+    Works in the orthogonal complement of the orthonormal rows of ``D``. Returns Ritz
+    values (ordered by ``which``), Ritz vectors as rows, Lanczos residual estimates,
+    the number of restarts, whether the ``k`` wanted pairs converged, and the operator
+    norm estimate.
+    """
+    n, dtype = matvec.n, matvec.dtype
+    eps = np.finfo(dtype).eps
+    m = ncv
+    V = np.zeros((m + 1, n), dtype=dtype)
+    T = np.zeros((m, m))
+    v, _ = _orthogonalize(v.astype(dtype), D)
+    V[0] = v / np.linalg.norm(v)
+    start = 0  # first column to expand in this cycle
+    restarts = 0
+    converged = False
+    while True:
+        m_eff = m
+        beta_m = 0.0
+        for j in range(start, m):
+            w = matvec(V[j])
+            w, _ = _orthogonalize(w, D)
+            w, h = _orthogonalize(w, V[: j + 1])
+            T[: j + 1, j] = h
+            T[j, : j + 1] = h
+            anorm = max(anorm, float(np.max(np.abs(h))))
+            beta = float(np.linalg.norm(w))
+            if beta > np.sqrt(n) * eps * max(anorm, np.finfo(float).tiny):
+                V[j + 1] = w / beta
+                beta_m = beta
+                continue
+            # invariant subspace found: continue with a fresh random direction if any is left
+            beta_m = 0.0
+            if j + 1 == m:
+                break
+            r = gen.standard_normal(n).astype(dtype)
+            r, _ = _orthogonalize(r, D)
+            r, _ = _orthogonalize(r, V[: j + 1])
+            rnorm = float(np.linalg.norm(r))
+            if rnorm <= np.sqrt(n) * eps * 10:
+                m_eff = j + 1  # the whole (deflated) space is spanned
+                break
+            V[j + 1] = r / rnorm
+            if j + 1 < m:
+                T[j + 1, : j + 1] = 0.0
+                T[: j + 1, j + 1] = 0.0
+        theta, S = scipy.linalg.eigh(T[:m_eff, :m_eff])
+        anorm = max(anorm, float(np.max(np.abs(theta))))
+        res = np.abs(beta_m * S[m_eff - 1, :])
+        order = _order(theta, which)
+        want = order[:k]
+        if np.all(res[want] <= tol * anorm) or m_eff < m or restarts >= maxiter:
+            converged = bool(np.all(res[want] <= tol * anorm))
+            Y = S[:, want].T @ V[:m_eff]
+            return theta[want], Y, res[want], restarts, converged, anorm
+        # keep the best l Ritz pairs and continue from the residual direction
+        restarts += 1
+        n_keep = min(k + max((m - k) // 2, 1), m - 1)
+        keep = order[:n_keep]
+        V[:n_keep] = S[:, keep].T @ V[:m]
+        V[n_keep] = V[m]
+        T[:] = 0.0
+        T[np.arange(n_keep), np.arange(n_keep)] = theta[keep]
+        coupling = beta_m * S[m - 1, keep]
+        T[n_keep, :n_keep] = coupling
+        T[:n_keep, n_keep] = coupling
+        start = n_keep
+
+
+def lanczos(
+    A: Any,
+    *,
+    k: int = 6,
+    which: str = "LA",
+    method: str = "lanczos",
+    tol: float | None = None,
+    ncv: int | None = None,
+    maxiter: int = 1000,
+    v0: np.ndarray | None = None,
+    rng: int | np.random.Generator | None = None,
+    verify: bool = True,
+    raise_on_failure: bool = True,
+) -> EigResult:
+    r"""The ``k`` extreme eigenvalues (and eigenvectors) of a symmetric operator.
+
+    Parameters
+    ----------
+    A : array, LinearOperator, Objective or (Objective, x)
+        Symmetric operator (see :func:`probecore.as_operator`).
+    k : int
+        Number of eigenpairs, ``1 <= k <= dim`` (``k < dim`` for ``method="eigsh"``).
+    which : {"LA", "SA", "LM"}
+        Largest algebraic, smallest algebraic, or largest magnitude.
+    method : {"lanczos", "eigsh"}
+        ``"lanczos"``: probecore's thick-restart Lanczos with full reorthogonalization.
+        ``"eigsh"``: scipy's ARPACK on the same operator.
+    tol : float, optional
+        Relative residual tolerance: pairs converge when ``‖Hy − θy‖ <= tol·‖H‖`` (``‖H‖``
+        estimated by the largest Ritz value seen). Default ``1e-8`` in float64 and ``1e-4``
+        in float32. ARPACK uses ``tol·|θ|`` instead.
+    ncv : int, optional
+        Size of the Krylov basis kept in memory (``ncv`` vectors of length ``dim``).
+        Default ``min(dim, max(2k + 1, 20))``.
+    maxiter : int
+        Maximum number of restart cycles (ARPACK: Arnoldi update iterations).
+    v0 : numpy.ndarray, optional
+        Start vector (default Gaussian from ``rng``).
+    rng : int, numpy.random.Generator or None
+        Source of start vectors.
+    verify : bool
+        After convergence, run a second, deflated Lanczos from a fresh random vector
+        orthogonal to the ``k`` found eigenvectors; if it finds an eigenvalue that should
+        have been among the ``k`` (a copy of a repeated eigenvalue, which a single Krylov
+        sequence cannot see in exact arithmetic), swap it in and check again. Costs one
+        more Lanczos run; only for ``method="lanczos"``.
+    raise_on_failure : bool
+        Raise :class:`ConvergenceError` (carrying the partial result) on non-convergence,
+        or return the result with ``converged=False``.
+
+    Returns
+    -------
+    EigResult
+        Eigenvalues ordered by ``which``, eigenvectors as columns, and the *true*
+        residual norms ``‖H y_i − θ_i y_i‖`` (computed with ``k`` extra HVPs).
+
+    Raises
+    ------
+    ConvergenceError
+        If ``raise_on_failure`` and not all ``k`` pairs converged.
+
+    Notes
+    -----
+    For symmetric ``H`` each returned value lies within its residual norm of an
+    eigenvalue, and usually much closer (``‖r‖²/gap``). The tridiagonal projection and
+    Ritz extraction run in float64 whatever the operator's dtype.
+
+    References
+    ----------
+    K. Wu and H. Simon, "Thick-restart Lanczos method for large symmetric eigenvalue
+    problems", SIAM J. Matrix Anal. Appl. 22(2), 2000.
+
+    Examples
+    --------
+    >>> A = np.diag(np.arange(1.0, 101.0))
+    >>> r = lanczos(A, k=3, rng=0)
+    >>> np.round(r.eigenvalues, 8).tolist()
+    [100.0, 99.0, 98.0]
+    """
+    op = as_operator(A)
+    n, dtype = op.shape[0], np.dtype(op.dtype)
+    method = check_option("method", method, METHODS)
+    which = check_option("which", which, WHICH)
+    k = check_int("k", k, lo=1, hi=n - 1 if method == "eigsh" else n)
+    tol = _default_tol(dtype) if tol is None else check_float("tol", tol, lo=0.0)
+    maxiter = check_int("maxiter", maxiter, lo=1)
+    verify = check_bool("verify", verify)
+    raise_on_failure = check_bool("raise_on_failure", raise_on_failure)
+    if ncv is None:
+        ncv = min(n, max(2 * k + 1, 20))
+    else:
+        ncv = check_int("ncv", ncv, lo=k + 1 if k < n else n, hi=n)
+    gen, seed = as_rng(rng)
+    matvec = _Counted(op)
+    v = _start_vector("v0", v0, n, dtype, gen)
+
+    if method == "eigsh":
+        theta, Y, restarts, converged = _eigsh(op, matvec, k, which, tol, ncv, maxiter, v)
+    else:
+        theta, Y, restarts, converged = _lanczos(matvec, k, which, tol, ncv, maxiter, v, gen, verify)
+
+    # Certify: true residuals with one block of k HVPs.
+    Yc = np.ascontiguousarray(Y.T)  # (n, k)
+    R = matvec(Yc).astype(np.float64) - Yc.astype(np.float64) * theta
+    residuals = np.linalg.norm(R, axis=0)
+    anorm = max(float(np.max(np.abs(theta))), np.finfo(float).tiny)
+    if method == "lanczos":
+        floor = 10 * np.sqrt(n) * np.finfo(dtype).eps * anorm  # rounding in the HVPs themselves
+        converged = converged and bool(np.all(residuals <= max(tol * anorm, floor)))
+    result = EigResult(
+        eigenvalues=theta,
+        eigenvectors=Yc,
+        residual_norms=residuals,
+        which=which,
+        method=method,
+        n_matvecs=matvec.count,
+        n_restarts=restarts,
+        converged=converged,
+        tol=tol,
+        seed=seed,
+    )
+    if not converged and raise_on_failure:
+        raise ConvergenceError(
+            f"{method} did not converge to tol={tol:g} for k={k} ({which}) within "
+            f"maxiter={maxiter}; largest residual {residuals.max():.3g}. Raise `maxiter` or "
+            "`ncv`, loosen `tol`, or pass raise_on_failure=False to take the partial result.",
+            result,
+        )
+    return result
+
+
+def _lanczos(matvec, k, which, tol, ncv, maxiter, v, gen, verify):
+    n = matvec.n
+    theta, Y, _, restarts, converged, anorm = _thick_restart(
+        matvec, k, which, ncv, tol, maxiter, v, np.zeros((0, n), matvec.dtype), gen, 0.0
+    )
+    if not (verify and converged and k < n):
+        return theta, Y, restarts, converged
+    # Search the complement of the found eigenvectors for an eigenvalue that belongs
+    # among the k wanted ones (missed copies of repeated eigenvalues).
+    for _ in range(n - k):
+        start = gen.standard_normal(n)
+        extra, y, res, more, ok, anorm = _thick_restart(
+            matvec, 1, which, min(ncv, n - Y.shape[0]), tol, maxiter, start, Y, gen, anorm
+        )
+        restarts += more
+        converged = converged and ok
+        worst = theta[-1]
+        if not (ok and _better(extra[0], worst, which) and abs(extra[0] - worst) > res[0]):
+            break
+        theta = np.concatenate([theta, extra])
+        Y = np.vstack([Y, y])
+        order = _order(theta, which)[:k]
+        theta, Y = theta[order], Y[order]
+        if Y.shape[0] >= n:
+            break
+    return theta, Y, restarts, converged
+
+
+def _eigsh(op, matvec, k, which, tol, ncv, maxiter, v):
+    counted = LinearOperator(
+        op.shape, matvec=matvec, matmat=matvec, rmatvec=matvec, dtype=matvec.dtype
+    )
+    try:
+        theta, Y = eigsh(counted, k=k, which=which, tol=tol, ncv=ncv, maxiter=maxiter, v0=v)
+        converged = True
+    except ArpackNoConvergence as exc:
+        theta, Y = exc.eigenvalues, exc.eigenvectors
+        converged = False
+        if theta.size == 0:
+            Y = np.zeros((op.shape[0], 0), dtype=matvec.dtype)
+    order = _order(theta, which)
+    return theta[order], Y[:, order].T, 0, converged
+
+
+def eigenvalues(A: Any, **kwargs: Any) -> np.ndarray:
+    """Shortcut for ``lanczos(A, **kwargs).eigenvalues``."""
+    return lanczos(A, **kwargs).eigenvalues

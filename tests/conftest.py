@@ -1,0 +1,75 @@
+"""Shared test configuration.
+
+``PROBECORE_TEST_BACKENDS`` (comma-separated, default ``analytic``) selects the backends
+whose objectives the parametrized tests run on. Naming a backend that is unknown or not
+installed fails the session instead of skipping silently.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "deterministic",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=60,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
+
+KNOWN_BACKENDS = ("analytic",)
+
+
+def _requested_backends() -> tuple[str, ...]:
+    raw = os.environ.get("PROBECORE_TEST_BACKENDS", "analytic")
+    names = tuple(b.strip() for b in raw.split(",") if b.strip())
+    unknown = [b for b in names if b not in KNOWN_BACKENDS]
+    if unknown:
+        raise pytest.UsageError(
+            f"PROBECORE_TEST_BACKENDS names unknown backends {unknown}; known: {KNOWN_BACKENDS}"
+        )
+    return names
+
+
+BACKENDS = _requested_backends()
+
+
+def _analytic_objectives():
+    from probecore.analytic import Quadratic, Rosenbrock, digits_logistic_regression, nn_like_spectrum
+
+    logreg = digits_logistic_regression(l2=1e-2)
+    rng = np.random.default_rng(0)
+    return {
+        "quadratic": Quadratic.from_spectrum(nn_like_spectrum(60, rng=1), rng=2, linear=True),
+        "rosenbrock": Rosenbrock(12),
+        "logreg": logreg.subset(np.arange(300)),
+        "logreg_at_random_point": type(logreg)(
+            logreg.features[:200], logreg.labels[:200], n_classes=10, l2=1e-2,
+            x0=0.3 * rng.standard_normal(logreg.dim)),
+    }
+
+
+@pytest.fixture(params=BACKENDS, ids=lambda b: f"backend={b}")
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def objectives(backend):
+    """Small float64 objectives of the selected backend, by name."""
+    if backend == "analytic":
+        return _analytic_objectives()
+    raise AssertionError(f"backend {backend} has no objectives")  # pragma: no cover
