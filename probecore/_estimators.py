@@ -124,8 +124,10 @@ def hutchpp(
     A : array, LinearOperator, Objective or (Objective, x)
         Symmetric operator.
     n_matvecs : int
-        Total budget of HVPs (at least 4): ``s = n_matvecs // 3`` sketch vectors, ``s``
-        for the exact part, ``n_matvecs − 2s`` Hutchinson probes.
+        Budget of HVPs (at least 4): ``s = n_matvecs // 3`` sketch vectors, ``s`` for the
+        exact part, ``n_matvecs − 2s`` Hutchinson probes. When ``H`` has rank below ``s``
+        the sketch keeps only the directions it found and the exact part costs fewer
+        HVPs; the result's ``n_matvecs`` is what was spent.
     distribution : {"rademacher", "gaussian"}
         Law of the sketch and probe entries.
     rng : int, numpy.random.Generator or None

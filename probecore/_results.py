@@ -214,6 +214,8 @@ class SpectralDensity(_ResultBase):
         so for ``p <= 2m − 1`` each probe's value is exactly ``vᵀ H^p v`` and the only
         error is the Monte Carlo error over probes, which the standard error measures.
         """
+        if isinstance(p, bool) or not isinstance(p, int | np.integer) or p < 0:
+            raise ValueError(f"`p` must be a non-negative integer; got {p!r}.")
         per_probe = np.sum(self.weights * self.nodes.astype(np.float64) ** p, axis=1)
         mean = float(per_probe.mean())
         se = float(per_probe.std(ddof=1) / np.sqrt(per_probe.size)) if per_probe.size > 1 else float("nan")
@@ -271,7 +273,7 @@ def _to_json(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_to_json(v) for v in value]
     if isinstance(value, np.generic):
-        return value.item()
+        value = value.item()
     if isinstance(value, float) and not np.isfinite(value):
         return {"__float__": repr(value)}
     return value

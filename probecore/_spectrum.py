@@ -29,6 +29,8 @@ from probecore._validation import (
 __all__ = ["eigenvalues", "lanczos", "power_iteration"]
 
 WHICH = ("LA", "SA", "LM")
+_GROW_EVERY = 5
+_BASIS_ENTRIES = 2**28  # default cap on ncv·dim: 2 GiB in float64, 1 GiB in float32
 METHODS = ("lanczos", "eigsh")
 
 
@@ -199,6 +201,23 @@ def _orthogonalize(w: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return w, h + h2
 
 
+def _unit_complement(w: np.ndarray, D: np.ndarray, B: np.ndarray) -> np.ndarray | None:
+    """Unit vector along the part of ``w`` orthogonal to the rows of ``D`` and ``B``.
+
+    Returns None when that part is rounding noise: after normalising, a further
+    projection must keep at least half of the norm (the DGKS criterion), otherwise the
+    vector was (numerically) inside the span and would corrupt the basis.
+    """
+    for attempt in range(2):
+        w, _ = _orthogonalize(w, D)
+        w, _ = _orthogonalize(w, B)
+        norm = float(np.linalg.norm(w))
+        if norm == 0.0 or not np.isfinite(norm) or (attempt == 1 and norm < 0.5):
+            return None
+        w = w / norm
+    return w
+
+
 def _order(theta: np.ndarray, which: str) -> np.ndarray:
     if which == "LA":
         return np.argsort(-theta, kind="stable")
@@ -227,10 +246,14 @@ def _thick_restart(
     D: np.ndarray,
     gen: np.random.Generator,
     anorm: float,
+    max_ncv: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, bool, float]:
     """Thick-restart Lanczos (Wu & Simon 2000) with full reorthogonalization.
 
-    Works in the orthogonal complement of the orthonormal rows of ``D``. Returns Ritz
+    Works in the orthogonal complement of the orthonormal rows of ``D``. Every
+    ``_GROW_EVERY`` restarts without convergence the basis doubles, up to ``max_ncv``
+    (restarting discards information; slow convergence means the basis is too small).
+    Returns Ritz
     values (ordered by ``which``), Ritz vectors as rows, Lanczos residual estimates,
     the number of restarts, whether the ``k`` wanted pairs converged, and the operator
     norm estimate.
@@ -256,25 +279,22 @@ def _thick_restart(
             T[j, : j + 1] = h
             anorm = max(anorm, float(np.max(np.abs(h))))
             beta = float(np.linalg.norm(w))
+            u = None
             if beta > np.sqrt(n) * eps * max(anorm, np.finfo(float).tiny):
-                V[j + 1] = w / beta
+                u = _unit_complement(w / beta, D, V[: j + 1])
+            if u is not None:
+                V[j + 1] = u
                 beta_m = beta
                 continue
             # invariant subspace found: continue with a fresh random direction if any is left
             beta_m = 0.0
             if j + 1 == m:
                 break
-            r = gen.standard_normal(n).astype(dtype)
-            r, _ = _orthogonalize(r, D)
-            r, _ = _orthogonalize(r, V[: j + 1])
-            rnorm = float(np.linalg.norm(r))
-            if rnorm <= np.sqrt(n) * eps * 10:
+            u = _unit_complement(gen.standard_normal(n).astype(dtype), D, V[: j + 1])
+            if u is None:
                 m_eff = j + 1  # the whole (deflated) space is spanned
                 break
-            V[j + 1] = r / rnorm
-            if j + 1 < m:
-                T[j + 1, : j + 1] = 0.0
-                T[: j + 1, j + 1] = 0.0
+            V[j + 1] = u
         theta, S = scipy.linalg.eigh(T[:m_eff, :m_eff])
         anorm = max(anorm, float(np.max(np.abs(theta))))
         res = np.abs(beta_m * S[m_eff - 1, :])
@@ -290,9 +310,13 @@ def _thick_restart(
         keep = order[:n_keep]
         V[:n_keep] = S[:, keep].T @ V[:m]
         V[n_keep] = V[m]
+        coupling = beta_m * S[m - 1, keep]
+        if restarts % _GROW_EVERY == 0 and m < max_ncv:
+            m = min(max_ncv, 2 * m)
+            V = np.concatenate([V[: n_keep + 1], np.zeros((m - n_keep, n), dtype=dtype)])
+            T = np.zeros((m, m))
         T[:] = 0.0
         T[np.arange(n_keep), np.arange(n_keep)] = theta[keep]
-        coupling = beta_m * S[m - 1, keep]
         T[n_keep, :n_keep] = coupling
         T[:n_keep, n_keep] = coupling
         start = n_keep
@@ -306,6 +330,7 @@ def lanczos(
     method: str = "lanczos",
     tol: float | None = None,
     ncv: int | None = None,
+    max_ncv: int | None = None,
     maxiter: int = 1000,
     v0: np.ndarray | None = None,
     rng: int | np.random.Generator | None = None,
@@ -330,8 +355,14 @@ def lanczos(
         estimated by the largest Ritz value seen). Default ``1e-8`` in float64 and ``1e-4``
         in float32. ARPACK uses ``tol·|θ|`` instead.
     ncv : int, optional
-        Size of the Krylov basis kept in memory (``ncv`` vectors of length ``dim``).
-        Default ``min(dim, max(2k + 1, 20))``.
+        Initial size of the Krylov basis kept in memory (``ncv`` vectors of length
+        ``dim``). Default ``min(dim, max(2k + 1, 20))``.
+    max_ncv : int, optional
+        The basis doubles every 5 restarts without convergence, up to ``max_ncv``
+        (restarting throws information away; on hard spectra, such as the smallest
+        eigenvalues of an ill-conditioned matrix, only a larger basis converges). Default:
+        the largest size with ``max_ncv·dim <= 2**28`` entries (2 GiB in float64), at most
+        ``dim``. Set ``max_ncv=ncv`` to keep memory fixed. Only for ``method="lanczos"``.
     maxiter : int
         Maximum number of restart cycles (ARPACK: Arnoldi update iterations).
     v0 : numpy.ndarray, optional
@@ -390,20 +421,27 @@ def lanczos(
         ncv = min(n, max(2 * k + 1, 20))
     else:
         ncv = check_int("ncv", ncv, lo=k + 1 if k < n else n, hi=n)
+    if max_ncv is None:
+        max_ncv = min(n, max(ncv, _BASIS_ENTRIES // n))
+    else:
+        max_ncv = check_int("max_ncv", max_ncv, lo=ncv, hi=n)
     gen, seed = as_rng(rng)
     matvec = _Counted(op)
     v = _start_vector("v0", v0, n, dtype, gen)
 
     if method == "eigsh":
         theta, Y, restarts, converged = _eigsh(op, matvec, k, which, tol, ncv, maxiter, v)
+        anorm = float(np.max(np.abs(theta), initial=0.0))
     else:
-        theta, Y, restarts, converged = _lanczos(matvec, k, which, tol, ncv, maxiter, v, gen, verify)
+        theta, Y, restarts, converged, anorm = _lanczos(
+            matvec, k, which, tol, ncv, max_ncv, maxiter, v, gen, verify
+        )
 
     # Certify: true residuals with one block of k HVPs.
-    Yc = np.ascontiguousarray(Y.T)  # (n, k)
+    Yc = np.ascontiguousarray(Y.T, dtype=dtype)  # (n, k), in the operator's dtype
     R = matvec(Yc).astype(np.float64) - Yc.astype(np.float64) * theta
     residuals = np.linalg.norm(R, axis=0)
-    anorm = max(float(np.max(np.abs(theta))), np.finfo(float).tiny)
+    anorm = max(anorm, float(np.max(np.abs(theta), initial=0.0)), np.finfo(float).tiny)
     if method == "lanczos":
         floor = 10 * np.sqrt(n) * np.finfo(dtype).eps * anorm  # rounding in the HVPs themselves
         converged = converged and bool(np.all(residuals <= max(tol * anorm, floor)))
@@ -422,26 +460,29 @@ def lanczos(
     if not converged and raise_on_failure:
         raise ConvergenceError(
             f"{method} did not converge to tol={tol:g} for k={k} ({which}) within "
-            f"maxiter={maxiter}; largest residual {residuals.max():.3g}. Raise `maxiter` or "
+            f"maxiter={maxiter}; largest residual {np.max(residuals, initial=np.inf):.3g}. Raise `maxiter` or "
             "`ncv`, loosen `tol`, or pass raise_on_failure=False to take the partial result.",
             result,
         )
     return result
 
 
-def _lanczos(matvec, k, which, tol, ncv, maxiter, v, gen, verify):
+def _lanczos(matvec, k, which, tol, ncv, max_ncv, maxiter, v, gen, verify):
     n = matvec.n
     theta, Y, _, restarts, converged, anorm = _thick_restart(
-        matvec, k, which, ncv, tol, maxiter, v, np.zeros((0, n), matvec.dtype), gen, 0.0
+        matvec, k, which, ncv, tol, maxiter, v, np.zeros((0, n), matvec.dtype), gen, 0.0,
+        max_ncv,
     )
     if not (verify and converged and k < n):
-        return theta, Y, restarts, converged
+        return theta, Y, restarts, converged, anorm
     # Search the complement of the found eigenvectors for an eigenvalue that belongs
     # among the k wanted ones (missed copies of repeated eigenvalues).
     for _ in range(n - k):
         start = gen.standard_normal(n)
+        room = n - Y.shape[0]
         extra, y, res, more, ok, anorm = _thick_restart(
-            matvec, 1, which, min(ncv, n - Y.shape[0]), tol, maxiter, start, Y, gen, anorm
+            matvec, 1, which, min(ncv, room), tol, maxiter, start, Y, gen, anorm,
+            min(max_ncv, room),
         )
         restarts += more
         converged = converged and ok
@@ -454,7 +495,7 @@ def _lanczos(matvec, k, which, tol, ncv, maxiter, v, gen, verify):
         theta, Y = theta[order], Y[order]
         if Y.shape[0] >= n:
             break
-    return theta, Y, restarts, converged
+    return theta, Y, restarts, converged, anorm
 
 
 def _eigsh(op, matvec, k, which, tol, ncv, maxiter, v):

@@ -91,6 +91,8 @@ class Quadratic(AbstractObjective):
     ----------
     eigenvalues : numpy.ndarray or None
         Exact eigenvalues in ascending order when built by :meth:`from_spectrum`.
+    eigenvectors : numpy.ndarray or None
+        Matching orthonormal eigenvectors (columns) when built by :meth:`from_spectrum`.
 
     Examples
     --------
@@ -135,6 +137,7 @@ class Quadratic(AbstractObjective):
         )
         self.layout = _check_layout(layout, self.dim)
         self.eigenvalues: np.ndarray | None = None
+        self.eigenvectors: np.ndarray | None = None
 
     @classmethod
     def from_spectrum(
@@ -480,7 +483,7 @@ class LogisticRegression(AbstractObjective):
         idx = np.asarray(indices)
         if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu":
             raise ValueError("`indices` must be a non-empty 1-D integer array.")
-        if idx.min() < -self.n_examples or idx.max() >= self.n_examples:
+        if idx.min() < 0 or idx.max() >= self.n_examples:
             raise ValueError(f"`indices` must lie in [0, {self.n_examples - 1}].")
         return LogisticRegression(
             self.features[idx],
@@ -492,7 +495,17 @@ class LogisticRegression(AbstractObjective):
         )
 
     def minimize(self, *, tol: float = 1e-10, maxiter: int = 2000) -> np.ndarray:
-        """Train to the (unique, for ``λ > 0``) minimum with L-BFGS; returns the point."""
+        """Train to a minimum with L-BFGS and return the point.
+
+        The minimum value is unique for ``λ > 0``, but not the point: the bias is not
+        penalised and a shift shared by all biases leaves the softmax unchanged, so the
+        Hessian always has a zero eigenvalue along that direction.
+
+        Raises
+        ------
+        ConvergenceError
+            If L-BFGS stops with a gradient norm above ``100·tol``.
+        """
         from scipy.optimize import minimize
 
         res = minimize(
@@ -502,6 +515,14 @@ class LogisticRegression(AbstractObjective):
             method="L-BFGS-B",
             options={"gtol": tol, "ftol": tol * 1e-3, "maxiter": maxiter},
         )
+        gnorm = float(np.max(np.abs(self.grad(res.x))))
+        if not res.success and gnorm > 100 * tol:
+            from probecore._errors import ConvergenceError
+
+            raise ConvergenceError(
+                f"L-BFGS stopped without converging ({res.message}); max |gradient| {gnorm:.3g}.",
+                res,
+            )
         return res.x.astype(self.dtype)
 
 
