@@ -24,9 +24,11 @@ DISTRIBUTIONS = ("rademacher", "gaussian")
 
 
 def _probes(gen: np.random.Generator, n: int, p: int, distribution: str) -> np.ndarray:
+    # Drawn probe by probe (rows, then transposed) so that the stream of probes does not
+    # depend on how they are batched.
     if distribution == "rademacher":
-        return gen.choice(np.array([-1.0, 1.0]), size=(n, p))
-    return gen.standard_normal((n, p))
+        return gen.choice(np.array([-1.0, 1.0]), size=(p, n)).T
+    return gen.standard_normal((p, n)).T
 
 
 def _mean_se(samples: np.ndarray) -> tuple[float, float]:
@@ -219,7 +221,9 @@ def _lanczos_tridiagonal(
         anorm = np.maximum(anorm, np.abs(a) + b + b_prev)
         if j == m - 1:
             break
-        done = active & (b <= np.sqrt(n) * eps * np.maximum(anorm, np.finfo(float).tiny))
+        # Invariant Krylov space: the next vector would be rounding noise (its weight in
+        # the quadrature is O(β²), negligible at this size).
+        done = active & (b <= 100 * np.sqrt(n) * eps * np.maximum(anorm, np.finfo(float).tiny))
         steps[done] = j + 1
         active &= ~done
         beta[j] = np.where(active, b, 0.0)
@@ -234,8 +238,8 @@ def _lanczos_tridiagonal(
 def spectral_density(
     A: Any,
     *,
-    n_probes: int = 10,
-    n_steps: int = 80,
+    n_probes: int = 5,
+    n_steps: int = 60,
     sigma: float | None = None,
     grid: np.ndarray | None = None,
     n_grid: int = 1000,
@@ -259,7 +263,10 @@ def spectral_density(
         Number of random start vectors (at least 1; 2 or more for standard errors).
     n_steps : int
         Lanczos steps per probe, ``1 <= n_steps <= dim``. Quadrature is exact for
-        polynomial moments up to degree ``2·n_steps − 1``.
+        polynomial moments up to degree ``2·n_steps − 1``. The defaults (5 × 60 = 300
+        HVPs) put the 1-Wasserstein distance to the exact eigenvalue distribution of a
+        2,000-dimensional network-like spectrum at about 0.05% of the spectral range
+        (``tests/test_estimators.py``).
     sigma : float, optional
         Width of the Gaussian broadening; default 0.5% of the spectral range found.
     grid : numpy.ndarray, optional
@@ -319,7 +326,8 @@ def spectral_density(
         weights[i, :m] = S[0, :] ** 2
     weights /= weights.sum(axis=1, keepdims=True)  # exact up to rounding; remove it
     lo, hi = float(nodes.min()), float(nodes.max())
-    width = hi - lo if hi > lo else max(abs(hi), 1.0)
+    # A (numerically) single-point spectrum gets a width relative to its location.
+    width = max(hi - lo, 1e-3 * max(abs(lo), abs(hi))) or 1.0
     if sigma is None:
         sigma = 0.005 * width
     if grid is None:
@@ -340,6 +348,9 @@ def spectral_density(
         dim=n,
         n_matvecs=matvec.count,
         seed=seed,
-        metadata={"n_steps": n_steps, "steps_taken": steps.tolist(),
-                  "reorthogonalize": reorthogonalize},
+        metadata={
+            "n_steps": n_steps,
+            "steps_taken": steps.tolist(),
+            "reorthogonalize": reorthogonalize,
+        },
     )

@@ -42,6 +42,8 @@ def _register(cls: type) -> type:
 class _ResultBase:
     """Shared behaviour: read-only array fields and a compact repr."""
 
+    __slots__ = ()
+
     _array_fields: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
@@ -52,9 +54,8 @@ class _ResultBase:
             arr = np.array(value, copy=True)
             arr.flags.writeable = False
             object.__setattr__(self, name, arr)
-        meta = getattr(self, "metadata", None)
-        if meta is not None:
-            object.__setattr__(self, "metadata", dict(meta))
+        if hasattr(self, "metadata"):
+            object.__setattr__(self, "metadata", dict(self.metadata or {}))
 
     def __repr__(self) -> str:
         parts = []
@@ -218,7 +219,11 @@ class SpectralDensity(_ResultBase):
             raise ValueError(f"`p` must be a non-negative integer; got {p!r}.")
         per_probe = np.sum(self.weights * self.nodes.astype(np.float64) ** p, axis=1)
         mean = float(per_probe.mean())
-        se = float(per_probe.std(ddof=1) / np.sqrt(per_probe.size)) if per_probe.size > 1 else float("nan")
+        se = (
+            float(per_probe.std(ddof=1) / np.sqrt(per_probe.size))
+            if per_probe.size > 1
+            else float("nan")
+        )
         return mean, se
 
     def pooled(self) -> tuple[np.ndarray, np.ndarray]:
@@ -352,7 +357,12 @@ def save(result: Any, path: str | os.PathLike, *, metadata: dict | None = None) 
 
 def load(path: str | os.PathLike) -> Any:
     """Read a result written by :func:`save` (arrays read-only, metadata restored)."""
-    with np.load(os.fspath(path), allow_pickle=False) as data:
+    data = np.load(os.fspath(path), allow_pickle=False)
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(
+            f"{os.fspath(path)!r} is not a probecore result file (not an .npz archive)."
+        )
+    with data:
         if "__probecore__" not in data:
             raise ValueError(f"{os.fspath(path)!r} is not a probecore result file.")
         record = json.loads(str(data["__probecore__"]))
@@ -362,8 +372,10 @@ def load(path: str | os.PathLike) -> Any:
         if cls is None:
             raise ValueError(f"unknown result type {record['type']!r} in {os.fspath(path)!r}.")
         kwargs = _from_json(record["fields"])
-        kwargs["metadata"] = {**kwargs.get("metadata", {}),
-                              "saved_with_probecore": record["probecore_version"]}
+        kwargs["metadata"] = {
+            **kwargs.get("metadata", {}),
+            "saved_with_probecore": record["probecore_version"],
+        }
         for name in cls._array_fields:
             if name in data:
                 kwargs[name] = data[name]

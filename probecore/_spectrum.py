@@ -460,8 +460,8 @@ def lanczos(
     if not converged and raise_on_failure:
         raise ConvergenceError(
             f"{method} did not converge to tol={tol:g} for k={k} ({which}) within "
-            f"maxiter={maxiter}; largest residual {np.max(residuals, initial=np.inf):.3g}. Raise `maxiter` or "
-            "`ncv`, loosen `tol`, or pass raise_on_failure=False to take the partial result.",
+            f"maxiter={maxiter}; largest residual {np.max(residuals, initial=np.inf):.3g}. "
+            "Raise `maxiter` or `ncv`, loosen `tol`, or pass raise_on_failure=False to take the partial result.",
             result,
         )
     return result
@@ -470,7 +470,16 @@ def lanczos(
 def _lanczos(matvec, k, which, tol, ncv, max_ncv, maxiter, v, gen, verify):
     n = matvec.n
     theta, Y, _, restarts, converged, anorm = _thick_restart(
-        matvec, k, which, ncv, tol, maxiter, v, np.zeros((0, n), matvec.dtype), gen, 0.0,
+        matvec,
+        k,
+        which,
+        ncv,
+        tol,
+        maxiter,
+        v,
+        np.zeros((0, n), matvec.dtype),
+        gen,
+        0.0,
         max_ncv,
     )
     if not (verify and converged and k < n):
@@ -481,7 +490,16 @@ def _lanczos(matvec, k, which, tol, ncv, max_ncv, maxiter, v, gen, verify):
         start = gen.standard_normal(n)
         room = n - Y.shape[0]
         extra, y, res, more, ok, anorm = _thick_restart(
-            matvec, 1, which, min(ncv, room), tol, maxiter, start, Y, gen, anorm,
+            matvec,
+            1,
+            which,
+            min(ncv, room),
+            tol,
+            maxiter,
+            start,
+            Y,
+            gen,
+            anorm,
             min(max_ncv, room),
         )
         restarts += more

@@ -46,7 +46,9 @@ def check_float(
 ) -> float:
     """Return ``value`` as a finite float with ``lo <= value <= hi`` (``lo < value`` if open)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a real number; got {type(value).__name__} {_short(value)}.")
+        raise TypeError(
+            f"`{name}` must be a real number; got {type(value).__name__} {_short(value)}."
+        )
     value = float(value)
     if not np.isfinite(value):
         raise ValueError(f"`{name}` must be finite; got {value}.")
@@ -67,16 +69,16 @@ def check_option(name: str, value: Any, options: Iterable[str]) -> str:
             f"got {type(value).__name__} {_short(value)}."
         )
     if value not in options:
-        raise ValueError(
-            f"`{name}` must be one of {', '.join(map(repr, options))}; got {value!r}."
-        )
+        raise ValueError(f"`{name}` must be one of {', '.join(map(repr, options))}; got {value!r}.")
     return value
 
 
 def check_bool(name: str, value: Any) -> bool:
     """Return ``value`` if it is a bool."""
     if not isinstance(value, bool | np.bool_):
-        raise TypeError(f"`{name}` must be True or False; got {type(value).__name__} {_short(value)}.")
+        raise TypeError(
+            f"`{name}` must be True or False; got {type(value).__name__} {_short(value)}."
+        )
     return bool(value)
 
 
@@ -122,13 +124,17 @@ def check_vector(name: str, x: Any, *, dim: int, dtype: np.dtype | None = None) 
 def check_matrix(name: str, V: Any, *, dim: int, dtype: np.dtype | None = None) -> np.ndarray:
     """Validate a stack of vectors with shape ``(k, dim)``, finite entries."""
     if not isinstance(V, np.ndarray):
-        raise TypeError(f"`{name}` must be a 2-D numpy array of shape (k, {dim}); got {type(V).__name__}.")
+        raise TypeError(
+            f"`{name}` must be a 2-D numpy array of shape (k, {dim}); got {type(V).__name__}."
+        )
     if V.dtype.kind != "f":
         raise TypeError(f"`{name}` must have a floating dtype; got {V.dtype}.")
     if V.ndim != 2 or V.shape[1] != dim:
         raise ValueError(f"`{name}` must have shape (k, {dim}); got {V.shape}.")
     if not np.all(np.isfinite(V)):
-        raise ValueError(f"`{name}` must be finite; it has {int(np.sum(~np.isfinite(V)))} non-finite entries.")
+        raise ValueError(
+            f"`{name}` must be finite; it has {int(np.sum(~np.isfinite(V)))} non-finite entries."
+        )
     if dtype is not None and V.dtype != dtype:
         V = V.astype(dtype)
     return V

@@ -119,8 +119,9 @@ class Quadratic(AbstractObjective):
             raise ValueError("`A` must be finite.")
         scale = max(float(np.max(np.abs(A))), 1e-300)
         if np.max(np.abs(A - A.T)) > 1e-12 * scale:
-            raise ValueError("`A` must be symmetric; max |A - Aᵀ| is "
-                             f"{float(np.max(np.abs(A - A.T))):.3g}.")
+            raise ValueError(
+                f"`A` must be symmetric; max |A - Aᵀ| is {float(np.max(np.abs(A - A.T))):.3g}."
+            )
         self.dim = A.shape[0]
         self._A64 = np.asarray((A + A.T) / 2, dtype=np.float64)
         self._A = self._A64.astype(self.dtype)
@@ -386,7 +387,9 @@ class LogisticRegression(AbstractObjective):
             raise ValueError("`features` must be finite.")
         k = int(y.max()) + 1 if n_classes is None else check_int("n_classes", n_classes, lo=2)
         if y.min() < 0 or y.max() >= k:
-            raise ValueError(f"`labels` must lie in [0, {k - 1}]; got range [{y.min()}, {y.max()}].")
+            raise ValueError(
+                f"`labels` must lie in [0, {k - 1}]; got range [{y.min()}, {y.max()}]."
+            )
         self.features = F
         self.labels = y.astype(np.int64)
         self.n_classes = k

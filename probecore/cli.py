@@ -34,8 +34,10 @@ def _study(args: argparse.Namespace) -> int:
     say("probecore study: logistic regression on scikit-learn digits (spectrum stage)")
     train = digits_logistic_regression(l2=args.l2, split="train", seed=args.seed)
     test = digits_logistic_regression(l2=args.l2, split="test", seed=args.seed)
-    say(f"  training to the minimum with L-BFGS ({train.n_examples} train examples, "
-        f"{train.dim} parameters) ...")
+    say(
+        f"  training to the minimum with L-BFGS ({train.n_examples} train examples, "
+        f"{train.dim} parameters) ..."
+    )
     x = train.minimize()
     acc_train = train.metrics(x)["accuracy"]
     acc_test = test.metrics(x)["accuracy"]
@@ -53,27 +55,49 @@ def _study(args: argparse.Namespace) -> int:
         r = pc.lanczos(op, k=k, method=method, rng=args.seed)
         dt = time.perf_counter() - t0
         err = np.max(np.abs(r.eigenvalues - exact[::-1][:k]) / abs(exact[-1]))
-        rows.append((f"`lanczos(method={method!r})`", f"{r.eigenvalues[0]:.8g}", f"{err:.2e}",
-                     r.n_matvecs, f"{dt:.2f}"))
+        rows.append(
+            (
+                f"`lanczos(method={method!r})`",
+                f"{r.eigenvalues[0]:.8g}",
+                f"{err:.2e}",
+                r.n_matvecs,
+                f"{dt:.2f}",
+            )
+        )
         results[f"eig_{method}"] = r
     t0 = time.perf_counter()
     p = pc.power_iteration(op, rng=args.seed, maxiter=20000, raise_on_failure=False)
     dt = time.perf_counter() - t0
-    rows.append(("`power_iteration`", f"{p.eigenvalue:.8g}",
-                 f"{abs(p.eigenvalue - exact[-1]) / exact[-1]:.2e}", p.n_matvecs, f"{dt:.2f}"))
+    rows.append(
+        (
+            "`power_iteration`",
+            f"{p.eigenvalue:.8g}",
+            f"{abs(p.eigenvalue - exact[-1]) / exact[-1]:.2e}",
+            p.n_matvecs,
+            f"{dt:.2f}",
+        )
+    )
     results["power"] = p
 
     say("  trace and density ...")
     true_trace = float(np.trace(H))
     tr_rows = []
     budget = args.trace_budget
-    for name, fn in (("hutchinson", lambda: pc.hutchinson(op, n_probes=budget, rng=args.seed)),
-                     ("hutch++", lambda: pc.hutchpp(op, n_matvecs=budget, rng=args.seed))):
+    for name, fn in (
+        ("hutchinson", lambda: pc.hutchinson(op, n_probes=budget, rng=args.seed)),
+        ("hutch++", lambda: pc.hutchpp(op, n_matvecs=budget, rng=args.seed)),
+    ):
         r = fn()
         z = (r.estimate - true_trace) / r.std_error if r.std_error > 0 else 0.0
-        tr_rows.append((f"`{name}`", f"{r.estimate:.6g} ± {r.std_error:.2g}",
-                        f"{abs(r.estimate - true_trace) / true_trace:.2e}", f"{z:+.2f}",
-                        r.n_matvecs))
+        tr_rows.append(
+            (
+                f"`{name}`",
+                f"{r.estimate:.6g} ± {r.std_error:.2g}",
+                f"{abs(r.estimate - true_trace) / true_trace:.2e}",
+                f"{z:+.2f}",
+                r.n_matvecs,
+            )
+        )
         results[f"trace_{name}"] = r
     dens = pc.spectral_density(op, rng=args.seed)
     results["density"] = dens
@@ -84,9 +108,17 @@ def _study(args: argparse.Namespace) -> int:
     m2, se2 = dens.moment(2)
 
     for name, r in results.items():
-        pc.save(r, os.path.join(out, name), metadata={
-            "objective": "digits logistic regression", "l2": args.l2, "seed": args.seed,
-            "n_train": train.n_examples, "dim": train.dim})
+        pc.save(
+            r,
+            os.path.join(out, name),
+            metadata={
+                "objective": "digits logistic regression",
+                "l2": args.l2,
+                "seed": args.seed,
+                "n_train": train.n_examples,
+                "dim": train.dim,
+            },
+        )
     figure = None
     try:
         import matplotlib
@@ -152,8 +184,11 @@ def _study(args: argparse.Namespace) -> int:
     ]
     if figure:
         lines += [f"![spectral density]({figure})", ""]
-    lines += ["Raw results (`.npz`, readable with `probecore.load` or `numpy.load`) are "
-              "beside this report.", ""]
+    lines += [
+        "Raw results (`.npz`, readable with `probecore.load` or `numpy.load`) are "
+        "beside this report.",
+        "",
+    ]
     with open(os.path.join(out, "report.md"), "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines))
     say(f"  report written to {os.path.join(out, 'report.md')} ({elapsed:.1f} s)")
@@ -165,8 +200,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="probecore",
         description="Measure the geometry of neural-network loss landscapes.",
     )
-    parser.add_argument("--version", action="version",
-                        version=f"probecore {__import__('probecore').__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"probecore {__import__('probecore').__version__}"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     study = sub.add_parser(
         "study",
@@ -175,12 +211,20 @@ def _parser() -> argparse.ArgumentParser:
         "digits: top eigenvalues, trace and spectral density, each checked against the "
         "exact Hessian. Writes report.md, raw results (.npz) and a figure.",
     )
-    study.add_argument("--out", default="probecore-study", help="output folder (default: %(default)s)")
+    study.add_argument(
+        "--out", default="probecore-study", help="output folder (default: %(default)s)"
+    )
     study.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    study.add_argument("--k", type=int, default=5, help="number of top eigenvalues (default: %(default)s)")
+    study.add_argument(
+        "--k", type=int, default=5, help="number of top eigenvalues (default: %(default)s)"
+    )
     study.add_argument("--l2", type=float, default=1e-3, help="L2 penalty (default: %(default)s)")
-    study.add_argument("--trace-budget", type=int, default=99,
-                       help="HVPs per trace estimator (default: %(default)s)")
+    study.add_argument(
+        "--trace-budget",
+        type=int,
+        default=99,
+        help="HVPs per trace estimator (default: %(default)s)",
+    )
     study.add_argument("--quiet", action="store_true", help="print nothing but errors")
     study.set_defaults(func=_study)
     return parser

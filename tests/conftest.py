@@ -48,7 +48,12 @@ BACKENDS = _requested_backends()
 
 
 def _analytic_objectives():
-    from probecore.analytic import Quadratic, Rosenbrock, digits_logistic_regression, nn_like_spectrum
+    from probecore.analytic import (
+        Quadratic,
+        Rosenbrock,
+        digits_logistic_regression,
+        nn_like_spectrum,
+    )
 
     logreg = digits_logistic_regression(l2=1e-2)
     rng = np.random.default_rng(0)
@@ -57,8 +62,12 @@ def _analytic_objectives():
         "rosenbrock": Rosenbrock(12),
         "logreg": logreg.subset(np.arange(300)),
         "logreg_at_random_point": type(logreg)(
-            logreg.features[:200], logreg.labels[:200], n_classes=10, l2=1e-2,
-            x0=0.3 * rng.standard_normal(logreg.dim)),
+            logreg.features[:200],
+            logreg.labels[:200],
+            n_classes=10,
+            l2=1e-2,
+            x0=0.3 * rng.standard_normal(logreg.dim),
+        ),
     }
 
 

@@ -14,8 +14,21 @@ from probecore._validation import FLOAT_DTYPES, as_rng, check_bool, check_int
 
 __all__ = ["Check", "ObjectiveReport", "check_objective", "dense_hessian"]
 
-_MEMBERS = ("dim", "dtype", "layout", "x0", "n_examples", "loss", "grad", "loss_and_grad",
-            "hvp", "hvp_many", "losses_in_span", "metrics", "subset")
+_MEMBERS = (
+    "dim",
+    "dtype",
+    "layout",
+    "x0",
+    "n_examples",
+    "loss",
+    "grad",
+    "loss_and_grad",
+    "hvp",
+    "hvp_many",
+    "losses_in_span",
+    "metrics",
+    "subset",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +177,9 @@ def check_objective(
         return report
 
     missing = [m for m in _MEMBERS if not hasattr(objective, m)]
-    checks.append(Check("members", not missing,
-                        message=f"missing: {', '.join(missing)}" if missing else ""))
+    checks.append(
+        Check("members", not missing, message=f"missing: {', '.join(missing)}" if missing else "")
+    )
     if missing:
         return done()
 
@@ -202,7 +216,7 @@ def check_objective(
         g = np.asarray(objective.grad(x))
         u = gen.standard_normal(dim).astype(dtype)
         Hu = np.asarray(objective.hvp(x, u))
-    except Exception as exc:  # noqa: BLE001 - report, don't crash
+    except Exception as exc:
         checks.append(Check("evaluation", False, message=f"{type(exc).__name__}: {exc}"))
         return done()
     problems = []
@@ -223,14 +237,23 @@ def check_objective(
 
     # -- loss_and_grad consistency
     L2, g2 = objective.loss_and_grad(x)
-    err = max(abs(float(L2) - L) / max(abs(L), 1.0),
-              float(np.linalg.norm(np.asarray(g2, np.float64) - g)) / max(gnorm, 1.0))
+    err = max(
+        abs(float(L2) - L) / max(abs(L), 1.0),
+        float(np.linalg.norm(np.asarray(g2, np.float64) - g)) / max(gnorm, 1.0),
+    )
     tol = 16 * eps
-    checks.append(Check("loss_and_grad", err <= tol, err, tol,
-                        "" if err <= tol else "loss_and_grad disagrees with loss/grad"))
+    checks.append(
+        Check(
+            "loss_and_grad",
+            err <= tol,
+            err,
+            tol,
+            "" if err <= tol else "loss_and_grad disagrees with loss/grad",
+        )
+    )
 
     # -- gradient and HVP against finite differences
-    h = eps ** 0.2 * max(1.0, float(np.max(np.abs(x))))
+    h = eps**0.2 * max(1.0, float(np.max(np.abs(x))))
     worst_g, worst_h = 0.0, 0.0
     tol_g = rtol * (gnorm + abs(L) + 1.0)
     tol_h = 0.0
@@ -244,12 +267,24 @@ def check_objective(
         fdh = _richardson(lambda s, d=d: objective.grad((x + s * d).astype(dtype)), h)
         worst_h = max(worst_h, float(np.linalg.norm(fdh - Hd)))
         tol_h = max(tol_h, rtol * (float(np.linalg.norm(Hd)) + gnorm + 1.0))
-    checks.append(Check("gradient", worst_g <= tol_g, worst_g, tol_g,
-                        "" if worst_g <= tol_g else
-                        "grad disagrees with finite differences of loss"))
-    checks.append(Check("hvp", worst_h <= tol_h, worst_h, tol_h,
-                        "" if worst_h <= tol_h else
-                        "hvp disagrees with finite differences of grad"))
+    checks.append(
+        Check(
+            "gradient",
+            worst_g <= tol_g,
+            worst_g,
+            tol_g,
+            "" if worst_g <= tol_g else "grad disagrees with finite differences of loss",
+        )
+    )
+    checks.append(
+        Check(
+            "hvp",
+            worst_h <= tol_h,
+            worst_h,
+            tol_h,
+            "" if worst_h <= tol_h else "hvp disagrees with finite differences of grad",
+        )
+    )
 
     # -- symmetry
     v = gen.standard_normal(dim).astype(dtype)
@@ -257,36 +292,72 @@ def check_objective(
     Hu64 = Hu.astype(np.float64)
     uHv, vHu = float(u.astype(np.float64) @ Hv), float(v.astype(np.float64) @ Hu64)
     err = abs(uHv - vHu)
-    tol = 100 * np.sqrt(dim) * eps * (np.linalg.norm(Hv) * np.linalg.norm(u)
-                                      + np.linalg.norm(Hu64) * np.linalg.norm(v))
+    tol = (
+        100
+        * np.sqrt(dim)
+        * eps
+        * (np.linalg.norm(Hv) * np.linalg.norm(u) + np.linalg.norm(Hu64) * np.linalg.norm(v))
+    )
     tol = max(tol, np.finfo(dtype).tiny)
-    checks.append(Check("hvp_symmetry", err <= tol, err, tol,
-                        "" if err <= tol else f"u·Hv = {uHv:.6g} but v·Hu = {vHu:.6g}"))
+    checks.append(
+        Check(
+            "hvp_symmetry",
+            err <= tol,
+            err,
+            tol,
+            "" if err <= tol else f"u·Hv = {uHv:.6g} but v·Hu = {vHu:.6g}",
+        )
+    )
 
     # -- batched members agree with unbatched ones
     HV = np.asarray(objective.hvp_many(x, np.stack([u, v])), dtype=np.float64)
     err = float(np.linalg.norm(HV - np.stack([Hu64, Hv])))
     tol = 100 * np.sqrt(dim) * eps * (np.linalg.norm(Hu64) + np.linalg.norm(Hv) + 1.0)
-    checks.append(Check("hvp_many", HV.shape == (2, dim) and err <= tol, err, tol,
-                        "" if err <= tol else "hvp_many disagrees with hvp"))
+    checks.append(
+        Check(
+            "hvp_many",
+            HV.shape == (2, dim) and err <= tol,
+            err,
+            tol,
+            "" if err <= tol else "hvp_many disagrees with hvp",
+        )
+    )
     basis = np.stack([u, v]) / np.sqrt(dim)
     coeffs = np.array([[0.0, 0.0], [0.5, -0.25], [-1.0, 1.0]])
     span = np.asarray(objective.losses_in_span(x, basis.astype(dtype), coeffs), dtype=np.float64)
-    direct = np.array([objective.loss((x + (c @ basis).astype(dtype)).astype(dtype))
-                       for c in coeffs])
+    direct = np.array(
+        [objective.loss((x + (c @ basis).astype(dtype)).astype(dtype)) for c in coeffs]
+    )
     err = float(np.max(np.abs(span - direct))) if span.shape == (3,) else np.inf
     tol = 100 * eps * (np.max(np.abs(direct)) + 1.0)
-    checks.append(Check("losses_in_span", err <= tol, err, tol,
-                        "" if err <= tol else "losses_in_span disagrees with loss"))
+    checks.append(
+        Check(
+            "losses_in_span",
+            err <= tol,
+            err,
+            tol,
+            "" if err <= tol else "losses_in_span disagrees with loss",
+        )
+    )
 
     # -- determinism
     again = (objective.loss(x), np.asarray(objective.grad(x)), np.asarray(objective.hvp(x, u)))
-    err = max(abs(float(again[0]) - L) / max(abs(L), 1e-300),
-              float(np.max(np.abs(again[1] - g))) / max(float(np.max(np.abs(g))), 1e-300),
-              float(np.max(np.abs(again[2] - Hu))) / max(float(np.max(np.abs(Hu))), 1e-300))
+    err = max(
+        abs(float(again[0]) - L) / max(abs(L), 1e-300),
+        float(np.max(np.abs(again[1] - g))) / max(float(np.max(np.abs(g))), 1e-300),
+        float(np.max(np.abs(again[2] - Hu))) / max(float(np.max(np.abs(Hu))), 1e-300),
+    )
     tol = 4 * eps
-    checks.append(Check("determinism", err <= tol, err, tol,
-                        "" if err <= tol else
-                        "two identical calls gave different results (dropout, unseeded "
-                        "sampling or a train-mode layer?)"))
+    checks.append(
+        Check(
+            "determinism",
+            err <= tol,
+            err,
+            tol,
+            ""
+            if err <= tol
+            else "two identical calls gave different results (dropout, unseeded "
+            "sampling or a train-mode layer?)",
+        )
+    )
     return done()
