@@ -218,6 +218,21 @@ def _unit_complement(w: np.ndarray, D: np.ndarray, B: np.ndarray) -> np.ndarray 
     return w
 
 
+def _converged_early(T, j, beta, k, which, tol, anorm, m) -> bool:
+    """Whether the wanted Ritz pairs of the first ``j + 1`` columns already converged.
+
+    Checked at every step for small bases and every ``m // 16`` steps for large ones,
+    so that the ``O(j³)`` projected eigenproblem stays negligible next to an HVP.
+    """
+    size = j + 1
+    if size < k or size >= m or (m > 64 and size % max(m // 16, 1)):
+        return False
+    theta, S = scipy.linalg.eigh(T[:size, :size])
+    scale = max(anorm, float(np.max(np.abs(theta))))
+    want = _order(theta, which)[:k]
+    return bool(np.all(np.abs(beta * S[j, want]) <= tol * scale))
+
+
 def _order(theta: np.ndarray, which: str) -> np.ndarray:
     if which == "LA":
         return np.argsort(-theta, kind="stable")
@@ -285,6 +300,9 @@ def _thick_restart(
             if u is not None:
                 V[j + 1] = u
                 beta_m = beta
+                if _converged_early(T, j, beta, k, which, tol, anorm, m):
+                    m_eff = j + 1  # stop this cycle: the wanted pairs already converged
+                    break
                 continue
             # invariant subspace found: continue with a fresh random direction if any is left
             beta_m = 0.0
