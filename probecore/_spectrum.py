@@ -479,7 +479,8 @@ def lanczos(
         raise ConvergenceError(
             f"{method} did not converge to tol={tol:g} for k={k} ({which}) within "
             f"maxiter={maxiter}; largest residual {np.max(residuals, initial=np.inf):.3g}. "
-            "Raise `maxiter` or `ncv`, loosen `tol`, or pass raise_on_failure=False to take the partial result.",
+            "Raise `maxiter` or `ncv`, loosen `tol`, or pass raise_on_failure=False to take "
+            "the partial result.",
             result,
         )
     return result
