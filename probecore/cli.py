@@ -130,7 +130,7 @@ def _study(args: argparse.Namespace) -> int:
         ax.hist(exact, bins=120, density=True, alpha=0.4, label="exact eigenvalues")
         ax.plot(dens.grid, dens.density, lw=1.2, label="SLQ estimate")
         ax.set_yscale("log")
-        ax.set_ylim(bottom=1e-4)
+        ax.set_ylim(1e-4, 3 * float(dens.density.max()))
         ax.set_xlabel("eigenvalue")
         ax.set_ylabel("density")
         ax.legend()
