@@ -214,6 +214,10 @@ class SpectralDensity(_ResultBase):
         Gauss quadrature with ``m`` nodes is exact for polynomials of degree ``2m − 1``,
         so for ``p <= 2m − 1`` each probe's value is exactly ``vᵀ H^p v`` and the only
         error is the Monte Carlo error over probes, which the standard error measures.
+        The standard error is itself estimated from ``n_probes`` samples: with the default
+        5 probes on a spectrum dominated by a few outliers (``vᵀH²v`` is then heavy-tailed)
+        it can be off by a factor of two or more; use 20 or more probes when the moments
+        matter.
         """
         if isinstance(p, bool) or not isinstance(p, int | np.integer) or p < 0:
             raise ValueError(f"`p` must be a non-negative integer; got {p!r}.")
