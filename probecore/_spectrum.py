@@ -268,10 +268,9 @@ def _thick_restart(
     Works in the orthogonal complement of the orthonormal rows of ``D``. Every
     ``_GROW_EVERY`` restarts without convergence the basis doubles, up to ``max_ncv``
     (restarting discards information; slow convergence means the basis is too small).
-    Returns Ritz
-    values (ordered by ``which``), Ritz vectors as rows, Lanczos residual estimates,
-    the number of restarts, whether the ``k`` wanted pairs converged, and the operator
-    norm estimate.
+    Returns Ritz values (ordered by ``which``), Ritz vectors as rows, Lanczos residual
+    estimates, the number of restarts, whether the ``k`` wanted pairs converged, and the
+    operator norm estimate.
     """
     n, dtype = matvec.n, matvec.dtype
     eps = np.finfo(dtype).eps
@@ -282,7 +281,6 @@ def _thick_restart(
     V[0] = v / np.linalg.norm(v)
     start = 0  # first column to expand in this cycle
     restarts = 0
-    converged = False
     while True:
         m_eff = m
         beta_m = 0.0

@@ -19,12 +19,14 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from probecore._errors import ConvergenceError
 from probecore._objective import AbstractObjective, Layout
 from probecore._validation import (
     as_rng,
     check_dtype,
     check_float,
     check_int,
+    check_option,
     check_vector,
 )
 
@@ -520,8 +522,6 @@ class LogisticRegression(AbstractObjective):
         )
         gnorm = float(np.max(np.abs(self.grad(res.x))))
         if not res.success and gnorm > 100 * tol:
-            from probecore._errors import ConvergenceError
-
             raise ConvergenceError(
                 f"L-BFGS stopped without converging ({res.message}); max |gradient| {gnorm:.3g}.",
                 res,
@@ -543,8 +543,6 @@ def digits_logistic_regression(
     ``seed`` separates ``"train"`` from ``"test"`` examples (``split="all"`` uses all).
     Needs scikit-learn (``pip install probecore[data]``), which ships the data set.
     """
-    from probecore._validation import check_option
-
     check_option("split", split, ("train", "test", "all"))
     test_fraction = check_float("test_fraction", test_fraction, lo=0.0, lo_open=True, hi=0.9)
     try:
