@@ -37,12 +37,16 @@ class Block:
     role : {"weight", "bias", "norm", "other"}
         What the tensor is, so that filter normalization can treat biases and
         normalization parameters as the user asks.
+    filter_axis : int
+        Axis of ``shape`` that indexes output filters (0 for PyTorch's ``(out, in, ...)``
+        weights; -1 for Flax kernels ``(..., in, out)``).
     """
 
     name: str
     shape: tuple[int, ...]
     offset: int
     role: str = "weight"
+    filter_axis: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -53,6 +57,8 @@ class Block:
         object.__setattr__(self, "shape", tuple(int(s) for s in shape))
         check_int(f"offset of block {self.name!r}", self.offset, lo=0)
         check_option(f"role of block {self.name!r}", self.role, ROLES)
+        ndim = max(len(shape), 1)
+        check_int(f"filter_axis of block {self.name!r}", self.filter_axis, lo=-ndim, hi=ndim - 1)
 
     @property
     def size(self) -> int:
@@ -106,12 +112,12 @@ class Layout(Sequence[Block]):
         self._by_name = names
 
     @classmethod
-    def from_shapes(cls, specs: Sequence[tuple[str, Sequence[int], str]]) -> Layout:
-        """Build a layout from ``(name, shape, role)`` triples laid out back to back."""
+    def from_shapes(cls, specs: Sequence[tuple]) -> Layout:
+        """Build a layout from ``(name, shape, role[, filter_axis])`` laid out back to back."""
         blocks = []
         offset = 0
-        for name, shape, role in specs:
-            block = Block(name, tuple(shape), offset, role)
+        for name, shape, role, *axis in specs:
+            block = Block(name, tuple(shape), offset, role, *axis)
             blocks.append(block)
             offset += block.size
         return cls(blocks)
@@ -156,14 +162,25 @@ class Layout(Sequence[Block]):
     def to_json(self) -> list[dict[str, Any]]:
         """A JSON-serialisable description (used in saved results)."""
         return [
-            {"name": b.name, "shape": list(b.shape), "offset": b.offset, "role": b.role}
+            {
+                "name": b.name,
+                "shape": list(b.shape),
+                "offset": b.offset,
+                "role": b.role,
+                "filter_axis": b.filter_axis,
+            }
             for b in self._blocks
         ]
 
     @classmethod
     def from_json(cls, data: Sequence[Mapping[str, Any]]) -> Layout:
         """Inverse of :meth:`to_json`."""
-        return cls([Block(d["name"], tuple(d["shape"]), d["offset"], d["role"]) for d in data])
+        return cls(
+            [
+                Block(d["name"], tuple(d["shape"]), d["offset"], d["role"], d.get("filter_axis", 0))
+                for d in data
+            ]
+        )
 
 
 @runtime_checkable

@@ -7,6 +7,7 @@ installed fails the session instead of skipping silently.
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import numpy as np
@@ -30,7 +31,7 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
-KNOWN_BACKENDS = ("analytic",)
+KNOWN_BACKENDS = ("analytic", "torch", "jax")
 
 
 def _requested_backends() -> tuple[str, ...]:
@@ -41,10 +42,37 @@ def _requested_backends() -> tuple[str, ...]:
         raise pytest.UsageError(
             f"PROBECORE_TEST_BACKENDS names unknown backends {unknown}; known: {KNOWN_BACKENDS}"
         )
+    for name in names:
+        if name == "analytic":
+            continue
+        try:
+            importlib.import_module(f"probecore_{name}")
+        except ImportError as exc:  # a requested backend that is missing fails the session
+            raise pytest.UsageError(
+                f"PROBECORE_TEST_BACKENDS asks for {name!r} but probecore_{name} does not "
+                f"import: {exc}"
+            ) from exc
     return names
 
 
 BACKENDS = _requested_backends()
+
+# Float64 everywhere the frameworks allow it.
+if "jax" in BACKENDS:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+if "torch" in BACKENDS:
+    import torch
+
+    torch.set_default_dtype(torch.float64)
+
+# Backend-specific test modules are collected only when their backend is selected.
+collect_ignore_glob = [
+    f"frameworks/test_{name}*.py" for name in ("torch", "jax") if name not in BACKENDS
+]
+if not {"torch", "jax"} <= set(BACKENDS):
+    collect_ignore_glob.append("frameworks/test_cross_backend*.py")
 
 
 def _analytic_objectives():
@@ -81,4 +109,5 @@ def objectives(backend):
     """Small float64 objectives of the selected backend, by name."""
     if backend == "analytic":
         return _analytic_objectives()
-    raise AssertionError(f"backend {backend} has no objectives")  # pragma: no cover
+    module = importlib.import_module(f"frameworks.models_{backend}")
+    return module.make_objectives()

@@ -12,12 +12,21 @@ import subprocess
 import sys
 
 import pytest
+from conftest import BACKENDS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _frameworks(text: str) -> set[str]:
+    """Frameworks a page's examples import (they run only where those are installed)."""
+    return {fw for fw in ("torch", "jax") if re.search(rf"^(import|from) {fw}\b", text, re.M)}
+
+
 PAGES = [
     p
     for p in sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
-    if "```python" in p.read_text(encoding="utf-8")
+    if "```python" in (text := p.read_text(encoding="utf-8"))
+    and _frameworks(text) <= set(BACKENDS)
 ]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.S | re.M)
 

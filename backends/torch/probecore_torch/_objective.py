@@ -1,0 +1,391 @@
+"""TorchObjective: a torch model, a loss and data as a probecore Objective."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from probecore import AbstractObjective, Layout
+from probecore._validation import check_bool, check_int, check_matrix, check_option, check_vector
+
+__all__ = ["TorchObjective"]
+
+_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+_NORM_TYPES: tuple[type, ...] = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+if hasattr(nn, "RMSNorm"):
+    _NORM_TYPES += (nn.RMSNorm,)
+_DROPOUT_TYPES = (nn.modules.dropout._DropoutNd,)
+
+
+def _role(name: str, param: torch.Tensor, owner: nn.Module) -> str:
+    if isinstance(owner, _NORM_TYPES):
+        return "norm"
+    if name.rsplit(".", 1)[-1] == "bias":
+        return "bias"
+    return "weight" if param.ndim >= 2 else "other"
+
+
+class TorchObjective(AbstractObjective):
+    r"""A PyTorch model's mean loss over a data set, as a flat-vector Objective.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model. It is never modified: parameters are substituted through
+        ``torch.func.functional_call``, and the train/eval flags of its modules are
+        restored after every evaluation.
+    loss_fn : callable
+        ``loss_fn(outputs, targets)`` returning the **mean** loss over the batch (a scalar),
+        e.g. ``torch.nn.functional.cross_entropy``.
+    data : DataLoader, tuple of tensors, or iterable of batches
+        ``(inputs, targets)`` for the whole data set, or any iterable of such batches (a
+        ``DataLoader``). Batches are read once, converted to ``dtype`` and kept on
+        ``device``. The loss is the example-weighted mean of the batch means, so a short
+        last batch is not over-weighted.
+    dtype : {torch.float32, torch.float64, numpy dtypes, "float32", "float64"}, optional
+        Precision of the flat vectors and of the computation (default: the parameters').
+    device : str or torch.device, optional
+        Where the model and data are evaluated (default: the parameters' device).
+    batchnorm : {"running", "batch"}
+        ``"running"`` (default): normalization layers use their running statistics (eval
+        mode), so the loss does not depend on how data is batched. ``"batch"``: BatchNorm
+        recomputes its statistics from each batch at the point being evaluated (train-mode
+        normalization, differentiated through exactly; running buffers are not updated).
+    dropout : {None, "off"}
+        Dropout is always disabled during evaluation. A model handed over in training mode
+        with dropout layers is refused unless ``dropout="off"`` confirms this.
+    batch_size : int, optional
+        Split a ``(inputs, targets)`` data set into batches of this size (bounds memory).
+    retain_graph : bool
+        Keep the gradient graph at the last point so that repeated HVPs there (power
+        iteration, Lanczos, Hutchinson, SLQ) only run the second backward pass. Costs the
+        memory of one backward graph over the whole data set; turn off for large data.
+    check_determinism : bool
+        Evaluate the loss twice at the start and refuse a model whose loss differs.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a model without trainable parameters, a loss that is not a scalar, batches
+        whose inputs and targets differ in length, a non-finite or non-deterministic loss
+        at the model's parameters, or a training-mode model with dropout.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Callable[[Any, Any], torch.Tensor],
+        data: Any,
+        *,
+        dtype: Any = None,
+        device: Any = None,
+        batchnorm: str = "running",
+        dropout: str | None = None,
+        batch_size: int | None = None,
+        retain_graph: bool = True,
+        check_determinism: bool = True,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"`model` must be a torch.nn.Module; got {type(model).__name__}.")
+        if not callable(loss_fn):
+            raise TypeError(f"`loss_fn` must be callable; got {type(loss_fn).__name__}.")
+        self.batchnorm = check_option("batchnorm", batchnorm, ("running", "batch"))
+        if dropout is not None:
+            check_option("dropout", dropout, ("off",))
+        self.retain_graph = check_bool("retain_graph", retain_graph)
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if not named:
+            raise ValueError(
+                f"`model` ({type(model).__name__}) has no trainable parameters "
+                "(none with requires_grad=True); there is nothing to differentiate."
+            )
+        first = named[0][1]
+        self._tdtype = _torch_dtype(first.dtype if dtype is None else dtype)
+        self.dtype = np.dtype(str(self._tdtype).removeprefix("torch."))
+        self.device = torch.device(first.device if device is None else device)
+        self.model = model
+        self.loss_fn = loss_fn
+        self._names = [n for n, _ in named]
+        self._shapes = [tuple(p.shape) for _, p in named]
+        self._sizes = [p.numel() for _, p in named]
+        modules = dict(model.named_modules())
+        specs = []
+        for n, p in named:
+            owner = modules.get(n.rsplit(".", 1)[0], model) if "." in n else model
+            specs.append((n, tuple(p.shape), _role(n, p, owner)))
+        self.layout = Layout.from_shapes(specs)
+        self.dim = self.layout.dim
+        trainable = set(self._names)
+        self._frozen = {
+            n: p.detach().to(self.device, self._tdtype)
+            for n, p in model.named_parameters()
+            if n not in trainable
+        }
+        self._buffers = {
+            n: b.detach().to(self.device, self._tdtype if b.is_floating_point() else b.dtype)
+            for n, b in model.named_buffers()
+        }
+        self._has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        dropouts = [
+            n or type(model).__name__ for n, m in modules.items() if isinstance(m, _DROPOUT_TYPES)
+        ]
+        if model.training and dropouts and dropout is None:
+            raise ValueError(
+                f"`model` is in training mode and has dropout ({', '.join(dropouts[:3])}"
+                f"{', ...' if len(dropouts) > 3 else ''}), which would make its loss random. "
+                "Call model.eval() before wrapping it, or pass dropout='off' to evaluate it "
+                "with dropout disabled (probecore always does)."
+            )
+        self._batches = _read_batches(data, self.device, self._tdtype, batch_size)
+        counts = [len(b[1]) for b in self._batches]
+        self.n_examples = int(sum(counts))
+        self._weights = [c / self.n_examples for c in counts]
+        self._batch_size_hint = counts[0]
+        self.x0 = (
+            torch.cat([p.detach().reshape(-1) for _, p in named])
+            .to("cpu", self._tdtype)
+            .numpy()
+            .copy()
+        )
+        self._options = dict(
+            dtype=self.dtype,
+            device=self.device,
+            batchnorm=batchnorm,
+            dropout=dropout,
+            retain_graph=retain_graph,
+            check_determinism=check_determinism,
+        )
+        self._graph_key: bytes | None = None
+        self._graph: tuple[torch.Tensor, list[torch.Tensor]] | None = None
+        if not np.all(np.isfinite(self.x0)):
+            bad = int(np.flatnonzero(~np.isfinite(self.x0))[0])
+            block = next(b for b in self.layout if b.offset <= bad < b.offset + b.size)
+            raise ValueError(
+                f"the model's parameters are not finite: {block.name!r} holds "
+                f"{self.x0[bad]} (and {int(np.sum(~np.isfinite(self.x0))) - 1} more)."
+            )
+        # first evaluation: a scalar, finite and deterministic loss
+        first_loss = self._batch_loss(self._to_tensor(self.x0), self._batches[0])
+        if first_loss.ndim != 0:
+            raise ValueError(
+                f"`loss_fn` must return a scalar (the batch mean); it returned a tensor of "
+                f"shape {tuple(first_loss.shape)}. Use reduction='mean'."
+            )
+        value = self.loss(self.x0)
+        if not np.isfinite(value):
+            raise ValueError(f"the loss at the model's parameters is not finite ({value}).")
+        if check_bool("check_determinism", check_determinism) and self.loss(self.x0) != value:
+            raise ValueError(
+                "the loss is not deterministic: two evaluations at the same parameters "
+                f"differ ({value!r} vs {self.loss(self.x0)!r}). Put the model in eval mode and "
+                "remove random layers or sampling from the forward pass and loss."
+            )
+
+    # ------------------------------------------------------------------ plumbing
+    def _to_tensor(self, x: np.ndarray, name: str = "x") -> torch.Tensor:
+        x = check_vector(name, x, dim=self.dim, dtype=self.dtype)
+        return torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+
+    def _params(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        parts = torch.split(flat, self._sizes)
+        return {n: t.view(s) for n, t, s in zip(self._names, parts, self._shapes, strict=True)}
+
+    @contextlib.contextmanager
+    def _modes(self) -> Iterator[None]:
+        """Evaluation modes for the duration of a call; the user's flags come back after."""
+        saved = [(m, m.training) for m in self.model.modules()]
+        try:
+            self.model.eval()
+            if self.batchnorm == "batch":
+                for m in self.model.modules():
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                        m.train()
+            yield
+        finally:
+            for m, flag in saved:
+                m.training = flag
+
+    def _forward(self, flat: torch.Tensor, inputs: Any) -> torch.Tensor:
+        buffers = self._buffers
+        if self.batchnorm == "batch" and self._has_bn:
+            buffers = {n: b.clone() for n, b in buffers.items()}  # train-mode BN writes them
+        tensors = {**self._params(flat), **self._frozen, **buffers}
+        args = inputs if isinstance(inputs, tuple) else (inputs,)
+        return functional_call(self.model, tensors, args)
+
+    def _batch_loss(self, flat: torch.Tensor, batch: tuple[Any, torch.Tensor]) -> torch.Tensor:
+        with self._modes():
+            return self.loss_fn(self._forward(flat, batch[0]), batch[1])
+
+    def _np(self, t: torch.Tensor) -> np.ndarray:
+        return t.detach().to("cpu").numpy().astype(self.dtype, copy=False)
+
+    # ------------------------------------------------------------------ contract
+    def loss(self, x: np.ndarray) -> float:
+        """Example-weighted mean loss over the data set at ``x``."""
+        flat = self._to_tensor(x)
+        total = 0.0
+        with torch.no_grad():
+            for w, batch in zip(self._weights, self._batches, strict=True):
+                total += w * float(self._batch_loss(flat, batch))
+        return total
+
+    def loss_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """Loss and gradient in one pass over the data."""
+        flat = self._to_tensor(x).requires_grad_(True)
+        total, grad = 0.0, torch.zeros_like(flat)
+        for w, batch in zip(self._weights, self._batches, strict=True):
+            value = self._batch_loss(flat, batch) * w
+            (g,) = torch.autograd.grad(value, flat)
+            grad += g
+            total += float(value.detach())
+        return total, self._np(grad)
+
+    def grad(self, x: np.ndarray) -> np.ndarray:
+        """Gradient of :meth:`loss` at ``x``."""
+        return self.loss_and_grad(x)[1]
+
+    def _gradient_graph(self, x: np.ndarray) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Per-batch weighted gradients at ``x`` with their graphs (cached for one point)."""
+        key = np.ascontiguousarray(x, dtype=self.dtype).tobytes()
+        if self._graph is not None and key == self._graph_key:
+            return self._graph
+        self._graph = None  # free the old graph before building a new one
+        flat = self._to_tensor(x).requires_grad_(True)
+        grads = []
+        for w, batch in zip(self._weights, self._batches, strict=True):
+            (g,) = torch.autograd.grad(self._batch_loss(flat, batch) * w, flat, create_graph=True)
+            grads.append(g)
+        if self.retain_graph:
+            self._graph, self._graph_key = (flat, grads), key
+        return flat, grads
+
+    def hvp(self, x: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Exact Hessian-vector product by double backward (graph reused at one point)."""
+        check_vector("x", x, dim=self.dim)
+        vt = self._to_tensor(v, "v")
+        flat, grads = self._gradient_graph(x)
+        out = torch.zeros_like(vt)
+        for g in grads:
+            (h,) = torch.autograd.grad(g, flat, vt, retain_graph=True)
+            out += h
+        return self._np(out)
+
+    def hvp_many(self, x: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """Hessian times each row of ``V``, reusing the gradient graph at ``x``.
+
+        One backward pass per row: measured on a digits CNN, torch's batched backward
+        (``is_grads_batched``, a vmap over rows) was 2.5× slower than this loop
+        (``docs/benchmarks.md``).
+        """
+        check_vector("x", x, dim=self.dim)
+        V = check_matrix("V", V, dim=self.dim, dtype=self.dtype)
+        flat, grads = self._gradient_graph(x)
+        out = np.empty_like(V)
+        for i, row in enumerate(V):
+            vt = torch.from_numpy(np.ascontiguousarray(row)).to(self.device)
+            acc = torch.zeros_like(vt)
+            for g in grads:
+                (h,) = torch.autograd.grad(g, flat, vt, retain_graph=True)
+                acc += h
+            out[i] = self._np(acc)
+        return out
+
+    def metrics(self, x: np.ndarray) -> dict[str, float]:
+        """Classification accuracy when the outputs are ``(n, classes)`` logits."""
+        flat = self._to_tensor(x)
+        correct, seen = 0.0, 0
+        with torch.no_grad(), self._modes():
+            for inputs, targets in self._batches:
+                out = self._forward(flat, inputs)
+                if out.ndim != 2 or targets.ndim != 1 or targets.is_floating_point():
+                    return {}
+                correct += float((out.argmax(dim=1) == targets).sum())
+                seen += len(targets)
+        return {"accuracy": correct / seen}
+
+    def subset(self, indices: np.ndarray) -> TorchObjective:
+        """The same objective on examples ``indices`` of the data set (same batch size)."""
+        idx = np.asarray(indices)
+        if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu":
+            raise ValueError("`indices` must be a non-empty 1-D integer array.")
+        if idx.min() < 0 or idx.max() >= self.n_examples:
+            raise ValueError(f"`indices` must lie in [0, {self.n_examples - 1}].")
+        inputs = torch.cat([b[0] for b in self._batches])
+        targets = torch.cat([b[1] for b in self._batches])
+        sel = torch.as_tensor(idx, device=self.device)
+        options = {**self._options, "batch_size": self._batch_size_hint}
+        options["dtype"] = self.dtype
+        return TorchObjective(self.model, self.loss_fn, (inputs[sel], targets[sel]), **options)
+
+
+def _torch_dtype(dtype: Any) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        if dtype in (torch.float32, torch.float64):
+            return dtype
+        raise ValueError(f"`dtype` must be float32 or float64; got {dtype}.")
+    try:
+        npd = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"`dtype` must be a torch or numpy float dtype; got {dtype!r}.") from exc
+    if npd not in _DTYPES:
+        raise ValueError(f"`dtype` must be float32 or float64; got {npd}.")
+    return _DTYPES[npd]
+
+
+def _as_tensor(value: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    if isinstance(value, tuple | list):
+        return tuple(_as_tensor(v, device, dtype) for v in value)
+    t = torch.as_tensor(value)
+    return t.to(device, dtype) if t.is_floating_point() else t.to(device)
+
+
+def _read_batches(
+    data: Any, device: torch.device, dtype: torch.dtype, batch_size: int | None
+) -> list[tuple[Any, torch.Tensor]]:
+    """Materialize ``data`` as a list of ``(inputs, targets)`` on ``device``."""
+    if data is None:
+        raise TypeError("`data` is required: (inputs, targets) tensors or an iterable of batches.")
+    if (
+        isinstance(data, tuple | list)
+        and len(data) == 2
+        and all(isinstance(t, torch.Tensor | np.ndarray) for t in data)
+    ):
+        inputs, targets = (_as_tensor(t, device, dtype) for t in data)
+        if len(inputs) != len(targets):
+            raise ValueError(
+                f"`data` inputs and targets differ in length: {len(inputs)} vs {len(targets)}."
+            )
+        size = len(targets) if batch_size is None else check_int("batch_size", batch_size, lo=1)
+        batches = [
+            (inputs[i : i + size], targets[i : i + size]) for i in range(0, len(targets), size)
+        ]
+    else:
+        if batch_size is not None:
+            raise TypeError("`batch_size` applies only when `data` is an (inputs, targets) pair.")
+        if not isinstance(data, Iterable):
+            raise TypeError(
+                "`data` must be an (inputs, targets) pair of tensors or an iterable of such "
+                f"batches (e.g. a DataLoader); got {type(data).__name__}."
+            )
+        batches = []
+        for i, batch in enumerate(data):
+            if not isinstance(batch, tuple | list) or len(batch) != 2:
+                raise TypeError(f"batch {i} of `data` must be an (inputs, targets) pair.")
+            inputs, targets = (_as_tensor(t, device, dtype) for t in batch)
+            first = inputs[0] if isinstance(inputs, tuple) else inputs
+            if len(first) != len(targets):
+                raise ValueError(
+                    f"batch {i} of `data` has {len(first)} inputs but {len(targets)} targets."
+                )
+            batches.append((inputs, targets))
+    batches = [b for b in batches if len(b[1])]
+    if not batches:
+        raise ValueError("`data` holds no examples.")
+    return batches

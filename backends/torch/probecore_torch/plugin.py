@@ -1,0 +1,36 @@
+"""The pluggy hook implementation that claims ``torch.nn.Module`` models."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from probecore.plugins import hookimpl
+
+OPTIONS = (
+    "dtype",
+    "device",
+    "batchnorm",
+    "dropout",
+    "batch_size",
+    "retain_graph",
+    "check_determinism",
+)
+
+
+@hookimpl
+def probecore_make_objective(model: Any, loss_fn: Any, data: Any, options: Mapping[str, Any]):
+    """Return a :class:`~probecore_torch.TorchObjective` for a ``torch.nn.Module``."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(model, torch.nn.Module):
+        return None  # not a torch model (and torch was never imported, so it cannot be)
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"probecore-torch does not know the option(s) {', '.join(unknown)}; "
+            f"valid options: {', '.join(OPTIONS)}."
+        )
+    from probecore_torch._objective import TorchObjective
+
+    return TorchObjective(model, loss_fn, data, **options)

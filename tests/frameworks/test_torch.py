@@ -1,0 +1,235 @@
+"""The PyTorch backend against torch.func references, on digits models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from probecore_torch import TorchObjective
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+import probecore as pc
+from probecore.testing import check_objective, dense_hessian
+
+from .models_torch import cnn, digits, flat_loss, make_objectives, mlp, with_running_stats
+
+EPS = np.finfo(np.float64).eps
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+
+
+@pytest.fixture(scope="module")
+def torch_objectives():
+    return make_objectives()
+
+
+@pytest.mark.parametrize("name", ["mlp", "mlp_batched", "cnn", "cnn_batchnorm"])
+def test_check_objective_float64(torch_objectives, name):
+    assert check_objective(torch_objectives[name]).passed
+
+
+def test_check_objective_float32_and_dispatch():
+    X, y = digits(200)
+    obj = pc.objective(mlp().float().eval(), F.cross_entropy, (X.float(), y))
+    assert isinstance(obj, TorchObjective) and obj.dtype == np.float32
+    assert check_objective(obj).passed
+    assert "torch" in pc.backend_names()
+
+
+def test_against_torch_func_dense_references():
+    X, y = digits(400)
+    model = mlp(hidden=40).eval()  # 3,010 parameters
+    obj = pc.objective(model, F.cross_entropy, (X, y), batch_size=128)
+    f, x0 = flat_loss(model, X, y)
+    H = torch.func.hessian(f)(x0).numpy()
+    g = torch.func.grad(f)(x0).numpy()
+    x = x0.numpy()
+    v = np.random.default_rng(0).standard_normal(obj.dim)
+    # Batching changes only the order of float64 sums: relative error ~ n·eps.
+    assert abs(obj.loss(x) - float(f(x0))) <= 1e-10 * abs(float(f(x0)))
+    assert _rel(obj.grad(x), g) <= 1e-10
+    assert _rel(obj.hvp(x, v), H @ v) <= 1e-10
+    lam = np.linalg.eigvalsh(H)
+    r = pc.lanczos(obj, k=5, rng=0)
+    np.testing.assert_allclose(r.eigenvalues, lam[::-1][:5], rtol=0, atol=1e-8 * abs(lam).max())
+
+
+@pytest.mark.parametrize("layout", [7, 64, None, "loader"])
+def test_batching_does_not_change_the_objective(layout):
+    X, y = digits(300)
+    model = mlp().eval()
+    reference = pc.objective(model, F.cross_entropy, (X, y))
+    if layout == "loader":
+        data = DataLoader(TensorDataset(X, y), batch_size=33, shuffle=False)
+        obj = pc.objective(model, F.cross_entropy, data)
+    else:
+        obj = pc.objective(model, F.cross_entropy, (X, y), batch_size=layout)
+    x = reference.x0 + 0.1 * np.random.default_rng(1).standard_normal(reference.dim)
+    v = np.random.default_rng(2).standard_normal(reference.dim)
+    # Weighted batch means reproduce the full mean up to summation-order rounding.
+    assert abs(obj.loss(x) - reference.loss(x)) <= 1e-12 * abs(reference.loss(x))
+    assert _rel(obj.grad(x), reference.grad(x)) <= 1e-12
+    assert _rel(obj.hvp(x, v), reference.hvp(x, v)) <= 1e-12
+    assert obj.n_examples == 300
+
+
+def test_short_last_batch_is_not_over_weighted():
+    X, y = digits(100)
+    model = mlp().eval()
+    obj = pc.objective(model, F.cross_entropy, (X, y), batch_size=30)  # 30, 30, 30, 10
+    with torch.no_grad():
+        expected = float(F.cross_entropy(model(X), y))
+    assert abs(obj.loss(obj.x0) - expected) <= 1e-13
+
+
+def test_user_model_is_never_modified():
+    X, y = digits(150, image=True)
+    model = with_running_stats(cnn(batchnorm=True), X)
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    obj = pc.objective(model, F.cross_entropy, (X, y), batchnorm="batch")
+    x = obj.x0 + 0.5
+    obj.loss(x), obj.grad(x), obj.hvp(x, np.ones(obj.dim)), obj.metrics(x)
+    assert model.training and all(m.training for m in model.modules())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_batchnorm_running_versus_batch_statistics():
+    X, y = digits(200, image=True)
+    model = with_running_stats(cnn(batchnorm=True), X[:50])
+    running = pc.objective(model, F.cross_entropy, (X, y), batch_size=40)
+    batch = pc.objective(model, F.cross_entropy, (X, y), batch_size=40, batchnorm="batch")
+    whole = pc.objective(model, F.cross_entropy, (X, y), batchnorm="running")
+    x = running.x0
+    # running statistics: the objective does not depend on the batching
+    assert abs(running.loss(x) - whole.loss(x)) <= 1e-12 * whole.loss(x)
+    # batch statistics: a different, still exactly differentiable, objective
+    assert abs(batch.loss(x) - running.loss(x)) > 1e-6
+    assert check_objective(batch).passed
+    model.train()
+    with torch.no_grad():
+        ref = np.mean(
+            [float(F.cross_entropy(model(X[i : i + 40]), y[i : i + 40])) for i in range(0, 200, 40)]
+        )
+    model.eval()
+    assert abs(batch.loss(x) - ref) <= 1e-12
+
+
+def test_train_mode_dropout_is_refused_with_advice():
+    X, y = digits(50)
+    model = nn.Sequential(nn.Linear(64, 16), nn.Dropout(0.5), nn.Linear(16, 10)).double()
+    model.train()
+    with pytest.raises(ValueError, match=r"training mode and has dropout.*model\.eval\(\)"):
+        pc.objective(model, F.cross_entropy, (X, y))
+    obj = pc.objective(model, F.cross_entropy, (X, y), dropout="off")
+    assert obj.loss(obj.x0) == obj.loss(obj.x0) and model.training
+    assert check_objective(obj).passed
+
+
+def test_nondeterministic_model_is_refused():
+    class Noisy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(64, 10).double()
+
+        def forward(self, x):
+            return self.lin(x) + 1e-3 * torch.randn(len(x), 10, dtype=x.dtype)
+
+    X, y = digits(50)
+    with pytest.raises(ValueError, match="not deterministic"):
+        pc.objective(Noisy(), F.cross_entropy, (X, y))
+
+
+def test_bad_input_gives_clear_errors():
+    X, y = digits(50)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        pc.objective(nn.Tanh(), F.cross_entropy, (X, y))
+    with pytest.raises(ValueError, match="must return a scalar"):
+        pc.objective(mlp().eval(), lambda o, t: F.cross_entropy(o, t, reduction="none"), (X, y))
+    with pytest.raises(ValueError, match="differ in length: 50 vs 49"):
+        pc.objective(mlp().eval(), F.cross_entropy, (X, y[:49]))
+    with pytest.raises(ValueError, match="batch 1 of `data` has 5 inputs but 4 targets"):
+        pc.objective(mlp().eval(), F.cross_entropy, [(X[:5], y[:5]), (X[5:10], y[5:9])])
+    bad = mlp().eval()
+    with torch.no_grad():
+        bad[0].weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="parameters are not finite: '0.weight' holds nan"):
+        pc.objective(bad, F.cross_entropy, (X, y))
+    with pytest.raises(ValueError, match=r"loss at the model's parameters is not finite \(inf\)"):
+        pc.objective(mlp().eval(), lambda o, t: F.cross_entropy(o, t) / 0.0, (X, y))
+    with pytest.raises(TypeError, match="does not know the option.*colour"):
+        pc.objective(mlp().eval(), F.cross_entropy, (X, y), colour="red")
+    with pytest.raises(ValueError, match="`batchnorm` must be one of"):
+        pc.objective(mlp().eval(), F.cross_entropy, (X, y), batchnorm="sometimes")
+    obj = pc.objective(mlp().eval(), F.cross_entropy, (X, y))
+    with pytest.raises(ValueError, match=r"`x` must have shape"):
+        obj.loss(np.zeros(3))
+
+
+def test_layout_roles_from_named_parameters():
+    model = (
+        nn.Sequential(
+            nn.Conv2d(1, 4, 3),
+            nn.BatchNorm2d(4),
+            nn.Flatten(),
+            nn.LayerNorm(144),
+            nn.Linear(144, 10),
+        )
+        .double()
+        .eval()
+    )
+    X, y = digits(20, image=True)
+    obj = pc.objective(model, F.cross_entropy, (X, y))
+    roles = {b.name: b.role for b in obj.layout}
+    assert roles == {
+        "0.weight": "weight",
+        "0.bias": "bias",
+        "1.weight": "norm",
+        "1.bias": "norm",
+        "3.weight": "norm",
+        "3.bias": "norm",
+        "4.weight": "weight",
+        "4.bias": "bias",
+    }
+    assert obj.layout["0.weight"].shape == (4, 1, 3, 3)
+    np.testing.assert_array_equal(
+        obj.x0[obj.layout["4.bias"].slice], model[4].bias.detach().numpy()
+    )
+
+
+def test_hvp_many_subset_metrics_and_span():
+    X, y = digits(120)
+    obj = pc.objective(mlp().eval(), F.cross_entropy, (X, y), batch_size=50)
+    V = np.random.default_rng(0).standard_normal((3, obj.dim))
+    np.testing.assert_allclose(
+        obj.hvp_many(obj.x0, V), np.stack([obj.hvp(obj.x0, v) for v in V]), rtol=0, atol=1e-14
+    )
+    sub = obj.subset(np.arange(40, 100))
+    direct = pc.objective(mlp().eval(), F.cross_entropy, (X[40:100], y[40:100]))
+    assert abs(sub.loss(sub.x0) - direct.loss(direct.x0)) <= 1e-13
+    acc = obj.metrics(obj.x0)["accuracy"]
+    with torch.no_grad():
+        assert acc == pytest.approx(float((mlp()(X).argmax(1) == y).double().mean()))
+    spans = obj.losses_in_span(obj.x0, V[:2] / 100, np.array([[0.0, 0.0], [1.0, -2.0]]))
+    assert spans[0] == obj.loss(obj.x0)
+    assert spans[1] == pytest.approx(obj.loss(obj.x0 + (V[0] - 2 * V[1]) / 100), rel=1e-14)
+
+
+def test_spectrum_calls_work_on_a_torch_model():
+    X, y = digits(300, image=True)
+    obj = pc.objective(cnn().eval(), F.cross_entropy, (X, y))
+    H = pc.HessianOperator(obj)
+    top = pc.lanczos(H, k=3, rng=0)
+    tr = pc.hutchpp(H, n_matvecs=30, rng=0)
+    dens = pc.spectral_density(H, n_probes=2, n_steps=20, rng=0)
+    Hd = dense_hessian(obj)
+    lam = np.linalg.eigvalsh((Hd + Hd.T) / 2)
+    np.testing.assert_allclose(top.eigenvalues, lam[::-1][:3], atol=1e-8 * abs(lam).max())
+    assert abs(tr.estimate - np.trace(Hd)) <= 4 * tr.std_error + 1e-10 * abs(np.trace(Hd))
+    np.testing.assert_allclose(dens.weights.sum(axis=1), 1.0, atol=1e-12)
