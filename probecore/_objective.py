@@ -29,9 +29,8 @@ class Block:
     name : str
         Name of the tensor, e.g. ``"layer1.weight"``.
     shape : tuple of int
-        Shape of the tensor. For weight blocks the first axis indexes output filters
-        (the convention of PyTorch's ``Linear``/``Conv`` layers), which is what filter
-        normalization uses.
+        Shape of the tensor. For weight blocks, axis ``filter_axis`` indexes output
+        filters, which is what filter normalization uses.
     offset : int
         Index of the block's first entry in the flat vector.
     role : {"weight", "bias", "norm", "other"}

@@ -82,7 +82,8 @@ def objective(model: Any, loss_fn: Any = None, data: Any = None, **options: Any)
     data : object, optional
         The data the loss averages over.
     **options
-        Backend options (``dtype``, ``device``, ...), passed to the backend unchanged.
+        Backend options (for example ``dtype``; ``device`` for PyTorch), passed to the
+        backend unchanged; each backend rejects options it does not know.
 
     Returns
     -------

@@ -1,5 +1,8 @@
 """Every ```python block in the docs runs, and shown output matches what it prints.
 
+Blocks marked ``<!-- fragment -->`` (snippets that use names they do not define) are the
+one exception; each has a complete, tested version elsewhere in the docs.
+
 The blocks of one page run in order as one script (in a temporary folder). A ```text
 block right after a python block is that block's expected standard output.
 """
@@ -28,14 +31,16 @@ PAGES = [
     if "```python" in (text := p.read_text(encoding="utf-8"))
     and _frameworks(text) <= set(BACKENDS)
 ]
+# A block right after this marker is a fragment (it uses names it does not define).
+FRAGMENT = "<!-- fragment -->"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.S | re.M)
 
 
 def _script_and_expected(text: str) -> tuple[str, dict[int, str]]:
     found = [(m.group(1), m.group(2), m.start(), m.end()) for m in FENCE.finditer(text)]
     script, expected, n = [], {}, 0
-    for i, (lang, body, _, end) in enumerate(found):
-        if lang != "python":
+    for i, (lang, body, start, end) in enumerate(found):
+        if lang != "python" or text[:start].rstrip().endswith(FRAGMENT):
             continue
         script.append(f"print('@@BLOCK {n}@@', flush=True)\n{body}")
         if i + 1 < len(found) and found[i + 1][0] == "text":

@@ -1,0 +1,800 @@
+"""A JAX loss over a parameter pytree as a :class:`probecore.Objective`.
+
+The parameters are flattened with :func:`jax.flatten_util.ravel_pytree`; every function
+probecore calls runs jit-compiled on the flat vector, on the device where JAX keeps the
+data, and only flat vectors cross to and from numpy.
+
+Derivatives are exact and forward-over-reverse: the Hessian-vector product is the JVP of
+the gradient, ``jax.jvp(jax.grad(f), (x,), (v,))``. Because probecore's algorithms ask for
+many products at one point (Lanczos, Hutch++, SLQ), the gradient is linearized once per
+point (:func:`jax.linearize`) and the linear map is cached for the last point; its
+residuals cost memory of the order of one forward pass over the whole data set, so past
+:attr:`JaxObjective.linearize_max_bytes` the objective recomputes the JVP per product
+instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from probecore import AbstractObjective, Layout
+from probecore._validation import (
+    check_bool,
+    check_dtype,
+    check_int,
+    check_matrix,
+    check_vector,
+)
+
+__all__ = ["JaxObjective", "param_layout"]
+
+_NORM_TOKENS = ("bn", "ln")
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def _key_name(key: Any) -> str:
+    tu = jax.tree_util
+    if isinstance(key, tu.DictKey):
+        return str(key.key)
+    if isinstance(key, tu.SequenceKey):
+        return str(key.idx)
+    if isinstance(key, tu.GetAttrKey):
+        return str(key.name)
+    if isinstance(key, tu.FlattenedIndexKey):
+        return str(key.key)
+    return str(key)  # pragma: no cover - a key type added by a future JAX
+
+
+def _is_norm_component(part: str) -> bool:
+    part = part.lower()
+    if "norm" in part:  # LayerNorm_0, batchnorm, group_norm, rmsnorm, norm1, ...
+        return True
+    tokens = re.split(r"[^a-z0-9]+", part)  # "ln_f" -> ["ln", "f"]; "bn1" -> ["bn1"]
+    return any(t.rstrip("0123456789") in _NORM_TOKENS for t in tokens)
+
+
+def _role(parts: tuple[str, ...], ndim: int) -> str:
+    """Role of a leaf from its path components and rank.
+
+    Normalization first, so that the bias and scale of a ``LayerNorm``/``BatchNorm`` are
+    ``"norm"``; then ``"b"``/``"bias"`` leaves are ``"bias"``; other leaves of rank 2 or
+    more are ``"weight"``; the rest ``"other"``.
+    """
+    last = parts[-1].lower() if parts else ""
+    if last == "scale" or any(_is_norm_component(p) for p in parts):
+        return "norm"
+    if last in ("b", "bias"):
+        return "bias"
+    return "weight" if ndim >= 2 else "other"
+
+
+def _block_specs(paths: list[tuple[Any, ...]], shapes: list[tuple[int, ...]]) -> list[tuple]:
+    """``(name, shape, role, filter_axis)`` for each leaf, with unique names."""
+    parts = [tuple(_key_name(k) for k in path) for path in paths]
+    names = [".".join(p) if p else "params" for p in parts]
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    specs = []
+    for path, part, name, shape in zip(paths, parts, names, shapes, strict=True):
+        if counts[name] > 1:  # e.g. {"a.b": ..., "a": {"b": ...}}: fall back to JAX's keystr
+            name = jax.tree_util.keystr(path)
+        axis = -1 if part and part[-1].lower() == "kernel" else 0
+        specs.append((name, shape, _role(part, len(shape)), axis))
+    return specs
+
+
+def param_layout(params: Any) -> Layout:
+    """The :class:`probecore.Layout` that :class:`JaxObjective` gives a parameter pytree.
+
+    One block per floating-point array leaf, in the order of
+    :func:`jax.flatten_util.ravel_pytree`, named by the leaf's path joined with ``"."``
+    (``"params.Dense_0.kernel"``, ``"layers.0.weight"``). Roles: any path component naming
+    a normalization layer (containing ``norm``, or a token ``bn``/``ln``) or a last
+    component ``scale`` gives ``"norm"``; a last component ``b``/``bias`` gives
+    ``"bias"``; other leaves of rank >= 2 are ``"weight"``, the rest ``"other"``. Leaves
+    called ``kernel`` (Flax's ``(..., in, out)``) have ``filter_axis=-1``; all others
+    ``filter_axis=0`` (PyTorch's ``(out, in, ...)``).
+
+    Parameters
+    ----------
+    params : pytree
+        The model's parameters.
+
+    Returns
+    -------
+    Layout
+    """
+    return _Params(params, None).layout
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def _is_array(a: Any) -> bool:
+    if isinstance(a, np.ndarray | np.generic | jax.Array):
+        return True
+    return hasattr(a, "__array__") and hasattr(a, "shape") and hasattr(a, "dtype")
+
+
+def _as_jax(a: Any, dtype: np.dtype | None = None) -> jax.Array:
+    if not isinstance(a, np.ndarray | np.generic | jax.Array):
+        a = np.asarray(a)  # e.g. a CPU torch tensor
+    return jnp.asarray(a, dtype=dtype)
+
+
+def _is_float(dtype: np.dtype) -> bool:
+    return jnp.issubdtype(dtype, jnp.floating)
+
+
+class _Params:
+    """Split a parameter pytree into the flat float vector and what is held fixed.
+
+    Floating-point array leaves are the parameters; integer and boolean array leaves are
+    constants passed to the compiled functions; any other leaf (a Python number, a
+    function stored in a module) is kept as is.
+    """
+
+    def __init__(self, params: Any, dtype: Any) -> None:
+        flat_paths, treedef = jax.tree_util.tree_flatten_with_path(params)
+        if not flat_paths:
+            raise ValueError(
+                f"`params` has no leaves; pass the model's parameter pytree (got "
+                f"{type(params).__name__} {params!r:.80})."
+            )
+        kinds = []
+        float_dtypes = []
+        for path, leaf in flat_paths:
+            if not _is_array(leaf):
+                kinds.append("static")
+                continue
+            leaf_dtype = np.dtype(leaf.dtype)
+            if jnp.issubdtype(leaf_dtype, jnp.complexfloating):
+                raise TypeError(
+                    f"`params` leaf {jax.tree_util.keystr(path)} is complex ({leaf_dtype}); "
+                    "probecore measures real losses of real parameters."
+                )
+            if _is_float(leaf_dtype):
+                kinds.append("float")
+                float_dtypes.append(leaf_dtype)
+            else:
+                kinds.append("const")
+        if not float_dtypes:
+            found = sorted({str(getattr(a, "dtype", type(a).__name__)) for _, a in flat_paths})
+            raise TypeError(
+                "`params` has no floating-point array leaves to differentiate; got leaves of "
+                f"{', '.join(found)}."
+            )
+        if dtype is None:
+            dtype = functools.reduce(jnp.promote_types, float_dtypes)
+            if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+                raise ValueError(
+                    f"`params` have dtype {np.dtype(dtype)}; probecore supports float32 and "
+                    "float64: pass dtype=np.float32 or dtype=np.float64."
+                )
+        dtype = check_dtype("dtype", dtype)
+        if dtype == np.float64 and not jax.config.jax_enable_x64:
+            raise ValueError(
+                "dtype float64 needs JAX's 64-bit mode, which is off: call "
+                "jax.config.update('jax_enable_x64', True) at start-up (or set "
+                "JAX_ENABLE_X64=1), or pass dtype=np.float32."
+            )
+        self.dtype = dtype
+        self.treedef = treedef
+        self.kinds = tuple(kinds)
+        pairs = [(leaf, k) for (_, leaf), k in zip(flat_paths, kinds, strict=True)]
+        self.float_leaves = [_as_jax(a, dtype) for a, k in pairs if k == "float"]
+        self.consts = tuple(_as_jax(a) for a, k in pairs if k == "const")
+        self.statics = tuple(a for a, k in pairs if k == "static")
+        flat, self.unravel = ravel_pytree(self.float_leaves)
+        self.x0 = np.array(flat, dtype=dtype)
+        paths = [p for (p, _), k in zip(flat_paths, kinds, strict=True) if k == "float"]
+        shapes = [tuple(a.shape) for a in self.float_leaves]
+        self.layout = Layout.from_shapes(_block_specs(paths, shapes))
+        self._check_ravel_order()
+        if not np.all(np.isfinite(self.x0)):
+            bad = [b.name for b in self.layout if not np.all(np.isfinite(self.x0[b.slice]))]
+            raise ValueError(
+                f"`params` must be finite; leaf {', '.join(bad)} has NaN or inf entries."
+            )
+
+    def _check_ravel_order(self) -> None:
+        """ravel_pytree concatenates leaves in flattening order; make sure of it."""
+        if self.layout.dim != self.x0.size:  # pragma: no cover - a JAX regression
+            raise AssertionError(
+                f"ravel_pytree gave {self.x0.size} entries but the leaves hold {self.layout.dim}."
+            )
+        for block, leaf in zip(self.layout, self.float_leaves, strict=True):
+            got = self.x0[block.slice].reshape(block.shape)
+            if not np.array_equal(got, np.asarray(leaf), equal_nan=True):  # pragma: no cover
+                raise AssertionError(
+                    f"ravel_pytree does not lay out leaf {block.name!r} at offset "
+                    f"{block.offset}; the layout would name the wrong entries."
+                )
+
+    def build(self, x: jax.Array, consts: tuple[jax.Array, ...]) -> Any:
+        """The parameter pytree for the flat vector ``x`` (traceable)."""
+        floats = iter(self.unravel(x))
+        const_it, static_it = iter(consts), iter(self.statics)
+        leaves = []
+        for kind in self.kinds:
+            if kind == "float":
+                leaves.append(next(floats))
+            elif kind == "const":
+                leaves.append(next(const_it))
+            else:
+                leaves.append(next(static_it))
+        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+
+    def original(self) -> Any:
+        """The parameters as given (floating leaves in ``dtype``), with numpy leaves."""
+        floats = iter(self.float_leaves)
+        const_it, static_it = iter(self.consts), iter(self.statics)
+        leaves = []
+        for kind in self.kinds:
+            if kind == "float":
+                leaves.append(np.asarray(next(floats)))
+            elif kind == "const":
+                leaves.append(np.asarray(next(const_it)))
+            else:
+                leaves.append(next(static_it))
+        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+
+
+# --------------------------------------------------------------------------- data
+
+
+class _Batches:
+    """Marker: ``data`` that is already a list of batches (used when unpickling)."""
+
+    def __init__(self, batches: list[Any]) -> None:
+        self.batches = batches
+
+
+def _as_batch_list(data: Any) -> list[Any]:
+    """Tell one batch from an iterable of batches (see :class:`JaxObjective`)."""
+    if data is None:
+        raise TypeError(
+            "`data` is required: one batch (a tuple of arrays such as (inputs, targets), or "
+            "any pytree of arrays sharing their leading dimension) or an iterable of batches."
+        )
+    if isinstance(data, _Batches):
+        return list(data.batches)
+    if _is_array(data) or isinstance(data, Mapping):
+        return [data]
+    if isinstance(data, list | tuple):
+        if not data:
+            raise ValueError("`data` is empty; pass at least one batch of examples.")
+        if any(_is_array(d) for d in data):
+            return [data]  # (inputs, targets): one batch
+        return list(data)  # [(inputs, targets), ...]: batches
+    if isinstance(data, Iterable) and not isinstance(data, str | bytes):
+        batches = list(data)  # a generator or loader: materialized once
+        if not batches:
+            raise ValueError("`data` yielded no batches.")
+        return batches
+    return [data]  # a custom pytree of arrays
+
+
+def _convert_batch(index: int, batch: Any, dtype: np.dtype) -> tuple[Any, int]:
+    """The batch with jax leaves (floating ones in ``dtype``) and its number of examples."""
+    leaves, treedef = jax.tree_util.tree_flatten(batch)
+    if not leaves:
+        raise ValueError(f"batch {index} of `data` holds no arrays.")
+    converted = []
+    for leaf in leaves:
+        if not _is_array(leaf):
+            raise TypeError(
+                f"batch {index} of `data` has a leaf of type {type(leaf).__name__}; every "
+                "leaf must be an array whose leading dimension indexes examples."
+            )
+        leaf_dtype = np.dtype(leaf.dtype)
+        converted.append(_as_jax(leaf, dtype if _is_float(leaf_dtype) else None))
+    shapes = [tuple(a.shape) for a in converted]
+    if any(len(s) == 0 for s in shapes) or len({s[0] for s in shapes}) != 1:
+        raise ValueError(
+            f"the arrays of batch {index} of `data` must share their leading dimension (the "
+            f"number of examples); got shapes {', '.join(map(str, shapes))}."
+        )
+    n = shapes[0][0]
+    if n == 0:
+        raise ValueError(f"batch {index} of `data` has no examples.")
+    return jax.tree_util.tree_unflatten(treedef, converted), n
+
+
+def _pad_size(m: int, cap: int) -> int:
+    """Next power of two >= m, at most ``cap``: few distinct shapes, so few compilations."""
+    return min(cap, 1 << max(0, m - 1).bit_length())
+
+
+# --------------------------------------------------------------------------- compiled
+
+
+class _Functions:
+    """The jit-compiled functions of one model, shared by an objective and its subsets.
+
+    Each takes an accumulator and a weight and returns ``acc + w * value`` for one batch,
+    so that the data-set mean costs one dispatch per batch.
+    """
+
+    def __init__(self, loss_fn: Callable, metrics_fn: Callable | None, build: Callable) -> None:
+        def f(x, consts, batch):
+            return loss_fn(build(x, consts), batch)
+
+        grad = jax.grad(f)
+
+        def hvp(x, consts, batch, v):
+            return jax.jvp(lambda y: grad(y, consts, batch), (x,), (v,))[1]
+
+        def linearize(x, consts, batch):
+            return jax.linearize(lambda y: grad(y, consts, batch), x)[1]
+
+        def loss_and_grad(acc_l, acc_g, w, x, consts, batch):
+            value, g = jax.value_and_grad(f)(x, consts, batch)
+            return acc_l + w * value, acc_g + w * g
+
+        def span(acc, w, points, consts, batch):
+            return acc + w * jax.vmap(f, in_axes=(0, None, None))(points, consts, batch)
+
+        self.f = f
+        self.loss = jax.jit(lambda acc, w, x, c, b: acc + w * f(x, c, b))
+        self.loss_and_grad = jax.jit(loss_and_grad)
+        self.hvp = jax.jit(lambda acc, w, x, c, b, v: acc + w * hvp(x, c, b, v))
+        self.hvp_many = jax.jit(
+            lambda acc, w, x, c, b, V: acc + w * jax.vmap(lambda v: hvp(x, c, b, v))(V)
+        )
+        self.linearize = jax.jit(linearize)
+        self.apply = jax.jit(lambda acc, w, lin, v: acc + w * lin(v))
+        self.apply_many = jax.jit(lambda acc, w, lin, V: acc + w * jax.vmap(lin)(V))
+        self.span = jax.jit(span)
+        if metrics_fn is not None:
+
+            def metrics(acc, w, x, consts, batch):
+                out = metrics_fn(build(x, consts), batch)
+                return {k: acc[k] + w * jnp.asarray(out[k]).astype(acc[k].dtype) for k in acc}
+
+            self.metrics_raw = lambda x, c, b: metrics_fn(build(x, c), b)
+            self.metrics = jax.jit(metrics)
+
+
+# --------------------------------------------------------------------------- objective
+
+
+class JaxObjective(AbstractObjective):
+    """A JAX loss ``loss_fn(params, batch)`` over a data set, as a probecore Objective.
+
+    Parameters
+    ----------
+    loss_fn : callable
+        ``loss_fn(params, batch)`` returns the *mean* loss over ``batch`` as a scalar. It
+        must be a pure JAX function (it is jit-compiled and differentiated twice) and
+        deterministic: dropout off, a fixed key for anything random.
+    params : pytree
+        The model's parameters: nested dicts/lists/tuples, Flax ``params``, an Equinox
+        module, ... Floating-point array leaves are the parameters (the flat vector ``x``);
+        integer and boolean array leaves and non-array leaves are held fixed.
+    data : batch or iterable of batches
+        One batch -- a tuple or list of arrays such as ``(inputs, targets)``, a dict or any
+        pytree of arrays whose leaves share the leading dimension (the number of examples)
+        -- or a list/iterable of such batches (a generator or loader is materialized once,
+        onto JAX's default device). A list or tuple none of whose elements is an array is
+        a list of batches. Floating-point leaves are converted to ``dtype``.
+    dtype : {None, float32, float64}
+        Float type of ``x``, of the parameters and of the floating data inside the loss.
+        Default: the parameters' dtype. float64 needs ``jax_enable_x64``.
+    metrics_fn : callable, optional
+        ``metrics_fn(params, batch)`` returns a dict of scalar means over the batch (such
+        as ``{"accuracy": ...}``); :meth:`metrics` averages them over the data set.
+    hvp_chunk : int
+        Vectors per vectorized (``jax.vmap``) HVP evaluation in :meth:`hvp_many`; memory
+        grows with it.
+    check_determinism : bool
+        Evaluate the loss twice at ``x0`` at construction and refuse a loss that differs.
+
+    Attributes
+    ----------
+    linearize_max_bytes : int
+        Largest memory (bytes, estimated with :func:`jax.eval_shape`) that the cached
+        linearization of the gradient at one point may hold, summed over batches; above
+        it every HVP recomputes the forward and backward pass instead. Default 1 GiB;
+        assign to the instance to change it.
+
+    Notes
+    -----
+    The loss over the data set is ``Σ_b (n_b / N) loss_fn(params, batch_b)``: batch means
+    weighted by their number of examples, so a short last batch is not over-weighted.
+    Every function of ``x`` is compiled once per distinct batch shape.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> params = {"w": jnp.ones((1, 3)), "b": jnp.zeros(1)}
+    >>> X, y = jnp.eye(3), jnp.array([1.0, 2.0, 3.0])
+    >>> def loss_fn(p, batch):
+    ...     inputs, targets = batch
+    ...     return jnp.mean((inputs @ p["w"].T + p["b"] - targets[:, None]) ** 2)
+    >>> obj = JaxObjective(loss_fn, params, (X, y))
+    >>> obj.dim, [block.name for block in obj.layout]
+    (4, ['b', 'w'])
+    """
+
+    linearize_max_bytes: int = 2**30
+
+    def __init__(
+        self,
+        loss_fn: Callable[[Any, Any], Any],
+        params: Any,
+        data: Any,
+        *,
+        dtype: Any = None,
+        metrics_fn: Callable[[Any, Any], Mapping[str, Any]] | None = None,
+        hvp_chunk: int = 32,
+        check_determinism: bool = True,
+    ) -> None:
+        if not callable(loss_fn):
+            raise TypeError(
+                "`loss_fn` must be a callable loss_fn(params, batch); got "
+                f"{type(loss_fn).__name__}."
+            )
+        if metrics_fn is not None and not callable(metrics_fn):
+            raise TypeError(
+                "`metrics_fn` must be None or a callable metrics_fn(params, batch) returning a "
+                f"dict of scalars; got {type(metrics_fn).__name__}."
+            )
+        self.hvp_chunk = check_int("hvp_chunk", hvp_chunk, lo=1)
+        check_determinism = check_bool("check_determinism", check_determinism)
+        self._loss_fn, self._metrics_fn = loss_fn, metrics_fn
+        self._params = _Params(params, dtype)
+        self._fns = _Functions(loss_fn, metrics_fn, self._params.build)
+        self._metric_keys: tuple[str, ...] | None = None
+        self._zero_cache: dict[tuple, jax.Array] = {}
+        self._set_batches(_as_batch_list(data))
+        self._loss_dtype = self._check_loss_output()
+        self._check_at_x0(check_determinism)
+
+    # -- set-up -----------------------------------------------------------------------------
+
+    def _set_batches(self, raw: list[Any]) -> None:
+        dtype = self._params.dtype
+        batches, sizes = [], []
+        treedef0 = None
+        for i, raw_batch in enumerate(raw):
+            batch, n = _convert_batch(i, raw_batch, dtype)
+            treedef = jax.tree_util.tree_structure(batch)
+            if treedef0 is None:
+                treedef0 = treedef
+            elif treedef != treedef0:
+                raise ValueError(
+                    f"batch {i} of `data` has structure {treedef} but batch 0 has {treedef0}; "
+                    "all batches must hold the same arrays."
+                )
+            batches.append(batch)
+            sizes.append(n)
+        self._batches = batches
+        self._sizes = tuple(sizes)
+        total = sum(sizes)
+        self.n_examples = total
+        # Batch weights n_b/N, rounded once to dtype.
+        self._weights = tuple(np.asarray(n / total, dtype=dtype) for n in sizes)
+        self._linearized: tuple[np.ndarray, list[Any]] | None = None
+        self._use_linearize: bool | None = None
+
+    def _check_loss_output(self) -> np.dtype:
+        x = jnp.asarray(self._params.x0)
+        out = jax.eval_shape(self._fns.f, x, self._params.consts, self._batches[0])
+        shape = getattr(out, "shape", None)
+        if shape != ():
+            what = f"shape {shape}" if shape is not None else f"a {type(out).__name__}"
+            raise TypeError(
+                "`loss_fn(params, batch)` must return the mean loss over the batch as a scalar; "
+                f"it returned {what}. Reduce it with jnp.mean."
+            )
+        if not _is_float(np.dtype(out.dtype)):
+            raise TypeError(
+                f"`loss_fn(params, batch)` must return a floating-point scalar; got {out.dtype}."
+            )
+        return np.dtype(out.dtype)
+
+    def _check_at_x0(self, check_determinism: bool) -> None:
+        first = self.loss(self._params.x0)
+        if not math.isfinite(first):
+            raise ValueError(
+                f"the loss at the model's parameters (x0) is {first}; probecore needs a finite "
+                "loss there (check the data, the parameters and the loss for NaN/inf)."
+            )
+        if check_determinism:
+            second = self.loss(self._params.x0)
+            if second != first:
+                raise ValueError(
+                    "`loss_fn` is not deterministic: two evaluations at x0 gave "
+                    f"{first!r} and {second!r}. Turn off dropout and anything random (or use a "
+                    "fixed key); pass check_determinism=False to skip this check."
+                )
+
+    # -- the contract's attributes ----------------------------------------------------------
+
+    @property
+    def dim(self) -> int:
+        """Length of the flat parameter vector."""
+        return self._params.layout.dim
+
+    @property
+    def dtype(self) -> np.dtype:
+        """``float32`` or ``float64``."""
+        return self._params.dtype
+
+    @property
+    def layout(self) -> Layout:
+        """One block per floating-point leaf of ``params``, in ravel order."""
+        return self._params.layout
+
+    @property
+    def x0(self) -> np.ndarray:
+        """The model's parameters, flat (a fresh copy)."""
+        return self._params.x0.copy()
+
+    @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        """Number of examples of each batch."""
+        return self._sizes
+
+    def to_params(self, x: np.ndarray) -> Any:
+        """The parameter pytree (with jax array leaves) for the flat vector ``x``."""
+        x = self._vector("x", x)
+        return self._params.build(jnp.asarray(x), self._params.consts)
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def _vector(self, name: str, x: Any) -> np.ndarray:
+        return check_vector(name, x, dim=self.dim, dtype=self.dtype)
+
+    def _zeros(self, shape: tuple[int, ...], dtype: Any) -> jax.Array:
+        """A cached zero accumulator (jax arrays are immutable, so sharing is safe)."""
+        key = (shape, np.dtype(dtype))
+        zero = self._zero_cache.get(key)
+        if zero is None:
+            zero = self._zero_cache[key] = jnp.zeros(shape, dtype)
+        return zero
+
+    def _each_batch(self):
+        consts = self._params.consts
+        for w, batch in zip(self._weights, self._batches, strict=True):
+            yield w, consts, batch
+
+    def loss(self, x: np.ndarray) -> float:
+        """Mean loss over the data set at ``x``."""
+        xj = jnp.asarray(self._vector("x", x))
+        acc = self._zeros((), self._loss_dtype)
+        for w, consts, batch in self._each_batch():
+            acc = self._fns.loss(acc, w, xj, consts, batch)
+        return float(acc)
+
+    def loss_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """Loss and gradient in one forward and backward pass per batch."""
+        xj = jnp.asarray(self._vector("x", x))
+        acc_l = self._zeros((), self._loss_dtype)
+        acc_g = self._zeros((self.dim,), self.dtype)
+        for w, consts, batch in self._each_batch():
+            acc_l, acc_g = self._fns.loss_and_grad(acc_l, acc_g, w, xj, consts, batch)
+        return float(acc_l), np.array(acc_g, dtype=self.dtype)
+
+    def grad(self, x: np.ndarray) -> np.ndarray:
+        """Gradient of :meth:`loss` at ``x``."""
+        return self.loss_and_grad(x)[1]
+
+    def _linearize_fits(self, xj: jax.Array) -> bool:
+        if self._use_linearize is None:
+            by_shape: dict[Any, int] = {}
+            total = 0
+            for _, consts, batch in self._each_batch():
+                key = (
+                    jax.tree_util.tree_structure(batch),
+                    tuple((a.shape, a.dtype) for a in jax.tree_util.tree_leaves(batch)),
+                )
+                if key not in by_shape:
+                    lin = jax.eval_shape(self._fns.linearize, xj, consts, batch)
+                    by_shape[key] = sum(
+                        math.prod(a.shape) * np.dtype(a.dtype).itemsize
+                        for a in jax.tree_util.tree_leaves(lin)
+                    )
+                total += by_shape[key]
+            self._use_linearize = total <= self.linearize_max_bytes
+        return self._use_linearize
+
+    def _linearization(self, x: np.ndarray, xj: jax.Array) -> list[Any]:
+        cached = self._linearized
+        if cached is not None and np.array_equal(cached[0], x):
+            return cached[1]
+        self._linearized = None  # free the old residuals before computing new ones
+        lins = [self._fns.linearize(xj, consts, batch) for _, consts, batch in self._each_batch()]
+        self._linearized = (x.copy(), lins)
+        return lins
+
+    def hvp(self, x: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Exact Hessian-vector product ``H(x) v`` (forward-over-reverse)."""
+        x = self._vector("x", x)
+        vj = jnp.asarray(self._vector("v", v))
+        xj = jnp.asarray(x)
+        acc = self._zeros((self.dim,), self.dtype)
+        if self._linearize_fits(xj):
+            for w, lin in zip(self._weights, self._linearization(x, xj), strict=True):
+                acc = self._fns.apply(acc, w, lin, vj)
+        else:
+            for w, consts, batch in self._each_batch():
+                acc = self._fns.hvp(acc, w, xj, consts, batch, vj)
+        return np.array(acc, dtype=self.dtype)
+
+    def hvp_many(self, x: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """``H(x)`` times each row of ``V``, ``hvp_chunk`` rows per vectorized evaluation."""
+        x = self._vector("x", x)
+        V = check_matrix("V", V, dim=self.dim, dtype=self.dtype)
+        xj = jnp.asarray(x)
+        out = np.empty(V.shape, dtype=self.dtype)
+        use_lin = self._linearize_fits(xj) if V.shape[0] else False
+        lins = self._linearization(x, xj) if use_lin else None
+        for start in range(0, V.shape[0], self.hvp_chunk):
+            rows = V[start : start + self.hvp_chunk]
+            m = rows.shape[0]
+            padded = np.zeros((_pad_size(m, self.hvp_chunk), self.dim), dtype=self.dtype)
+            padded[:m] = rows
+            Vj = jnp.asarray(padded)
+            acc = self._zeros(padded.shape, self.dtype)
+            if lins is not None:
+                for w, lin in zip(self._weights, lins, strict=True):
+                    acc = self._fns.apply_many(acc, w, lin, Vj)
+            else:
+                for w, consts, batch in self._each_batch():
+                    acc = self._fns.hvp_many(acc, w, xj, consts, batch, Vj)
+            out[start : start + m] = np.asarray(acc)[:m]
+        return out
+
+    def losses_in_span(
+        self, origin: np.ndarray, basis: np.ndarray, coeffs: np.ndarray
+    ) -> np.ndarray:
+        """Losses at ``origin + coeffs @ basis``, ``chunk_size`` (<= 64) points per vmap.
+
+        The points of a chunk are formed on the host exactly as
+        ``origin + (coeffs @ basis).astype(dtype)``; memory is ``O(chunk · dim)`` plus the
+        activations of ``chunk`` simultaneous forward passes over one batch.
+        """
+        origin = check_vector("origin", origin, dim=self.dim, dtype=self.dtype)
+        basis = check_matrix("basis", basis, dim=self.dim, dtype=self.dtype)
+        coeffs = np.asarray(coeffs, dtype=np.float64)
+        if coeffs.ndim != 2 or coeffs.shape[1] != basis.shape[0]:
+            raise ValueError(
+                f"`coeffs` must have shape (n_points, {basis.shape[0]}); got {coeffs.shape}."
+            )
+        if not np.all(np.isfinite(coeffs)):
+            raise ValueError("`coeffs` must be finite.")
+        chunk = max(1, min(int(self.chunk_size), 64))
+        out = np.empty(coeffs.shape[0], dtype=np.float64)
+        for start in range(0, coeffs.shape[0], chunk):
+            c = coeffs[start : start + chunk]
+            m = c.shape[0]
+            points = np.empty((_pad_size(m, chunk), self.dim), dtype=self.dtype)
+            points[:m] = origin + (c @ basis).astype(self.dtype, copy=False)
+            points[m:] = origin
+            Pj = jnp.asarray(points)
+            acc = self._zeros((points.shape[0],), self._loss_dtype)
+            for w, consts, batch in self._each_batch():
+                acc = self._fns.span(acc, w, Pj, consts, batch)
+            out[start : start + m] = np.asarray(acc, dtype=np.float64)[:m]
+        return out
+
+    def metrics(self, x: np.ndarray) -> dict[str, float]:
+        """Example-weighted means of ``metrics_fn(params, batch)`` over the data set."""
+        if self._metrics_fn is None:
+            return {}
+        xj = jnp.asarray(self._vector("x", x))
+        keys = self._check_metrics_output(xj)
+        acc = {k: self._zeros((), self.dtype) for k in keys}
+        for w, consts, batch in self._each_batch():
+            acc = self._fns.metrics(acc, w, xj, consts, batch)
+        return {k: float(acc[k]) for k in keys}
+
+    def _check_metrics_output(self, xj: jax.Array) -> tuple[str, ...]:
+        if self._metric_keys is None:
+            out = jax.eval_shape(self._fns.metrics_raw, xj, self._params.consts, self._batches[0])
+            if not isinstance(out, Mapping):
+                raise TypeError(
+                    "`metrics_fn(params, batch)` must return a dict of scalar means; got "
+                    f"{type(out).__name__}."
+                )
+            for k, v in out.items():
+                if not isinstance(k, str) or getattr(v, "shape", None) != ():
+                    raise TypeError(
+                        "`metrics_fn(params, batch)` must return a dict of scalars keyed by "
+                        f"name; entry {k!r} is {getattr(v, 'shape', type(v).__name__)}."
+                    )
+            self._metric_keys = tuple(out)
+        return self._metric_keys
+
+    # -- subsets ------------------------------------------------------------------------------
+
+    def subset(self, indices: np.ndarray) -> JaxObjective:
+        """The same objective on examples ``indices`` of the concatenated data set.
+
+        The examples are re-batched with the size of the first batch; compiled functions
+        are shared with this objective, so a subset of a batch shape seen before costs no
+        compilation.
+        """
+        idx = np.asarray(indices)
+        if idx.dtype.kind not in "iu":
+            raise TypeError(
+                f"`indices` must be an integer array; got dtype {idx.dtype} (for a boolean "
+                "mask pass np.flatnonzero(mask))."
+            )
+        if idx.ndim != 1 or idx.size == 0:
+            raise ValueError(f"`indices` must be a non-empty 1-D array; got shape {idx.shape}.")
+        if idx.min() < 0 or idx.max() >= self.n_examples:
+            raise ValueError(
+                f"`indices` must lie in [0, {self.n_examples - 1}]; got range "
+                f"[{idx.min()}, {idx.max()}]."
+            )
+        starts = np.cumsum((0,) + self._sizes)
+        which = np.searchsorted(starts, idx, side="right") - 1
+        pieces, positions = [], []
+        for b in np.unique(which):
+            mask = which == b
+            local = jnp.asarray(idx[mask] - starts[b])
+            pieces.append(jax.tree_util.tree_map(lambda a, i=local: a[i], self._batches[b]))
+            positions.append(np.flatnonzero(mask))
+        order = jnp.asarray(np.argsort(np.concatenate(positions), kind="stable"))
+        gathered = jax.tree_util.tree_map(
+            lambda *parts: jnp.concatenate(parts, axis=0)[order], *pieces
+        )
+        size = self._sizes[0]
+        batches = [
+            jax.tree_util.tree_map(lambda a, s=s: a[s : s + size], gathered)
+            for s in range(0, idx.size, size)
+        ]
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new._set_batches(batches)
+        return new
+
+    # -- misc ---------------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(dim={self.dim}, dtype={self.dtype}, "
+            f"n_examples={self.n_examples}, batches={len(self._sizes)})"
+        )
+
+    def __reduce__(self) -> tuple:
+        """Pickle as the loss, parameters and data (numpy), rebuilt and recompiled on load."""
+        batches = [jax.tree_util.tree_map(np.asarray, b) for b in self._batches]
+        return (
+            _rebuild,
+            (
+                self._loss_fn,
+                self._params.original(),
+                _Batches(batches),
+                self.dtype.str,
+                self._metrics_fn,
+                self.hvp_chunk,
+            ),
+        )
+
+
+def _rebuild(loss_fn, params, data, dtype, metrics_fn, hvp_chunk) -> JaxObjective:
+    return JaxObjective(
+        loss_fn,
+        params,
+        data,
+        dtype=dtype,
+        metrics_fn=metrics_fn,
+        hvp_chunk=hvp_chunk,
+        check_determinism=False,
+    )
