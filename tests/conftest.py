@@ -59,6 +59,10 @@ BACKENDS = _requested_backends()
 
 # Float64 everywhere the frameworks allow it.
 if "jax" in BACKENDS:
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # one compute thread per worker, as for torch
+        os.environ.setdefault(
+            "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        )
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -66,6 +70,10 @@ if "torch" in BACKENDS:
     import torch
 
     torch.set_default_dtype(torch.float64)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # One thread per xdist worker: torch's OpenMP threads spin while waiting, and two
+        # workers × two threads on two cores slowed the torch tests tenfold.
+        torch.set_num_threads(1)
 
 # Backend-specific test modules are collected only when their backend is selected.
 collect_ignore_glob = [

@@ -222,7 +222,7 @@ def test_hvp_many_subset_metrics_and_span():
 
 
 def test_spectrum_calls_work_on_a_torch_model():
-    X, y = digits(300, image=True)
+    X, y = digits(150, image=True)
     obj = pc.objective(cnn().eval(), F.cross_entropy, (X, y))
     H = pc.HessianOperator(obj)
     top = pc.lanczos(H, k=3, rng=0)
