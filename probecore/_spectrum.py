@@ -318,13 +318,14 @@ def _thick_restart(
         want = order[:k]
         if np.all(res[want] <= tol * anorm) or m_eff < m or restarts >= maxiter:
             converged = bool(np.all(res[want] <= tol * anorm))
-            Y = S[:, want].T @ V[:m_eff]
+            # S in the basis dtype: a float32 basis is not upcast (memory of dim × m)
+            Y = S[:, want].T.astype(dtype) @ V[:m_eff]
             return theta[want], Y, res[want], restarts, converged, anorm
         # keep the best l Ritz pairs and continue from the residual direction
         restarts += 1
         n_keep = min(k + max((m - k) // 2, 1), m - 1)
         keep = order[:n_keep]
-        V[:n_keep] = S[:, keep].T @ V[:m]
+        V[:n_keep] = S[:, keep].T.astype(dtype) @ V[:m]
         V[n_keep] = V[m]
         coupling = beta_m * S[m - 1, keep]
         if restarts % _GROW_EVERY == 0 and m < max_ncv:
@@ -476,7 +477,8 @@ def lanczos(
     if not converged and raise_on_failure:
         raise ConvergenceError(
             f"{method} did not converge to tol={tol:g} for k={k} ({which}) within "
-            f"maxiter={maxiter}; largest residual {np.max(residuals, initial=np.inf):.3g}. "
+            f"maxiter={maxiter}; largest residual "
+            f"{np.max(residuals) if residuals.size else float('nan'):.3g}. "
             "Raise `maxiter` or `ncv`, loosen `tol`, or pass raise_on_failure=False to take "
             "the partial result.",
             result,

@@ -28,8 +28,7 @@ def _frameworks(text: str) -> set[str]:
 PAGES = [
     p
     for p in sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
-    if "```python" in (text := p.read_text(encoding="utf-8"))
-    and _frameworks(text) <= set(BACKENDS)
+    if "```python" in (text := p.read_text(encoding="utf-8")) and _frameworks(text) <= set(BACKENDS)
 ]
 # A block right after this marker is a fragment (it uses names it does not define).
 FRAGMENT = "<!-- fragment -->"
