@@ -254,6 +254,7 @@ def test_hvp_is_bitwise_deterministic_and_cache_follows_the_point(mlp):
 def test_without_linearization_cache_same_products(per_example):
     """Above ``linearize_max_bytes`` every HVP recomputes the JVP of the gradient."""
     cached = M.mlp_objective(64)
+    cached.linearize_max_bytes = 2**30  # force the cache (off by default on the CPU)
     direct = M.mlp_objective(64)
     direct.linearize_max_bytes = 0
     x = cached.x0

@@ -6,11 +6,11 @@ data, and only flat vectors cross to and from numpy.
 
 Derivatives are exact and forward-over-reverse: the Hessian-vector product is the JVP of
 the gradient, ``jax.jvp(jax.grad(f), (x,), (v,))``. Because probecore's algorithms ask for
-many products at one point (Lanczos, Hutch++, SLQ), the gradient is linearized once per
-point (:func:`jax.linearize`) and the linear map is cached for the last point; its
-residuals cost memory of the order of one forward pass over the whole data set, so past
-:attr:`JaxObjective.linearize_max_bytes` the objective recomputes the JVP per product
-instead.
+many products at one point (Lanczos, Hutch++, SLQ), on accelerators the gradient is
+linearized once per point (:func:`jax.linearize`) and the linear map is cached for the last
+point; its residuals cost memory of the order of one forward pass over the whole data set,
+so past :attr:`JaxObjective.linearize_max_bytes` (and on the CPU, where it measured no
+faster) the objective recomputes the JVP per product instead.
 """
 
 from __future__ import annotations
@@ -404,11 +404,14 @@ class JaxObjective(AbstractObjective):
 
     Attributes
     ----------
-    linearize_max_bytes : int
+    linearize_max_bytes : int or None
         Largest memory (bytes, estimated with :func:`jax.eval_shape`) that the cached
         linearization of the gradient at one point may hold, summed over batches; above
-        it every HVP recomputes the forward and backward pass instead. Default 1 GiB;
-        assign to the instance to change it.
+        it every HVP recomputes the forward and backward pass instead. Default (None):
+        1 GiB on accelerators and 0 (no cache) on the CPU, where a reused linearization
+        measured no faster than a fresh ``jvp`` of the gradient and a cold one 1.4×
+        slower (``benchmarks/backends_jax.py``). Assign to the instance, before its first
+        HVP, to change it.
 
     Notes
     -----
@@ -429,7 +432,7 @@ class JaxObjective(AbstractObjective):
     (4, ['b', 'w'])
     """
 
-    linearize_max_bytes: int = 2**30
+    linearize_max_bytes: int | None = None
 
     def __init__(
         self,
@@ -609,7 +612,10 @@ class JaxObjective(AbstractObjective):
                         for a in jax.tree_util.tree_leaves(lin)
                     )
                 total += by_shape[key]
-            self._use_linearize = total <= self.linearize_max_bytes
+            limit = self.linearize_max_bytes
+            if limit is None:  # measured: no gain on CPU (docs/benchmarks.md)
+                limit = 0 if jax.default_backend() == "cpu" else 2**30
+            self._use_linearize = total <= limit
         return self._use_linearize
 
     def _linearization(self, x: np.ndarray, xj: jax.Array) -> list[Any]:
