@@ -1,8 +1,8 @@
 """The PyTorch backend measured: overhead, HVP cost, peers (PyHessian, curvlinops), scale.
 
 Run by hand:  python benchmarks/backends.py [--quick]
-(prints Markdown tables for docs/benchmarks.md; about 6 minutes on 2 CPU cores, --quick
-about 2.5). Unless OMP_WAIT_POLICY is set, the script restarts itself with
+(prints Markdown tables for docs/benchmarks.md; about 10 minutes on 2 CPU cores, --quick
+about 4). Unless OMP_WAIT_POLICY is set, the script restarts itself with
 OMP_WAIT_POLICY=PASSIVE: on a shared machine torch's spinning OpenMP threads made HVPs
 5-7x slower and the timings erratic. Needs torch, scikit-learn and probecore-torch; the
 peers are optional:
@@ -24,6 +24,8 @@ Parts:
    what a single run requests (the method's own ``n_matvecs`` or a counting operator),
    only the wall time of the ladder shrinks. Then wall time and error of λmax against
    PyHessian's default ``eigenvalues()`` (float32), and the time of one HVP in each.
+   Then the same race in float32 and float64, on the briefly trained CNN and on the same
+   CNN trained to a minimum.
 3. A ResNet-18 (11.2 M parameters, CIFAR-sized input, batch 8, float32, eval mode):
    ``lanczos(k=1, tol=1e-3, verify=False, ncv=10, max_ncv=10)``; time, HVPs and peak
    resident memory (VmHWM), measured in a child process so that parts 1 and 2 do not count.
@@ -58,6 +60,7 @@ TARGET = 1e-8  # relative λmax error for the HVP counts (float64)
 TOLS = [10.0**-e for e in np.arange(1, 12.5, 0.5)]
 K_VMAP = 8  # vectors per batched HVP
 TRAIN_STEPS = 50
+TRAIN_STEPS_MIN = 400  # the same CNN trained to a minimum (training loss about 1e-3)
 
 warnings.filterwarnings("ignore", message=".*create_graph=True.*reference cycle.*")
 
@@ -154,7 +157,7 @@ class Memo(LinearOperator):
 # --------------------------------------------------------------------------- digits
 
 
-def digits_cnn():
+def digits_cnn(steps=None):
     """Small CNN, trained briefly (full-batch Adam) on the digits training split."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -175,7 +178,7 @@ def digits_cnn():
         nn.Linear(128, 10),
     )
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(TRAIN_STEPS):
+    for _ in range(TRAIN_STEPS if steps is None else steps):
         opt.zero_grad()
         F.cross_entropy(model(X), y).backward()
         opt.step()
@@ -235,6 +238,15 @@ def part1(model, X, y, rounds):
         gs = torch.autograd.grad(F.cross_entropy(model(X), y), params, create_graph=True)
         return torch.autograd.grad(gs, params, vs)
 
+    kept = [None]
+
+    def double_backward_kept():
+        # what the objective does at a new point: build the graph, keep it for reuse
+        kept[0] = None
+        gs = torch.autograd.grad(F.cross_entropy(model(X), y), params, create_graph=True)
+        kept[0] = gs
+        return torch.autograd.grad(gs, params, vs, retain_graph=True)
+
     # cold HVPs on a second objective, so that the first keeps its graph at x0
     obj_c = pc.objective(model, F.cross_entropy, (X, y))
     flip = [0]
@@ -255,6 +267,7 @@ def part1(model, X, y, rounds):
     )
     hvp_routes = {
         "double backward, fresh graph": double_backward,
+        "double backward, graph kept for the next product": double_backward_kept,
         "forward-over-reverse (jvp of grad of functional_call)": lambda: hvp_fn(vdict),
         f"vmapped forward-over-reverse, {K_VMAP} vectors": lambda: hvp_vmap(Vdict),
         "retained gradient graph (second backward only)": lambda: torch.autograd.grad(
@@ -290,7 +303,7 @@ def print_part1(dim, n, info, t_lg, t_h, err, rounds):
         print(f"| one {label} | {ms(d)} | {ms(p)} | {p / d:.2f} |")
     direct = {k: t for k, t in t_h.items() if not k.startswith("probecore")}
     fastest = min(direct, key=direct.get)
-    cold_direct = {k: direct[k] for k in list(direct)[:2]}
+    cold_direct = {k: direct[k] for k in list(direct)[:3]}  # single-vector cold routes
     fastest_cold = min(cold_direct, key=cold_direct.get)
     print("\n| HVP route | ms per HVP | / fastest direct route | / gradient (probecore) |")
     print("|---|---|---|---|")
@@ -318,6 +331,12 @@ def print_part1(dim, n, info, t_lg, t_h, err, rounds):
             cold,
             direct["double backward, fresh graph"],
             "double backward, fresh graph",
+        ),
+        (
+            "obj.hvp cold / same algorithm in torch",
+            cold,
+            direct["double backward, graph kept for the next product"],
+            "double backward, graph kept for the next product",
         ),
     ]
     for label, a, b, ref in rows:
@@ -442,8 +461,8 @@ def part2_counts(model, X, y, peers, seeds, rounds):
     return ref, rows, t, used, n
 
 
-def part2_pyhessian(model, X, y, peers, lam, seeds, rounds):
-    """Wall time and error of λmax (float32), and per-HVP time, against PyHessian."""
+def race(model, X, y, peers, lam, seeds):
+    """Wall time and error of λmax from model and data, probecore against PyHessian."""
     out = {"wall": {}, "err": {}, "hvps": {}}
 
     def rec(name, t, value, hvps):
@@ -455,10 +474,11 @@ def part2_pyhessian(model, X, y, peers, lam, seeds, rounds):
         for p in model.parameters():
             p.grad = None
 
+    default_tol = "1e-8" if X.dtype == torch.float64 else "1e-4"
     methods = {
-        "probecore lanczos, defaults (tol 1e-4 in float32, verify=True)": dict(),
+        f"probecore lanczos, defaults (tol {default_tol}, verify=True)": dict(),
         "probecore lanczos, verify=False": dict(verify=False),
-        "probecore lanczos, tol=1e-2, verify=False": dict(tol=1e-2, verify=False),
+        "probecore lanczos, tol=1e-3, verify=False": dict(tol=1e-3, verify=False),
     }
     for seed in seeds:
         for name, kw in methods.items():
@@ -504,6 +524,17 @@ def part2_pyhessian(model, X, y, peers, lam, seeds, rounds):
                 mod.hessian_vector_product = orig
                 del H
                 clear_grads()
+    return out
+
+
+def part2_pyhessian(model, X, y, peers, lam, seeds, rounds):
+    """Wall time and error of λmax (float32), and per-HVP time, against PyHessian."""
+    out = race(model, X, y, peers, lam, seeds)
+
+    def clear_grads():
+        for p in model.parameters():
+            p.grad = None
+
     # one HVP each, float32
     obj = pc.objective(model, F.cross_entropy, (X, y))
     v = np.random.default_rng(2).standard_normal(obj.dim).astype(np.float32)
@@ -536,6 +567,52 @@ def part2_pyhessian(model, X, y, peers, lam, seeds, rounds):
     out["hvp"] = bench(routes, rounds)
     clear_grads()
     return out
+
+
+def reference_lam(model, X, y):
+    """λmax of a model's Hessian in float64, to a residual of 1e-12 relative."""
+    m64 = copy.deepcopy(model).double()
+    r = pc.lanczos(pc.objective(m64, F.cross_entropy, (X.double(), y)), k=2, tol=1e-12, rng=0)
+    return m64, float(r.eigenvalues[0]), float(r.eigenvalues[1])
+
+
+def part2_races(model, X, y, peers, seeds):
+    """λmax races in float32 and float64 on the briefly trained and the converged CNN."""
+    model_min = digits_cnn(TRAIN_STEPS_MIN)[0]
+    out = {}
+    for label, m in (("briefly trained", model), ("trained to a minimum", model_min)):
+        m64, lam, lam2 = reference_lam(m, X, y)
+        for dtype, mm, XX in (("float32", m, X), ("float64", m64, X.double())):
+            progress(f"part 2: race, {label}, {dtype}")
+            out[(label, dtype)] = dict(
+                lam=lam, ratio=lam2 / lam, **race(mm, XX, y, peers, lam, seeds)
+            )
+    return out
+
+
+def print_races(races, seeds):
+    print(
+        "\nλmax from model and data to eigenvalue, in both precisions, on the CNN above "
+        f"({TRAIN_STEPS} Adam steps) and on the same CNN trained {TRAIN_STEPS_MIN} steps to a "
+        f"minimum; wall time includes building the objective (or PyHessian's object); "
+        f"median over seeds {list(seeds)}; errors against the float64 λmax:\n"
+    )
+    print(
+        "| model | dtype | method | wall time | HVPs | relative error (median) | "
+        "relative error (max) | time / PyHessian |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for (label, dtype), o in races.items():
+        pyname = next((k for k in o["wall"] if k.startswith("PyHessian")), None)
+        base = float(np.median(o["wall"][pyname])) if pyname else np.nan
+        for name, ts in o["wall"].items():
+            t = float(np.median(ts))
+            e = o["err"][name]
+            print(
+                f"| {label} (λ1 = {o['lam']:.4g}, λ2/λ1 = {o['ratio']:.2f}) | {dtype} | {name} "
+                f"| {secs(t)} | {np.median(o['hvps'][name]):.0f} | {np.median(e):.1e} | "
+                f"{np.max(e):.1e} | {t / base:.2f} |"
+            )
 
 
 def print_part2(ref, rows, t64, used, n, py, why, seeds, wall_seeds):
@@ -705,6 +782,15 @@ def resnet_child(quick):
         gs = torch.autograd.grad(F.cross_entropy(model(X), y), params, create_graph=True)
         return torch.autograd.grad(gs, params, vs)
 
+    kept = [None]
+
+    def double_backward_kept():
+        # what the objective does at a new point: build the graph, keep it for reuse
+        kept[0] = None
+        gs = torch.autograd.grad(F.cross_entropy(model(X), y), params, create_graph=True)
+        kept[0] = gs
+        return torch.autograd.grad(gs, params, vs, retain_graph=True)
+
     obj_c = pc.objective(model, F.cross_entropy, (X, y))  # cold HVPs: its own graph cache
     flip = [0]
 
@@ -720,6 +806,7 @@ def resnet_child(quick):
             ),
             "probecore obj.hvp, cached point": lambda: obj.hvp(x0, v),
             "double backward, fresh graph": double_backward,
+            "double backward, graph kept for the next product": double_backward_kept,
             "probecore obj.hvp, cold point": obj_cold,
             "direct gradient": lambda: torch.autograd.grad(F.cross_entropy(model(X), y), params),
         },
@@ -785,6 +872,10 @@ def print_part3(o):
     for label, r in (
         ("obj.hvp cached / retained gradient graph (fastest direct route measured)", cached / base),
         ("obj.hvp cold / double backward, fresh graph", cold / fresh),
+        (
+            "obj.hvp cold / double backward, graph kept (same algorithm in torch)",
+            cold / o["hvp"]["double backward, graph kept for the next product"],
+        ),
     ):
         print(
             f"| {label} | {r:.2f} | {100 * (r - 1):+.0f}% | {'met' if r <= 1.10 else 'NOT met'} |"
@@ -838,6 +929,8 @@ def main():
     progress("part 2: PyHessian and per-HVP times (float32)")
     py = part2_pyhessian(model, X, y, peers, ref["lam"], wall_seeds, rounds)
     print_part2(ref, rows, t64, used, n, py, why, seeds, wall_seeds)
+    races = part2_races(model, X, y, peers, wall_seeds)
+    print_races(races, wall_seeds)
     progress("part 3: ResNet-18 (child process)")
     o = part3(quick)
     if o is not None:

@@ -31,6 +31,9 @@ __all__ = ["eigenvalues", "lanczos", "power_iteration"]
 WHICH = ("LA", "SA", "LM")
 _GROW_EVERY = 5
 _BASIS_ENTRIES = 2**28  # default cap on ncv·dim: 2 GiB in float64, 1 GiB in float32
+# Lanczos keeps the images H·v of its basis vectors while they fit in this many bytes, so
+# that the true residuals of the Ritz pairs cost no further HVP (else k HVPs at the end).
+_IMAGE_BYTES = 2**28
 METHODS = ("lanczos", "eigsh")
 
 
@@ -262,20 +265,23 @@ def _thick_restart(
     gen: np.random.Generator,
     anorm: float,
     max_ncv: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, bool, float]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, int, bool, float]:
     """Thick-restart Lanczos (Wu & Simon 2000) with full reorthogonalization.
 
     Works in the orthogonal complement of the orthonormal rows of ``D``. Every
     ``_GROW_EVERY`` restarts without convergence the basis doubles, up to ``max_ncv``
     (restarting discards information; slow convergence means the basis is too small).
-    Returns Ritz values (ordered by ``which``), Ritz vectors as rows, Lanczos residual
-    estimates, the number of restarts, whether the ``k`` wanted pairs converged, and the
-    operator norm estimate.
+    Returns Ritz values (ordered by ``which``), Ritz vectors as rows, their images
+    ``H·y`` as rows (combined from the stored images of the basis vectors; None when
+    those did not fit in ``_IMAGE_BYTES``), Lanczos residual estimates, the number of
+    restarts, whether the ``k`` wanted pairs converged, and the operator norm estimate.
     """
     n, dtype = matvec.n, matvec.dtype
     eps = np.finfo(dtype).eps
     m = ncv
     V = np.zeros((m + 1, n), dtype=dtype)
+    # images H·V[j] exactly as the operator returned them (before orthogonalization)
+    W = np.zeros((m, n), dtype=dtype) if m * n * dtype.itemsize <= _IMAGE_BYTES else None
     T = np.zeros((m, m))
     v, _ = _orthogonalize(v.astype(dtype), D)
     V[0] = v / np.linalg.norm(v)
@@ -286,6 +292,8 @@ def _thick_restart(
         beta_m = 0.0
         for j in range(start, m):
             w = matvec(V[j])
+            if W is not None:
+                W[j] = w
             w, _ = _orthogonalize(w, D)
             w, h = _orthogonalize(w, V[: j + 1])
             T[: j + 1, j] = h
@@ -319,18 +327,26 @@ def _thick_restart(
         if np.all(res[want] <= tol * anorm) or m_eff < m or restarts >= maxiter:
             converged = bool(np.all(res[want] <= tol * anorm))
             # S in the basis dtype: a float32 basis is not upcast (memory of dim × m)
-            Y = S[:, want].T.astype(dtype) @ V[:m_eff]
-            return theta[want], Y, res[want], restarts, converged, anorm
+            Sw = S[:, want].T.astype(dtype)
+            Y = Sw @ V[:m_eff]
+            HY = None if W is None else Sw @ W[:m_eff]
+            return theta[want], Y, HY, res[want], restarts, converged, anorm
         # keep the best l Ritz pairs and continue from the residual direction
         restarts += 1
         n_keep = min(k + max((m - k) // 2, 1), m - 1)
         keep = order[:n_keep]
         V[:n_keep] = S[:, keep].T.astype(dtype) @ V[:m]
+        if W is not None:
+            W[:n_keep] = S[:, keep].T.astype(dtype) @ W[:m]
         V[n_keep] = V[m]
         coupling = beta_m * S[m - 1, keep]
         if restarts % _GROW_EVERY == 0 and m < max_ncv:
             m = min(max_ncv, 2 * m)
             V = np.concatenate([V[: n_keep + 1], np.zeros((m - n_keep, n), dtype=dtype)])
+            if W is not None and m * n * dtype.itemsize <= _IMAGE_BYTES:
+                W = np.concatenate([W[:n_keep], np.zeros((m - n_keep, n), dtype=dtype)])
+            else:
+                W = None
             T = np.zeros((m, m))
         T[:] = 0.0
         T[np.arange(n_keep), np.arange(n_keep)] = theta[keep]
@@ -400,7 +416,9 @@ def lanczos(
     -------
     EigResult
         Eigenvalues ordered by ``which``, eigenvectors as columns, and the *true*
-        residual norms ``‖H y_i − θ_i y_i‖`` (computed with ``k`` extra HVPs).
+        residual norms ``‖H y_i − θ_i y_i‖``. Lanczos keeps the products ``H v`` of its
+        basis vectors while they fit in 256 MiB and combines them into ``H y_i`` (no extra
+        HVP); with a larger basis, and for ``method="eigsh"``, they cost ``k`` extra HVPs.
 
     Raises
     ------
@@ -446,17 +464,21 @@ def lanczos(
     matvec = _Counted(op)
     v = _start_vector("v0", v0, n, dtype, gen)
 
+    HY = None
     if method == "eigsh":
         theta, Y, restarts, converged = _eigsh(op, matvec, k, which, tol, ncv, maxiter, v)
         anorm = float(np.max(np.abs(theta), initial=0.0))
     else:
-        theta, Y, restarts, converged, anorm = _lanczos(
+        theta, Y, HY, restarts, converged, anorm = _lanczos(
             matvec, k, which, tol, ncv, max_ncv, maxiter, v, gen, verify
         )
 
-    # Certify: true residuals with one block of k HVPs.
+    # Certify: true residuals ‖H y − θ y‖, from the images Lanczos kept (H is linear, so
+    # H·y is the same combination of the basis images as y is of the basis), otherwise
+    # with one block of k HVPs.
     Yc = np.ascontiguousarray(Y.T, dtype=dtype)  # (n, k), in the operator's dtype
-    R = matvec(Yc).astype(np.float64) - Yc.astype(np.float64) * theta
+    HYc = matvec(Yc) if HY is None else HY.T
+    R = HYc.astype(np.float64) - Yc.astype(np.float64) * theta
     residuals = np.linalg.norm(R, axis=0)
     anorm = max(anorm, float(np.max(np.abs(theta), initial=0.0)), np.finfo(float).tiny)
     if method == "lanczos":
@@ -488,7 +510,7 @@ def lanczos(
 
 def _lanczos(matvec, k, which, tol, ncv, max_ncv, maxiter, v, gen, verify):
     n = matvec.n
-    theta, Y, _, restarts, converged, anorm = _thick_restart(
+    theta, Y, HY, _, restarts, converged, anorm = _thick_restart(
         matvec,
         k,
         which,
@@ -502,13 +524,13 @@ def _lanczos(matvec, k, which, tol, ncv, max_ncv, maxiter, v, gen, verify):
         max_ncv,
     )
     if not (verify and converged and k < n):
-        return theta, Y, restarts, converged, anorm
+        return theta, Y, HY, restarts, converged, anorm
     # Search the complement of the found eigenvectors for an eigenvalue that belongs
     # among the k wanted ones (missed copies of repeated eigenvalues).
     for _ in range(n - k):
         start = gen.standard_normal(n)
         room = n - Y.shape[0]
-        extra, y, res, more, ok, anorm = _thick_restart(
+        extra, y, hy, res, more, ok, anorm = _thick_restart(
             matvec,
             1,
             which,
@@ -528,11 +550,13 @@ def _lanczos(matvec, k, which, tol, ncv, max_ncv, maxiter, v, gen, verify):
             break
         theta = np.concatenate([theta, extra])
         Y = np.vstack([Y, y])
+        HY = None if HY is None or hy is None else np.vstack([HY, hy])
         order = _order(theta, which)[:k]
         theta, Y = theta[order], Y[order]
+        HY = None if HY is None else HY[order]
         if Y.shape[0] >= n:
             break
-    return theta, Y, restarts, converged, anorm
+    return theta, Y, HY, restarts, converged, anorm
 
 
 def _eigsh(op, matvec, k, which, tol, ncv, maxiter, v):

@@ -217,3 +217,20 @@ def test_same_seed_same_result():
     r1, r2 = pc.lanczos(A, k=4, rng=7), pc.lanczos(A, k=4, rng=7)
     np.testing.assert_array_equal(r1.eigenvalues, r2.eigenvalues)
     assert r1.seed == 7 and r1.n_matvecs == r2.n_matvecs
+
+
+@pytest.mark.parametrize("verify", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_residuals_from_stored_images_equal_those_from_fresh_hvps(monkeypatch, verify, seed):
+    # A small basis keeps H·v of its vectors and combines them into H·y; past the memory
+    # budget, k fresh HVPs give H·y instead. Both are true residuals; only the cost differs.
+    A = Quadratic.from_spectrum(nn_like_spectrum(300, rng=seed), rng=seed).hessian()
+    k = 3
+    kept = pc.lanczos(A, k=k, ncv=8, tol=1e-10, rng=seed, verify=verify)  # forces restarts
+    monkeypatch.setattr("probecore._spectrum._IMAGE_BYTES", 0)
+    fresh = pc.lanczos(A, k=k, ncv=8, tol=1e-10, rng=seed, verify=verify)
+    np.testing.assert_array_equal(kept.eigenvalues, fresh.eigenvalues)
+    assert fresh.n_matvecs == kept.n_matvecs + k
+    atol = 10 * np.sqrt(300) * EPS64 * np.max(np.abs(kept.eigenvalues))
+    for r in (kept, fresh):
+        np.testing.assert_allclose(r.residual_norms, _true_residuals(A, r), rtol=0, atol=atol)
