@@ -478,6 +478,7 @@ def race(model, X, y, peers, lam, seeds):
     methods = {
         f"probecore lanczos, defaults (tol {default_tol}, verify=True)": dict(),
         "probecore lanczos, verify=False": dict(verify=False),
+        "probecore lanczos, tol=1e-4, verify=False": dict(tol=1e-4, verify=False),
         "probecore lanczos, tol=1e-3, verify=False": dict(tol=1e-3, verify=False),
     }
     for seed in seeds:

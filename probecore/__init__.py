@@ -7,8 +7,26 @@ through :func:`objective`.
 """
 
 from probecore import analytic
+from probecore._directions import (
+    Directions,
+    eigen_directions,
+    filter_normalize,
+    orthogonalize,
+    random_directions,
+)
 from probecore._errors import ConvergenceError, NoBackendError, ObjectiveCheckError
 from probecore._estimators import hutchinson, hutchpp, spectral_density
+from probecore._landscape import (
+    LineResult,
+    PlaneResult,
+    RayResult,
+    default_ray_eps,
+    interpolate,
+    line,
+    load_run,
+    plane,
+    rays,
+)
 from probecore._objective import ROLES, AbstractObjective, Block, Layout, Objective
 from probecore._operators import HessianOperator, as_operator
 from probecore._results import (
@@ -45,6 +63,21 @@ __all__ = [
     "hutchinson",
     "hutchpp",
     "spectral_density",
+    # Directions and landscape
+    "Directions",
+    "random_directions",
+    "eigen_directions",
+    "filter_normalize",
+    "orthogonalize",
+    "line",
+    "interpolate",
+    "plane",
+    "rays",
+    "default_ray_eps",
+    "load_run",
+    "LineResult",
+    "PlaneResult",
+    "RayResult",
     # Results
     "EigResult",
     "PowerIterationResult",

@@ -78,3 +78,17 @@ def test_same_spectrum_in_torch_and_jax():
     b = pc.lanczos(j_obj, k=4, rng=0).eigenvalues
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-8 * abs(a[0]))
     assert torch.get_default_dtype() == torch.float64 and jax.config.jax_enable_x64
+
+
+def test_same_seed_same_filter_normalized_direction_in_torch_and_jax():
+    t_obj, j_obj = _pair()
+    p = _perm(t_obj, j_obj)
+    for kwargs in ({}, {"normalization": "none", "bias": "weights"}, {"normalization": "layer"}):
+        dt = pc.random_directions(t_obj, k=2, rng=11, **kwargs).vectors
+        dj = pc.random_directions(j_obj, k=2, rng=11, **kwargs).vectors
+        np.testing.assert_array_equal(dt, dj[:, p])
+    # so the same plane comes out of both frameworks
+    grid = dict(alphas=np.linspace(-1, 1, 3), betas=np.linspace(-1, 1, 3))
+    a = pc.plane(t_obj, pc.random_directions(t_obj, k=2, rng=2), **grid).losses
+    b = pc.plane(j_obj, pc.random_directions(j_obj, k=2, rng=2), **grid).losses
+    np.testing.assert_allclose(a, b, rtol=1e-10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -164,6 +165,7 @@ class TorchObjective(AbstractObjective):
         )
         self._graph_x = np.empty(0)
         self._key_buffer: np.ndarray | None = None
+        self._evaluator: tuple[nn.Module, list[torch.Tensor]] | None | bool = None
         self._graph: tuple[torch.Tensor, list[torch.Tensor]] | None = None
         if not np.all(np.isfinite(self.x0)):
             bad = int(np.flatnonzero(~np.isfinite(self.x0))[0])
@@ -208,6 +210,7 @@ class TorchObjective(AbstractObjective):
         """
         state = self.__dict__.copy()
         state["_graph"], state["_graph_x"], state["_key_buffer"] = None, np.empty(0), None
+        state["_evaluator"] = None
         return state
 
     # ------------------------------------------------------------------ plumbing
@@ -250,11 +253,51 @@ class TorchObjective(AbstractObjective):
         return t.detach().to("cpu").numpy().astype(self.dtype, copy=False)
 
     # ------------------------------------------------------------------ contract
+    def _eval_copy(self) -> tuple[nn.Module, list[torch.Tensor]] | None:
+        """A private copy of the model for gradient-free evaluations (made on first use).
+
+        Writing a point into the copy's parameters and calling it costs what a plain torch
+        loop costs; ``functional_call`` adds its parameter swapping to every call (about
+        4% per loss on the digits CNN). Not used with ``batchnorm="batch"`` (a train-mode
+        forward would update the copy's running statistics) or when the model cannot be
+        deep-copied; those evaluate through ``functional_call``.
+        """
+        if self._evaluator is None:
+            self._evaluator = False
+            if not (self.batchnorm == "batch" and self._has_bn):
+                try:
+                    clone = copy.deepcopy(self.model).to(self.device, self._tdtype).eval()
+                except Exception:  # any failure: evaluate through functional_call instead
+                    clone = None
+                if clone is not None:
+                    named = dict(clone.named_parameters())
+                    with torch.no_grad():
+                        for name, b in clone.named_buffers():
+                            b.copy_(self._buffers[name])
+                        for name, value in self._frozen.items():
+                            named[name].copy_(value)
+                    for p in clone.parameters():
+                        p.requires_grad_(False)
+                    self._evaluator = (clone, [named[n] for n in self._names])
+        return self._evaluator or None
+
+    def _write(self, params: list[torch.Tensor], flat: torch.Tensor) -> None:
+        for p, t in zip(params, torch.split(flat, self._sizes), strict=True):
+            p.copy_(t.view_as(p))
+
     def loss(self, x: np.ndarray) -> float:
         """Example-weighted mean loss over the data set at ``x``."""
         flat = self._to_tensor(x)
         total = 0.0
-        with torch.inference_mode():
+        ev = self._eval_copy()
+        with torch.no_grad():
+            if ev is not None:
+                clone, params = ev
+                self._write(params, flat)
+                for w, (inputs, targets) in zip(self._weights, self._batches, strict=True):
+                    args = inputs if isinstance(inputs, tuple) else (inputs,)
+                    total += w * float(self.loss_fn(clone(*args), targets))
+                return total
             for w, batch in zip(self._weights, self._batches, strict=True):
                 total += w * float(self._batch_loss(flat, batch))
         return total
@@ -340,9 +383,15 @@ class TorchObjective(AbstractObjective):
         """Classification accuracy when the outputs are ``(n, classes)`` logits."""
         flat = self._to_tensor(x)
         correct, seen = 0.0, 0
-        with torch.inference_mode(), self._modes():
+        ev = self._eval_copy()
+        with torch.no_grad(), self._modes():
+            if ev is not None:
+                self._write(ev[1], flat)
             for inputs, targets in self._batches:
-                out = self._forward(flat, inputs)
+                if ev is not None:
+                    out = ev[0](*(inputs if isinstance(inputs, tuple) else (inputs,)))
+                else:
+                    out = self._forward(flat, inputs)
                 if out.ndim != 2 or targets.ndim != 1 or targets.is_floating_point():
                     return {}
                 correct += float((out.argmax(dim=1) == targets).sum())

@@ -1,0 +1,189 @@
+"""Matplotlib figures for landscape results: contour, surface, 1D profiles, ray curvature.
+
+Each function draws on ``ax`` (a new figure when omitted) and returns the axes.
+Non-finite losses (far from a minimum a loss can overflow) are not plotted as numbers:
+contours and surfaces leave a hole there and mark the points with ``x``; points that were
+never computed (an interrupted run) are left blank. matplotlib is imported when a
+function is called, never by ``import probecore``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["contour", "profile", "ray_histogram", "surface"]
+
+
+def _plt() -> Any:
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("plots need matplotlib: pip install 'probecore[plot]'.") from exc
+    return plt
+
+
+def _values(result: Any, metric: str | None) -> np.ndarray:
+    z = result.losses if metric is None else result.metric(metric)
+    return np.where(result.computed, z, np.nan)
+
+
+def _check(result: Any, kind: str) -> None:
+    if type(result).__name__ != kind:
+        raise TypeError(f"`result` must be a {kind}; got {type(result).__name__}.")
+
+
+def contour(
+    result: Any,
+    *,
+    ax: Any = None,
+    levels: int | np.ndarray = 20,
+    metric: str | None = None,
+    log: bool = False,
+    filled: bool = True,
+) -> Any:
+    """Contour plot of a :class:`~probecore.PlaneResult`, levels labelled.
+
+    Parameters
+    ----------
+    result : PlaneResult
+        The plane.
+    ax : matplotlib Axes, optional
+        Where to draw.
+    levels : int or array
+        Number of levels or their values.
+    metric : str, optional
+        Plot this metric instead of the loss.
+    log : bool
+        Levels on ``log10`` of the values (for losses spanning decades).
+    filled : bool
+        Filled contours under the labelled lines.
+    """
+    _check(result, "PlaneResult")
+    plt = _plt()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 4.5))
+    z = _values(result, metric)
+    bad = result.computed & ~np.isfinite(z)
+    shown = np.ma.masked_invalid(z)
+    if log:
+        shown = np.ma.masked_invalid(np.log10(np.where(z > 0, z, np.nan)))
+    A, B = np.meshgrid(result.alphas, result.betas)
+    label = ("log10 " if log else "") + (metric or "loss")
+    if shown.count() >= 4 and result.alphas.size > 1 and result.betas.size > 1:
+        if filled:
+            cf = ax.contourf(A, B, shown, levels=levels, cmap="viridis", alpha=0.85)
+            ax.figure.colorbar(cf, ax=ax, label=label)
+        cs = ax.contour(A, B, shown, levels=levels, colors="k", linewidths=0.6)
+        ax.clabel(cs, inline=True, fontsize=7, fmt="%.3g")
+    if bad.any():
+        ax.plot(A[bad], B[bad], "x", color="crimson", ms=4, label="non-finite loss")
+        ax.legend(loc="upper right", fontsize=7)
+    ax.plot([0], [0], "*", color="white", mec="k", ms=10)
+    ax.set_xlabel("α (direction 1)")
+    ax.set_ylabel("β (direction 2)")
+    ax.set_title(label)
+    return ax
+
+
+def surface(
+    result: Any,
+    *,
+    ax: Any = None,
+    metric: str | None = None,
+    zmax: float | None = None,
+    log: bool = False,
+) -> Any:
+    """3D surface of a :class:`~probecore.PlaneResult`.
+
+    Non-finite or uncomputed points are holes; ``zmax`` clips the surface from above
+    (values beyond it are drawn at ``zmax``) so that a few huge values far from the
+    minimum do not flatten the rest.
+    """
+    _check(result, "PlaneResult")
+    plt = _plt()
+    if ax is None:
+        fig = plt.figure(figsize=(6, 4.8))
+        ax = fig.add_subplot(projection="3d")
+    z = _values(result, metric)
+    if log:
+        z = np.log10(np.where(z > 0, z, np.nan))
+    z = np.where(np.isfinite(z), z, np.nan)
+    if zmax is not None:
+        z = np.minimum(z, zmax)
+    A, B = np.meshgrid(result.alphas, result.betas)
+    ax.plot_surface(A, B, z, cmap="viridis", linewidth=0, antialiased=True, alpha=0.95)
+    ax.set_xlabel("α")
+    ax.set_ylabel("β")
+    ax.set_zlabel(("log10 " if log else "") + (metric or "loss"))
+    return ax
+
+
+def profile(
+    *results: Any,
+    labels: list[str] | None = None,
+    ax: Any = None,
+    metric: str | None = None,
+    log: bool = False,
+) -> Any:
+    """1D profiles: one or more :class:`~probecore.LineResult` on the same axes.
+
+    Non-finite values leave a gap in the curve and a ``x`` at the top of the axes.
+    """
+    if not results:
+        raise ValueError("`results` must hold at least one LineResult.")
+    for r in results:
+        _check(r, "LineResult")
+    if labels is not None and len(labels) != len(results):
+        raise ValueError(f"`labels` has {len(labels)} entries for {len(results)} results.")
+    plt = _plt()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.8))
+    for i, r in enumerate(results):
+        z = _values(r, metric)
+        finite = np.isfinite(z)
+        line = ax.plot(
+            r.coords, np.where(finite, z, np.nan), label=None if labels is None else labels[i]
+        )[0]
+        bad = r.computed & ~finite
+        if bad.any():
+            top = np.nanmax(np.where(finite, z, np.nan)) if finite.any() else 1.0
+            ax.plot(r.coords[bad], np.full(bad.sum(), top), "x", color=line.get_color())
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("t")
+    ax.set_ylabel(metric or "loss")
+    if labels is not None:
+        ax.legend(fontsize=8)
+    return ax
+
+
+def ray_histogram(result: Any, *, ax: Any = None, bins: Any = "auto") -> Any:
+    """Histogram of the ray curvatures of a :class:`~probecore.RayResult`.
+
+    Marks zero and the mean, and states the mean and the negative fraction with their
+    confidence intervals in the title.
+    """
+    _check(result, "RayResult")
+    plt = _plt()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.8))
+    k = result.kappa[np.isfinite(result.kappa)]
+    if k.size:
+        ax.hist(k, bins=bins, color="steelblue", alpha=0.85)
+        ax.axvline(result.mean, color="k", lw=1.2, label=f"mean {result.mean:.4g}")
+    ax.axvline(0.0, color="crimson", lw=1.0, ls="--", label="0")
+    lo, hi = result.negative_fraction_ci
+    mlo, mhi = result.mean_ci
+    pct = int(round(100 * result.confidence))
+    ax.set_title(
+        f"κ over {result.n_finite} rays, ε = {result.eps:.2g}: mean {result.mean:.4g} "
+        f"[{mlo:.4g}, {mhi:.4g}],\nnegative {100 * result.negative_fraction:.1f}% "
+        f"[{100 * lo:.1f}, {100 * hi:.1f}] ({pct}% CI)",
+        fontsize=9,
+    )
+    ax.set_xlabel("κ = (L(x+εd) − 2L(x) + L(x−εd)) / ε²")
+    ax.set_ylabel("rays")
+    ax.legend(fontsize=8)
+    return ax

@@ -1,0 +1,400 @@
+"""Landscape probes against closed forms; chunking, storage, resume, executors, plots."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import probecore as pc
+from probecore.analytic import AbstractObjective, Quadratic, Rosenbrock, default_layout
+
+EPS64 = np.finfo(np.float64).eps
+
+# Worker processes are spawned, not forked: a fork after JAX or torch started their thread
+# pools can deadlock (JAX warns, and the suite turns warnings into errors).
+_SPAWN = multiprocessing.get_context("spawn")
+
+
+def _quadratic(n: int = 40, seed: int = 0) -> Quadratic:
+    lam = np.linspace(-2.0, 6.0, n)
+    return Quadratic.from_spectrum(lam, rng=seed, linear=True)  # gradient at x0 is non-zero
+
+
+def _closed_form(q: Quadratic, x: np.ndarray, step: np.ndarray) -> float:
+    """L(x + s) = L(x) + gᵀs + ½ sᵀHs, exactly, for a quadratic."""
+    H = q.hessian()
+    return q.loss(x) + q.grad(x) @ step + 0.5 * step @ H @ step
+
+
+def test_plane_equals_the_quadratic_closed_form():
+    q = _quadratic()
+    D = pc.random_directions(q, k=2, rng=0, normalization="none", bias="weights").vectors
+    a, b = np.linspace(-1, 1, 9), np.linspace(-0.5, 2, 7)
+    r = pc.plane(q, D, alphas=a, betas=b, chunk_size=5)
+    want = np.array([[_closed_form(q, q.x0, ai * D[0] + bj * D[1]) for ai in a] for bj in b])
+    scale = np.max(np.abs(want))
+    np.testing.assert_allclose(r.losses, want, rtol=1e-12, atol=1e-12 * scale)
+    assert r.losses.shape == (7, 9) and r.complete and r.n_loss_evals == 63
+
+
+def test_line_and_interpolation():
+    q = _quadratic()
+    d = np.random.default_rng(1).standard_normal(q.dim)
+    t = np.linspace(-2, 2, 11)
+    r = pc.line(q, d, coords=t)
+    want = [_closed_form(q, q.x0, ti * d) for ti in t]
+    np.testing.assert_allclose(r.losses, want, rtol=1e-12)
+    xa, xb = q.x0, q.x0 + d
+    r = pc.interpolate(q, xa, xb, coords=[0.0, 0.25, 1.0])
+    np.testing.assert_allclose(r.losses[[0, 2]], [q.loss(xa), q.loss(xb)], rtol=1e-13)
+    assert r.n_loss_evals == 3
+
+
+def test_metrics_along_a_line():
+    obj = pc.analytic.digits_logistic_regression()
+    d = pc.random_directions(obj, k=1, rng=0)
+    r = pc.line(obj, d, coords=[-1.0, 0.0, 1.0], metrics=True)
+    assert r.metric_names == ("accuracy",)
+    assert r.metric("accuracy")[1] == pytest.approx(obj.metrics(obj.x0)["accuracy"])
+    with pytest.raises(ValueError, match="does not report"):
+        pc.line(obj, d, metrics=["f1"])
+
+
+def test_ray_curvature_is_dtHd_on_a_quadratic():
+    q = _quadratic()
+    H = q.hessian()
+    r = pc.rays(q, n_rays=30, rng=4, chunk_size=8)
+    # regenerate the rays exactly as the chunks drew them
+    entropy = r.metadata["entropy"]
+    dirs = []
+    for i, s in enumerate(range(0, 30, 8)):
+        n = min(8, 30 - s)
+        gen = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(i,)))
+        D = gen.standard_normal((n, q.dim))
+        dirs.append(D / np.linalg.norm(D, axis=1, keepdims=True))
+    D = np.vstack(dirs)
+    exact = np.einsum("ij,jk,ik->i", D, H, D)
+    # central differences are exact on quadratics; what is left is rounding: each loss has
+    # error ~ eps·|L| ~ eps·(|L(x)| + ‖g‖ε + ‖H‖ε²), divided by ε².
+    bound = 8 * EPS64 * (abs(r.loss0) + np.linalg.norm(q.grad(q.x0)) + 6) / r.eps**2
+    np.testing.assert_allclose(r.kappa, exact, rtol=0, atol=bound)
+    assert r.n_loss_evals == 61 and r.complete
+
+
+def test_ray_curvature_on_rosenbrock_to_finite_difference_accuracy():
+    f = Rosenbrock(6)
+    r = pc.rays(f, n_rays=12, rng=0, eps=1e-3, chunk_size=12)
+    gen = np.random.default_rng(np.random.SeedSequence(r.metadata["entropy"], spawn_key=(0,)))
+    D = gen.standard_normal((12, 6))
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    exact = np.einsum("ij,jk,ik->i", D, f.hessian(f.x0), D)
+    # truncation error ε²/12·|∂⁴L| with |∂⁴L| <= 24·100·4 along unit directions (quartic terms)
+    np.testing.assert_allclose(r.kappa, exact, rtol=0, atol=1e-6 * 24 * 100 * 4 / 12 + 1e-4)
+
+
+def test_mean_ray_curvature_converges_to_trace_over_dim_within_its_interval():
+    q = _quadratic(n=60)
+    truth = np.trace(q.hessian()) / q.dim
+    inside, sems = 0, []
+    for seed in range(40):
+        r = pc.rays(q, n_rays=200, rng=seed)
+        inside += r.mean_ci[0] <= truth <= r.mean_ci[1]
+        sems.append(r.sem)
+    # 95% intervals: 40 runs, P(fewer than 34 inside) < 0.3% for a correct interval
+    assert inside >= 34
+    big = pc.rays(q, n_rays=1600, rng=99)
+    assert big.sem < 0.45 * np.mean(sems)  # sem ∝ 1/sqrt(n): 8x the rays, ~1/2.8 the sem
+    assert abs(big.mean - truth) <= 4 * big.sem
+
+
+def test_negative_fraction_and_its_interval():
+    q = Quadratic.from_spectrum(np.r_[-np.ones(20), np.ones(20)], rng=0)
+    r = pc.rays(q, n_rays=300, rng=0)
+    lo, hi = r.negative_fraction_ci
+    assert lo <= r.negative_fraction <= hi and 0.3 < r.negative_fraction < 0.7
+    assert 0 < lo < hi < 1
+
+
+def test_default_eps_by_precision():
+    assert pc.default_ray_eps(np.float64) == pytest.approx(1.22e-4, rel=1e-2)
+    assert pc.default_ray_eps(np.float32) == pytest.approx(1.86e-2, rel=1e-2)
+
+
+class _Exploding(AbstractObjective):
+    """exp(‖x‖²): overflows to inf a few units from the origin."""
+
+    def __init__(self, dim: int = 4) -> None:
+        self.dim, self.dtype = dim, np.dtype(np.float64)
+        self.layout = default_layout(dim)
+        self.x0 = np.zeros(dim)
+
+    def loss(self, x):
+        with np.errstate(over="ignore"):
+            return float(np.exp(np.dot(x, x)))
+
+    def grad(self, x):
+        return 2 * x * self.loss(x)
+
+    def hvp(self, x, v):
+        return 2 * v * self.loss(x) + 4 * x * (x @ v) * self.loss(x)
+
+
+def test_non_finite_losses_are_recorded_and_plotted(tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from probecore import plot
+
+    obj = _Exploding()
+    D = np.eye(4)[:2] * 30.0  # exp(900) overflows
+    r = pc.plane(obj, D, alphas=np.linspace(-1, 1, 7), betas=np.linspace(-1, 1, 7))
+    assert np.isinf(r.losses).any() and np.isfinite(r.losses).any()
+    assert r.losses[3, 3] == 1.0
+    ax = plot.contour(r)
+    ax.figure.savefig(tmp_path / "c.png")
+    ax = plot.surface(r)
+    ax.figure.savefig(tmp_path / "s.png")
+    assert os.path.getsize(tmp_path / "c.png") > 5000 and os.path.getsize(tmp_path / "s.png") > 5000
+    rr = pc.rays(obj, n_rays=5, eps=40.0, rng=0)
+    assert rr.n_finite == 0 and np.isnan(rr.mean)
+
+
+def test_bad_grids_and_directions_raise_clear_errors():
+    q = _quadratic(n=10)
+    D = np.ones((2, 10))
+    with pytest.raises(ValueError, match="`alphas` must hold at least one value"):
+        pc.plane(q, D, alphas=[])
+    with pytest.raises(ValueError, match=r"`betas` must be strictly increasing; betas\[2\]"):
+        pc.plane(q, D, betas=[0.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="`alphas` must be 1-D"):
+        pc.plane(q, D, alphas=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="`coords` must be finite"):
+        pc.line(q, D[0], coords=[0.0, np.nan])
+    with pytest.raises(ValueError, match=r"`directions` must have shape \(2, 10\)"):
+        pc.plane(q, np.ones((3, 10)))
+    with pytest.raises(TypeError, match="`direction` must be a Directions"):
+        pc.line(q, "up")
+    with pytest.raises(ValueError, match="`n_rays`"):
+        pc.rays(q, n_rays=0)
+    with pytest.raises(ValueError, match="`eps` must be positive"):
+        pc.rays(q, eps=0.0)
+    with pytest.raises(TypeError, match="`executor` must be a concurrent.futures.Executor"):
+        pc.plane(q, D, executor="dask")
+    with pytest.raises(TypeError, match="probecore Objective"):
+        pc.plane(object(), D)
+    with pytest.raises(ValueError, match="`chunk_size`"):
+        pc.plane(q, D, chunk_size=0)
+
+
+# --------------------------------------------------------------------------- storage
+
+
+def test_store_round_trip_and_resume_computes_nothing_twice(tmp_path):
+    q = _quadratic()
+    D = pc.random_directions(q, k=2, rng=0)
+    grid = dict(alphas=np.linspace(-1, 1, 11), betas=np.linspace(-1, 1, 9), chunk_size=7)
+    full = pc.plane(q, D, **grid)
+    path = tmp_path / "plane.zarr"
+    first = pc.plane(q, D, store=path, **grid)
+    again = pc.plane(q, D, store=path, **grid)
+    assert first.n_loss_evals == 99 and again.n_loss_evals == 0
+    np.testing.assert_array_equal(again.losses, full.losses)
+    back = pc.load_run(path)
+    np.testing.assert_array_equal(back.losses, full.losses)
+    np.testing.assert_array_equal(back.alphas, grid["alphas"])
+    meta = back.metadata
+    assert meta["directions"]["seed"] == 0 and meta["directions"]["normalization"] == "filter"
+    assert meta["objective"]["dim"] == q.dim and "probecore" in meta["objective"]["versions"]
+    # the store is plain Zarr: ordinary tools read it
+    import zarr
+
+    g = zarr.open_group(str(path), mode="r")
+    assert g["done"][:].all() and g["loss"].shape == (99,)
+
+
+def test_interrupted_run_resumes_with_identical_values(tmp_path, monkeypatch):
+    q = _quadratic()
+    D = pc.random_directions(q, k=2, rng=0)
+    grid = dict(alphas=np.linspace(-1, 1, 10), betas=np.linspace(-1, 1, 10), chunk_size=8)
+    full = pc.plane(q, D, **grid)
+    calls = {"n": 0}
+    original = Quadratic.losses_in_span
+
+    def flaky(self, origin, basis, coeffs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C during chunk 5
+        return original(self, origin, basis, coeffs)
+
+    monkeypatch.setattr(Quadratic, "losses_in_span", flaky)
+    path = tmp_path / "p.zarr"
+    with pytest.raises(KeyboardInterrupt):
+        pc.plane(q, D, store=path, **grid)
+    partial = pc.load_run(path)
+    assert partial.computed.sum() == 32 and not partial.complete
+    assert np.isnan(partial.losses[~partial.computed]).all()
+    monkeypatch.setattr(Quadratic, "losses_in_span", original)
+    resumed = pc.plane(q, D, store=path, **grid)
+    assert resumed.n_loss_evals == 100 - 32
+    np.testing.assert_array_equal(resumed.losses, full.losses)
+
+
+def test_store_refuses_a_different_run(tmp_path):
+    q = _quadratic()
+    D = pc.random_directions(q, k=2, rng=0)
+    path = tmp_path / "p.zarr"
+    pc.plane(q, D, alphas=[0.0, 1.0], betas=[0.0, 1.0], store=path)
+    with pytest.raises(ValueError, match="holds a different run: its 'alphas' array differs"):
+        pc.plane(q, D, alphas=[0.0, 2.0], betas=[0.0, 1.0], store=path)
+    D2 = pc.random_directions(q, k=2, rng=1)
+    with pytest.raises(ValueError, match="holds a different run: its directions"):
+        pc.plane(q, D2, alphas=[0.0, 1.0], betas=[0.0, 1.0], store=path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="not a directory"):
+        pc.plane(q, D, store=tmp_path / "file")
+
+
+def test_rays_resume_from_store(tmp_path):
+    q = _quadratic()
+    path = tmp_path / "r.zarr"
+    full = pc.rays(q, n_rays=50, rng=3, chunk_size=10)
+    stored = pc.rays(q, n_rays=50, rng=3, chunk_size=10, store=path)
+    again = pc.rays(q, n_rays=50, rng=3, chunk_size=10, store=path)
+    np.testing.assert_array_equal(again.kappa, full.kappa)
+    assert stored.n_loss_evals == 101 and again.n_loss_evals == 1
+    back = pc.load_run(path)
+    np.testing.assert_array_equal(back.kappa, full.kappa)
+    assert back.mean == full.mean
+
+
+_KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    import probecore as pc
+    from probecore.analytic import Quadratic
+
+    class Slow(Quadratic):
+        def loss(self, x):
+            time.sleep(0.004)
+            return super().loss(x)
+
+    q = Slow(np.diag(np.linspace(1.0, 3.0, 30)), b=np.ones(30), x0=np.full(30, 0.5))
+    D = pc.random_directions(q, k=2, rng=0)
+    r = pc.plane(q, D, alphas=np.linspace(-1, 1, 21), betas=np.linspace(-1, 1, 21),
+                 chunk_size=9, store=sys.argv[1], progress=False)
+    print(r.n_loss_evals)
+    """
+)
+
+
+def test_sigkill_mid_run_then_restart_gives_bitwise_identical_values(tmp_path):
+    import zarr
+
+    script = tmp_path / "run.py"
+    script.write_text(_KILL_SCRIPT)
+    path = str(tmp_path / "plane.zarr")
+    proc = subprocess.Popen([sys.executable, str(script), path])
+    done = 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        try:
+            done = int(zarr.open_group(path, mode="r")["done"][:].sum())
+        except Exception:
+            continue
+        if done >= 100:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = int(zarr.open_group(path, mode="r")["done"][:].sum())
+    assert 100 <= saved < 441, saved
+    out = subprocess.run(
+        [sys.executable, str(script), path], capture_output=True, text=True, check=True
+    )
+    assert int(out.stdout.strip()) == 441 - saved  # none of the saved points recomputed
+    fresh = str(tmp_path / "fresh.zarr")
+    subprocess.run([sys.executable, str(script), fresh], capture_output=True, check=True)
+    np.testing.assert_array_equal(pc.load_run(path).losses, pc.load_run(fresh).losses)
+
+
+# --------------------------------------------------------------------------- executors
+
+
+def _make_quadratic():
+    return _quadratic()
+
+
+def test_process_pool_and_threads_equal_serial():
+    q = _quadratic()
+    D = pc.random_directions(q, k=2, rng=0)
+    grid = dict(alphas=np.linspace(-1, 1, 9), betas=np.linspace(-1, 1, 9), chunk_size=10)
+    serial = pc.plane(q, D, **grid)
+    with ProcessPoolExecutor(2, mp_context=_SPAWN) as ex:
+        par = pc.plane(q, D, executor=ex, **grid)
+        fac = pc.plane(q, D, executor=ex, objective_factory=_make_quadratic, **grid)
+        r_par = pc.rays(q, n_rays=40, rng=1, chunk_size=8, executor=ex)
+    with ThreadPoolExecutor(2) as ex:
+        thr = pc.plane(q, D, executor=ex, **grid)
+    for r in (par, fac, thr):
+        np.testing.assert_array_equal(r.losses, serial.losses)
+    np.testing.assert_array_equal(r_par.kappa, pc.rays(q, n_rays=40, rng=1, chunk_size=8).kappa)
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_equals_serial(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    q = _quadratic()
+    D = pc.random_directions(q, k=2, rng=0)
+    grid = dict(alphas=np.linspace(-1, 1, 9), betas=np.linspace(-1, 1, 9), chunk_size=10)
+    serial = pc.plane(q, D, **grid)
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            local_directory=str(tmp_path),
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        r = pc.plane(q, D, executor=client.get_executor(), store=tmp_path / "d.zarr", **grid)
+    np.testing.assert_array_equal(r.losses, serial.losses)
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def test_plots_write_non_empty_pngs(tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from probecore import plot
+
+    q = _quadratic()
+    D = pc.random_directions(q, k=2, rng=0)
+    r = pc.plane(q, D, alphas=np.linspace(-1, 1, 15), betas=np.linspace(-1, 1, 15))
+    lines = [pc.line(q, D[i], coords=np.linspace(-1, 1, 21)) for i in range(2)]
+    rr = pc.rays(q, n_rays=100, rng=0)
+    axes = {
+        "contour": plot.contour(r, levels=12),
+        "surface": plot.surface(r),
+        "profile": plot.profile(*lines, labels=["d1", "d2"]),
+        "rays": plot.ray_histogram(rr),
+    }
+    for name, ax in axes.items():
+        ax.figure.savefig(tmp_path / f"{name}.png", dpi=80)
+        assert os.path.getsize(tmp_path / f"{name}.png") > 5000, name
+    with pytest.raises(TypeError, match="PlaneResult"):
+        plot.contour(lines[0])
