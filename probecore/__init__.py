@@ -25,6 +25,7 @@ from probecore._landscape import (
     line,
     load_run,
     plane,
+    ray_directions,
     rays,
 )
 from probecore._objective import ROLES, AbstractObjective, Block, Layout, Objective
@@ -73,6 +74,7 @@ __all__ = [
     "interpolate",
     "plane",
     "rays",
+    "ray_directions",
     "default_ray_eps",
     "load_run",
     "LineResult",

@@ -75,9 +75,26 @@ class Directions(_ResultBase):
     def __getitem__(self, i: int) -> np.ndarray:
         return self.vectors[i]
 
+    def select(self, i: int) -> Directions:
+        """Row ``i`` as a one-direction :class:`Directions` (keeps the recipe for storage)."""
+        i = check_int("i", i, lo=-len(self), hi=len(self) - 1)
+        return Directions(
+            vectors=self.vectors[i : i + 1] if i >= 0 else self.vectors[i:][:1],
+            kind=self.kind,
+            normalization=self.normalization,
+            bias=self.bias,
+            norm=self.norm,
+            orthogonal=self.orthogonal,
+            seed=self.seed,
+            eigenvalues=None if self.eigenvalues is None else self.eigenvalues[[i]],
+            n_matvecs=0,
+            metadata={**self.metadata, "row": i % len(self)},
+        )
+
     def describe(self) -> dict[str, Any]:
         """JSON-ready description (everything but the vectors)."""
         out = {
+            **({"row": self.metadata["row"]} if "row" in self.metadata else {}),
             "kind": self.kind,
             "normalization": self.normalization,
             "bias": self.bias,
@@ -108,19 +125,36 @@ def _from_filter_major(block: Block, m: np.ndarray) -> np.ndarray:
     return np.moveaxis(m.reshape(moved), 0, axis).reshape(-1)
 
 
+def _draw_axes(block: Block) -> list[int]:
+    """Axis order in which a block is drawn: output filters, then inputs, then the rest.
+
+    PyTorch lays weights out as ``(out, in, *spatial)`` (filter axis 0); Flax as
+    ``(*spatial, in, out)`` (filter axis -1). Both are drawn as ``(out, in, *spatial)``.
+    """
+    nd = len(block.shape)
+    if nd == 0:
+        return []
+    fa = block.filter_axis % nd
+    if nd >= 2 and fa == nd - 1:
+        return [nd - 1, nd - 2, *range(nd - 2)]
+    return [fa, *(i for i in range(nd) if i != fa)]
+
+
 def _gaussian(layout: Layout, gen: np.random.Generator, dtype: np.dtype) -> np.ndarray:
     """One Gaussian direction in a framework-independent order.
 
     Weight blocks are drawn first, then the others, each in layout order, and each block
-    in filter-major order (its filter axis first). PyTorch's ``(out, in)`` and Flax's
-    ``(in, out)`` kernels of the same layer therefore get the same numbers, and so do
-    parameter trees that order biases before weights.
+    in the order ``(out, in, *spatial)`` whatever its memory layout. PyTorch's
+    ``(out, in, kh, kw)`` and Flax's ``(kh, kw, in, out)`` kernels of the same layer
+    therefore get the same numbers, and so do parameter trees that order biases before
+    weights.
     """
     d = np.empty(layout.dim, dtype=np.float64)
     order = [b for b in layout if b.role == "weight"] + [b for b in layout if b.role != "weight"]
     for b in order:
-        shape = _filter_major(b, np.zeros(b.size)).shape
-        d[b.slice] = _from_filter_major(b, gen.standard_normal(shape))
+        axes = _draw_axes(b)
+        g = gen.standard_normal([b.shape[i] for i in axes])
+        d[b.slice] = np.transpose(g, np.argsort(axes)).reshape(-1) if axes else g.reshape(-1)
     return d.astype(dtype)
 
 
@@ -277,11 +311,18 @@ def random_directions(
         have the same roles and shapes in the same order (up to the filter axis), PyTorch
         and JAX objectives get the same directions.
 
+    Raises
+    ------
+    ValueError
+        If a direction comes out zero (all weight blocks of ``x`` zero, or no weight block
+        and ``bias``/``norm`` "zero"): a plane along it would be flat.
+
     Examples
     --------
     >>> from probecore.analytic import digits_logistic_regression
     >>> obj = digits_logistic_regression()
-    >>> d = random_directions(obj, k=2, rng=0)
+    >>> x = obj.minimize()                      # filter-normalize to the trained weights
+    >>> d = random_directions(obj, k=2, x=x, rng=0)
     >>> d.vectors.shape, d.normalization
     ((2, 650), 'filter')
     """
@@ -313,6 +354,14 @@ def random_directions(
         )
         rows.append(d)
     V = np.array(rows)
+    zero = [i for i, row in enumerate(V) if not np.any(row)]
+    if zero:
+        raise ValueError(
+            f"direction {zero[0]} is zero after normalization: every block was rescaled to "
+            "a zero weight or set to zero (bias/norm='zero'). Pass the trained weights as "
+            "`x` (filter normalization matches their norms), or normalization='none' with "
+            "bias='weights' for an objective without weight blocks."
+        )
     if orthogonal:
         V = orthogonalize(V, keep_norms=True)
     return Directions(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import math
+import numbers
 import os
 import platform
 import sys
@@ -39,6 +40,7 @@ __all__ = [
     "line",
     "load_run",
     "plane",
+    "ray_directions",
     "rays",
 ]
 
@@ -81,6 +83,8 @@ class LineResult(_GridBase):
         Shape ``(n_metrics, n)``.
     n_loss_evals : int
         Loss evaluations spent by this call (0 for points read back from a store).
+    n_metric_evals : int
+        Metric evaluations spent by this call (one per point with ``metrics``).
     """
 
     _array_fields: ClassVar[tuple[str, ...]] = ("coords", "losses", "computed", "metric_values")
@@ -91,6 +95,7 @@ class LineResult(_GridBase):
     metric_names: tuple = ()
     metric_values: np.ndarray | None = None
     n_loss_evals: int = 0
+    n_metric_evals: int = 0
     metadata: dict = field(default_factory=dict)
 
 
@@ -112,6 +117,8 @@ class PlaneResult(_GridBase):
         As for :class:`LineResult`; values have shape ``(n_metrics, nb, na)``.
     n_loss_evals : int
         Loss evaluations spent by this call.
+    n_metric_evals : int
+        Metric evaluations spent by this call.
     """
 
     _array_fields: ClassVar[tuple[str, ...]] = (
@@ -129,6 +136,7 @@ class PlaneResult(_GridBase):
     metric_names: tuple = ()
     metric_values: np.ndarray | None = None
     n_loss_evals: int = 0
+    n_metric_evals: int = 0
     metadata: dict = field(default_factory=dict)
 
 
@@ -248,7 +256,10 @@ def _rows(name: str, directions: Any, k: int, dim: int, dtype: np.dtype) -> np.n
             )
     D = directions.reshape(1, -1) if (k == 1 and directions.ndim == 1) else directions
     if D.ndim != 2 or D.shape != (k, dim):
-        raise ValueError(f"`{name}` must have shape ({k}, {dim}); got {directions.shape}.")
+        hint = ""
+        if k == 1 and D.ndim == 2 and D.shape[1] == dim:
+            hint = " Pick one: directions.select(i) for a Directions result, or array[i]."
+        raise ValueError(f"`{name}` must have shape ({k}, {dim}); got {directions.shape}.{hint}")
     if D.dtype.kind != "f":
         raise TypeError(f"`{name}` must have a floating dtype; got {D.dtype}.")
     if not np.all(np.isfinite(D)):
@@ -303,14 +314,31 @@ def _span_chunk(
     return out
 
 
+def ray_directions(seed: int, indices: Any, dim: int) -> np.ndarray:
+    """The unit directions of rays ``indices`` of a :func:`rays` run with ``rng=seed``.
+
+    Ray ``i`` is drawn from its own stream, ``SeedSequence(seed, spawn_key=(i,))``, so it
+    does not depend on chunking, executors or the order in which rays are evaluated.
+
+    Examples
+    --------
+    >>> ray_directions(0, [0, 1], 5).shape
+    (2, 5)
+    """
+    idx = np.atleast_1d(np.asarray(indices, dtype=np.int64))
+    D = np.empty((idx.size, int(dim)))
+    for row, i in enumerate(idx):
+        gen = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(i),)))
+        D[row] = gen.standard_normal(int(dim))
+    return D / np.linalg.norm(D, axis=1, keepdims=True)
+
+
 def _ray_chunk(
-    spec: Any, origin: np.ndarray, entropy: int, index: int, n: int, eps: float
+    spec: Any, origin: np.ndarray, entropy: int, start: int, n: int, eps: float
 ) -> dict[str, np.ndarray]:
-    """Losses at ``origin ± eps·d`` for the ``n`` rays of chunk ``index``."""
+    """Losses at ``origin ± eps·d_i`` for rays ``start, ..., start + n - 1``."""
     obj = _resolve(spec)
-    gen = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(index,)))
-    D = gen.standard_normal((n, origin.size))
-    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    D = ray_directions(entropy, np.arange(start, start + n), origin.size)
     coeffs = np.concatenate([eps * np.eye(n), -eps * np.eye(n)])
     losses = np.asarray(
         obj.losses_in_span(origin, D.astype(origin.dtype), coeffs), dtype=np.float64
@@ -393,6 +421,11 @@ def _check_executor(executor: Any, objective_factory: Any) -> Any:
     if objective_factory is not None and not callable(objective_factory):
         raise TypeError(
             f"`objective_factory` must be callable; got {type(objective_factory).__name__}."
+        )
+    if objective_factory is not None and executor is None:
+        raise ValueError(
+            "`objective_factory` builds the objective in executor workers; pass an "
+            "`executor` too (without one the objective is evaluated here, as given)."
         )
     return executor
 
@@ -490,7 +523,7 @@ def _span_probe(
     fields = ["loss", *metric_names]
     values = {name: np.full(n, np.nan) for name in fields}
     done = np.zeros(n, dtype=bool)
-    meta = {"objective": _objective_record(objective), **(metadata or {})}
+    meta = {"objective": _objective_record(objective), **metadata}
     rs = None
     if store is not None:
         rs = RunStore(
@@ -603,7 +636,7 @@ def line(
         objective_factory=objective_factory,
         store=store,
         progress=progress,
-        metadata={"directions": _describe_directions(direction), **(metadata or {})},
+        metadata={"directions": _describe_directions(direction), "user": dict(metadata or {})},
     )
     return LineResult(
         coords=t,
@@ -612,6 +645,7 @@ def line(
         metric_names=names,
         metric_values=np.array([values[m] for m in names]).reshape(len(names), t.size),
         n_loss_evals=n_evals,
+        n_metric_evals=n_evals if names else 0,
         metadata=meta,
     )
 
@@ -637,6 +671,8 @@ def interpolate(
     >>> interpolate(q, a, b, coords=[0.0, 0.5, 1.0]).losses.round(10).tolist()
     [1.0, 0.0, 1.0]
     """
+    if "x" in kwargs:
+        raise TypeError("`interpolate` takes its origin as `x_a`; it does not accept `x`.")
     a = _point(objective, x_a)
     b = check_vector("x_b", x_b, dim=objective.dim, dtype=a.dtype)
     t = _grid("coords", coords, 26, 0.0, 1.0)
@@ -711,7 +747,7 @@ def plane(
         objective_factory=objective_factory,
         store=store,
         progress=progress,
-        metadata={"directions": _describe_directions(directions), **(metadata or {})},
+        metadata={"directions": _describe_directions(directions), "user": dict(metadata or {})},
     )
     shape = (b.size, a.size)
     return PlaneResult(
@@ -724,6 +760,7 @@ def plane(
             len(names), *shape
         ),
         n_loss_evals=n_evals,
+        n_metric_evals=n_evals if names else 0,
         metadata=meta,
     )
 
@@ -844,14 +881,27 @@ def rays(
     if not 0 < confidence < 1:
         raise ValueError(f"`confidence` must lie strictly between 0 and 1; got {confidence}.")
     _check_executor(executor, objective_factory)
+    if store is not None and (isinstance(rng, bool) or not isinstance(rng, numbers.Integral)):
+        raise TypeError(
+            "`rng` must be an int seed when `store` is given, so that a rerun draws the same "
+            f"rays and can resume; got {type(rng).__name__}."
+        )
     gen, seed = as_rng(rng)
     entropy = int(seed) if isinstance(seed, int) else int(gen.integers(2**63))
     chunk_size, chunks = _chunking(n_rays, chunk_size, objective)
     fields = ["loss_plus", "loss_minus"]
     values = {name: np.full(n_rays, np.nan) for name in fields}
     done = np.zeros(n_rays, dtype=bool)
-    loss0 = float(objective.loss(origin))
-    meta = {"objective": _objective_record(objective), "entropy": entropy, **(metadata or {})}
+    # L(x) through the same route as L(x ± εd), so that both round alike
+    zero = np.zeros((1, origin.size), dtype=origin.dtype)
+    loss0 = float(objective.losses_in_span(origin, zero, np.zeros((1, 1)))[0])
+    meta = {
+        "objective": _objective_record(objective),
+        "entropy": entropy,
+        "loss0": loss0,
+        "confidence": confidence,
+        "user": dict(metadata or {}),
+    }
     rs = None
     if store is not None:
         rs = RunStore(
@@ -861,9 +911,12 @@ def rays(
             chunk_size=chunk_size,
             fields=fields,
             fixed={"origin": origin},
-            identity={"eps": eps, "entropy": entropy, "loss0": loss0},
+            identity={"eps": eps, "entropy": entropy},
             metadata=meta,
         )
+        if rs.resumed:  # the stored losses go with the stored L(x)
+            loss0 = float(rs.metadata["loss0"])
+            meta["loss0"] = loss0
         done[:] = rs.done()
         for name in fields:
             values[name][done] = rs.read(name)[done]
@@ -871,7 +924,7 @@ def rays(
     n_evals = 1 + 2 * _run_chunks(
         chunks,
         _ray_chunk,
-        lambda i, s, e: (origin, entropy, i, e - s, eps),
+        lambda i, s, e: (origin, entropy, s, e - s, eps),
         spec,
         fields,
         values,
@@ -942,11 +995,11 @@ def load_run(path: str | os.PathLike) -> LineResult | PlaneResult | RayResult:
             metadata=meta,
         )
     ident = record["identity"]
-    eps, loss0 = float(ident["eps"]), float(ident["loss0"])
+    eps, loss0 = float(ident["eps"]), float(record["metadata"]["loss0"])
     kappa = np.full(done.size, np.nan)
     with np.errstate(invalid="ignore", over="ignore"):
         kappa[done] = (vals["loss_plus"][done] - 2 * loss0 + vals["loss_minus"][done]) / eps**2
-    confidence = 0.95
+    confidence = float(record["metadata"].get("confidence", 0.95))
     dtype = np.dtype(record["metadata"]["objective"]["dtype"])
     return RayResult(
         kappa=kappa,

@@ -143,11 +143,17 @@ class RunStore:
                 f"`store` {self.path!r} holds format {record.get('format')!r}, not {FORMAT!r}."
             )
         stored = record.get("identity", {})
+        names = {
+            "fields": "recorded values (loss and `metrics`)",
+            "entropy": "seed (`rng`)",
+            "chunk_size": "`chunk_size`",
+            "n_points": "number of points",
+        }
         for key in sorted(set(stored) | set(identity)):
             if stored.get(key) != identity.get(key):
                 raise ValueError(
-                    f"`store` {self.path!r} holds a different run: its {key} is "
-                    f"{stored.get(key)!r}, this run's is {identity.get(key)!r}. Pass another "
+                    f"`store` {self.path!r} holds a different run: its {names.get(key, key)} "
+                    f"is {stored.get(key)!r}, this run's is {identity.get(key)!r}. Pass another "
                     "path, or delete the old run to start over."
                 )
         for name, value in fixed.items():

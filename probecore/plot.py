@@ -2,9 +2,9 @@
 
 Each function draws on ``ax`` (a new figure when omitted) and returns the axes.
 Non-finite losses (far from a minimum a loss can overflow) are not plotted as numbers:
-contours and surfaces leave a hole there and mark the points with ``x``; points that were
-never computed (an interrupted run) are left blank. matplotlib is imported when a
-function is called, never by ``import probecore``.
+contours and surfaces leave a hole there (contours and profiles also mark the points
+with ``x``); points that were never computed (an interrupted run) are left blank.
+matplotlib is imported when a function is called, never by ``import probecore``.
 """
 
 from __future__ import annotations
@@ -80,7 +80,8 @@ def contour(
     if bad.any():
         ax.plot(A[bad], B[bad], "x", color="crimson", ms=4, label="non-finite loss")
         ax.legend(loc="upper right", fontsize=7)
-    ax.plot([0], [0], "*", color="white", mec="k", ms=10)
+    if result.alphas[0] <= 0 <= result.alphas[-1] and result.betas[0] <= 0 <= result.betas[-1]:
+        ax.plot([0], [0], "*", color="white", mec="k", ms=10)  # the centre point x
     ax.set_xlabel("α (direction 1)")
     ax.set_ylabel("β (direction 2)")
     ax.set_title(label)

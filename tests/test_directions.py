@@ -104,6 +104,29 @@ def test_same_seed_same_direction_whatever_the_block_order_and_kernel_orientatio
     assert not np.array_equal(a, c.vectors)
 
 
+def test_conv_kernels_get_the_same_numbers_in_pytorch_and_flax_orientation():
+    torch_like = Layout.from_shapes([("conv.weight", (6, 3, 3, 2), "weight")])
+    flax_like = Layout.from_shapes([("Conv_0.kernel", (3, 2, 3, 6), "weight", -1)])
+    x = np.ones(108)
+    a = pc.random_directions(torch_like, k=2, x=x, rng=7, normalization="none").vectors
+    b = pc.random_directions(flax_like, k=2, x=x, rng=7, normalization="none").vectors
+    # (out, in, kh, kw) <- (kh, kw, in, out)
+    np.testing.assert_array_equal(
+        a.reshape(2, 6, 3, 3, 2), b.reshape(2, 3, 2, 3, 6).transpose(0, 4, 3, 1, 2)
+    )
+
+
+def test_zero_direction_is_refused():
+    layout = Layout.from_shapes([("w", (3, 4), "weight"), ("b", (3,), "bias")])
+    with pytest.raises(ValueError, match="zero after normalization"):
+        pc.random_directions(layout, x=np.zeros(15), rng=0)
+    one_block = Layout.single(5)  # role "other": zeroed by default
+    with pytest.raises(ValueError, match="zero after normalization"):
+        pc.random_directions(one_block, x=np.ones(5), rng=0)
+    d = pc.random_directions(one_block, x=np.ones(5), rng=0, normalization="none", bias="weights")
+    np.testing.assert_array_equal(d.vectors[0], np.ones(5))
+
+
 def test_orthogonalize_keeps_norms_and_refuses_dependent_rows():
     rng = np.random.default_rng(0)
     D = rng.standard_normal((3, 50))

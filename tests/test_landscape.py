@@ -61,27 +61,33 @@ def test_line_and_interpolation():
 
 def test_metrics_along_a_line():
     obj = pc.analytic.digits_logistic_regression()
-    d = pc.random_directions(obj, k=1, rng=0)
-    r = pc.line(obj, d, coords=[-1.0, 0.0, 1.0], metrics=True)
-    assert r.metric_names == ("accuracy",)
-    assert r.metric("accuracy")[1] == pytest.approx(obj.metrics(obj.x0)["accuracy"])
+    x = obj.minimize()
+    with pytest.raises(ValueError, match="direction 0 is zero after normalization"):
+        pc.random_directions(obj, k=1, rng=0)  # x0 is all zeros: nothing to match
+    d = pc.random_directions(obj, k=2, x=x, rng=0)
+    r = pc.line(obj, d.select(1), x=x, coords=[-1.0, 0.0, 1.0], metrics=True)
+    assert r.metric_names == ("accuracy",) and r.n_metric_evals == 3 == r.n_loss_evals
+    assert r.metric("accuracy")[1] == pytest.approx(obj.metrics(x)["accuracy"])
+    np.testing.assert_array_equal(
+        r.losses, pc.line(obj, d.vectors[1], x=x, coords=[-1.0, 0.0, 1.0]).losses
+    )
+    assert r.metadata["directions"]["row"] == 1 and r.metadata["directions"]["seed"] == 0
+    with pytest.raises(ValueError, match=r"select\(i\)"):
+        pc.line(obj, d, x=x)
     with pytest.raises(ValueError, match="does not report"):
-        pc.line(obj, d, metrics=["f1"])
+        pc.line(obj, d.select(0), x=x, metrics=["f1"])
 
 
 def test_ray_curvature_is_dtHd_on_a_quadratic():
     q = _quadratic()
     H = q.hessian()
     r = pc.rays(q, n_rays=30, rng=4, chunk_size=8)
-    # regenerate the rays exactly as the chunks drew them
-    entropy = r.metadata["entropy"]
-    dirs = []
-    for i, s in enumerate(range(0, 30, 8)):
-        n = min(8, 30 - s)
-        gen = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(i,)))
-        D = gen.standard_normal((n, q.dim))
-        dirs.append(D / np.linalg.norm(D, axis=1, keepdims=True))
-    D = np.vstack(dirs)
+    D = pc.ray_directions(4, np.arange(30), q.dim)  # the rays the run drew
+    np.testing.assert_allclose(np.linalg.norm(D, axis=1), 1.0, rtol=1e-14)
+    # the rays do not depend on chunking
+    np.testing.assert_array_equal(
+        pc.rays(q, n_rays=30, rng=4, chunk_size=7).losses_plus, r.losses_plus
+    )
     exact = np.einsum("ij,jk,ik->i", D, H, D)
     # central differences are exact on quadratics; what is left is rounding: each loss has
     # error ~ eps·|L| ~ eps·(|L(x)| + ‖g‖ε + ‖H‖ε²), divided by ε².
@@ -93,9 +99,7 @@ def test_ray_curvature_is_dtHd_on_a_quadratic():
 def test_ray_curvature_on_rosenbrock_to_finite_difference_accuracy():
     f = Rosenbrock(6)
     r = pc.rays(f, n_rays=12, rng=0, eps=1e-3, chunk_size=12)
-    gen = np.random.default_rng(np.random.SeedSequence(r.metadata["entropy"], spawn_key=(0,)))
-    D = gen.standard_normal((12, 6))
-    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    D = pc.ray_directions(0, np.arange(12), 6)
     exact = np.einsum("ij,jk,ik->i", D, f.hessian(f.x0), D)
     # truncation error ε²/12·|∂⁴L| with |∂⁴L| <= 24·100·4 along unit directions (quartic terms)
     np.testing.assert_allclose(r.kappa, exact, rtol=0, atol=1e-6 * 24 * 100 * 4 / 12 + 1e-4)
@@ -192,6 +196,10 @@ def test_bad_grids_and_directions_raise_clear_errors():
         pc.plane(q, D, executor="dask")
     with pytest.raises(TypeError, match="probecore Objective"):
         pc.plane(object(), D)
+    with pytest.raises(ValueError, match="pass an `executor` too"):
+        pc.plane(q, D, objective_factory=_make_quadratic)
+    with pytest.raises(TypeError, match="does not accept `x`"):
+        pc.interpolate(q, q.x0, q.x0 + 1, x=q.x0)
     with pytest.raises(ValueError, match="`chunk_size`"):
         pc.plane(q, D, chunk_size=0)
 
@@ -275,6 +283,21 @@ def test_rays_resume_from_store(tmp_path):
     back = pc.load_run(path)
     np.testing.assert_array_equal(back.kappa, full.kappa)
     assert back.mean == full.mean
+    # the confidence level and user metadata come back; user keys cannot clobber ours
+    half = pc.rays(
+        q,
+        n_rays=50,
+        rng=3,
+        chunk_size=10,
+        confidence=0.5,
+        store=tmp_path / "h.zarr",
+        metadata={"objective": "mine", "entropy": 1},
+    )
+    back = pc.load_run(tmp_path / "h.zarr")
+    assert back.confidence == 0.5 and back.metadata["user"]["objective"] == "mine"
+    np.testing.assert_array_equal(back.mean_ci, half.mean_ci)
+    with pytest.raises(TypeError, match="`rng` must be an int seed when `store` is given"):
+        pc.rays(q, n_rays=5, rng=None, store=tmp_path / "none.zarr")
 
 
 _KILL_SCRIPT = textwrap.dedent(
