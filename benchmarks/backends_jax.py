@@ -93,13 +93,18 @@ def loss_fn(params, batch):
 
 
 def bench(routes, rounds=ROUNDS, inner=INNER):
-    """Median over interleaved rounds of the mean time of ``inner`` calls of each route."""
+    """Median over interleaved rounds (order rotated) of the mean time of ``inner`` calls."""
     for fn in routes.values():  # warm-up: compile, fill caches
         fn()
         fn()
     times = {name: [] for name in routes}
-    for _ in range(rounds):
-        for name, fn in routes.items():
+    names = list(routes)
+    for r in range(rounds):
+        # rotate the order every round: a route timed right after a heavy one pays for
+        # what that one left behind (the objective's loss came right after the vmapped
+        # HVPs in every round before this, and measured +36-38%)
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            fn = routes[name]
             t = time.perf_counter()
             for _ in range(inner):
                 fn()
