@@ -19,7 +19,7 @@ import platform
 import sys
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -286,6 +286,7 @@ class _Factory:
 
 
 _WORKER_OBJECTIVES: dict[str, Any] = {}
+_IN_FLIGHT = 16  # chunks submitted to an executor at any one time
 
 
 def _resolve(spec: Any) -> Any:
@@ -390,21 +391,37 @@ def _run_chunks(
             for i, s, e in todo:
                 record(s, e, task(spec, *args_of(i, s, e)))
         else:
-            futures = {executor.submit(task, spec, *args_of(i, s, e)): (s, e) for i, s, e in todo}
+            # At most _IN_FLIGHT chunks are submitted at a time: each task carries the
+            # objective (or its factory) and the chunk's inputs, so memory stays bounded.
+            pending = iter(todo)
+            futures: dict[Any, tuple[int, int]] = {}
+
+            def submit_next() -> None:
+                item = next(pending, None)
+                if item is not None:
+                    i, s, e = item
+                    futures[executor.submit(task, spec, *args_of(i, s, e))] = (s, e)
+
+            for _ in range(_IN_FLIGHT):
+                submit_next()
             try:
-                for fut in as_completed(futures):
-                    s, e = futures[fut]
-                    try:
-                        out = fut.result()
-                    except Exception as exc:
-                        if "pickl" in f"{type(exc).__name__} {exc}".lower():
-                            raise TypeError(
-                                "the objective could not be sent to the executor's workers "
-                                f"({type(exc).__name__}: {exc}). Pass objective_factory=, a "
-                                "picklable function that builds the objective in each worker."
-                            ) from exc
-                        raise
-                    record(s, e, out)
+                while futures:
+                    finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        s, e = futures.pop(fut)
+                        try:
+                            out = fut.result()
+                        except Exception as exc:
+                            if "pickl" in f"{type(exc).__name__} {exc}".lower():
+                                raise TypeError(
+                                    "the objective could not be sent to the executor's "
+                                    f"workers ({type(exc).__name__}: {exc}). Pass "
+                                    "objective_factory=, a picklable function that builds the "
+                                    "objective in each worker."
+                                ) from exc
+                            raise
+                        record(s, e, out)
+                        submit_next()
             finally:
                 for fut in futures:
                     fut.cancel()
