@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -119,3 +123,40 @@ def objectives(backend):
         return _analytic_objectives()
     module = importlib.import_module(f"frameworks.models_{backend}")
     return module.make_objectives()
+
+
+@pytest.fixture
+def kill_and_resume():
+    """Run a stored landscape run in a subprocess, SIGKILL it midway, resume, run afresh.
+
+    ``run(script, directory, total, at_least)`` starts ``python script <store>``, kills it
+    with SIGKILL once ``at_least`` points are marked done, checks that some but not all of
+    the ``total`` points were saved, reruns the script on the same store (it must print
+    the number of points it evaluated), then runs it on a fresh store. Returns
+    ``(saved, evaluated_on_resume, resumed_store, fresh_store)``.
+    """
+
+    def run(script, directory, total: int, at_least: int) -> tuple[int, int, str, str]:
+        import zarr
+
+        path, fresh = str(directory / "killed.zarr"), str(directory / "fresh.zarr")
+        proc = subprocess.Popen([sys.executable, str(script), path])
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            try:
+                if int(zarr.open_group(path, mode="r")["done"][:].sum()) >= at_least:
+                    break
+            except Exception:  # the group may not exist yet
+                continue
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        saved = int(zarr.open_group(path, mode="r")["done"][:].sum())
+        assert at_least <= saved < total, saved
+        out = subprocess.run(
+            [sys.executable, str(script), path], capture_output=True, text=True, check=True
+        )
+        subprocess.run([sys.executable, str(script), fresh], capture_output=True, check=True)
+        return saved, int(out.stdout.strip()), path, fresh
+
+    return run

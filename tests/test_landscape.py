@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
@@ -321,33 +317,11 @@ _KILL_SCRIPT = textwrap.dedent(
 )
 
 
-def test_sigkill_mid_run_then_restart_gives_bitwise_identical_values(tmp_path):
-    import zarr
-
+def test_sigkill_mid_run_then_restart_gives_bitwise_identical_values(tmp_path, kill_and_resume):
     script = tmp_path / "run.py"
     script.write_text(_KILL_SCRIPT)
-    path = str(tmp_path / "plane.zarr")
-    proc = subprocess.Popen([sys.executable, str(script), path])
-    done = 0
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-        try:
-            done = int(zarr.open_group(path, mode="r")["done"][:].sum())
-        except Exception:
-            continue
-        if done >= 100:
-            break
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    saved = int(zarr.open_group(path, mode="r")["done"][:].sum())
-    assert 100 <= saved < 441, saved
-    out = subprocess.run(
-        [sys.executable, str(script), path], capture_output=True, text=True, check=True
-    )
-    assert int(out.stdout.strip()) == 441 - saved  # none of the saved points recomputed
-    fresh = str(tmp_path / "fresh.zarr")
-    subprocess.run([sys.executable, str(script), fresh], capture_output=True, check=True)
+    saved, evaluated, path, fresh = kill_and_resume(script, tmp_path, total=441, at_least=100)
+    assert evaluated == 441 - saved  # none of the saved points recomputed
     np.testing.assert_array_equal(pc.load_run(path).losses, pc.load_run(fresh).losses)
 
 

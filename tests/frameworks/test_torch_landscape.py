@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -152,31 +147,11 @@ _CNN_SCRIPT = textwrap.dedent(
 )
 
 
-def test_digits_cnn_plane_killed_and_restarted_is_bitwise_identical(tmp_path):
-    import zarr
-
+def test_digits_cnn_plane_killed_and_restarted_is_bitwise_identical(tmp_path, kill_and_resume):
     script = tmp_path / "cnn_plane.py"
     script.write_text(_CNN_SCRIPT)
-    path = str(tmp_path / "plane.zarr")
-    proc = subprocess.Popen([sys.executable, str(script), path])
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-        try:
-            if int(zarr.open_group(path, mode="r")["done"][:].sum()) >= 24:
-                break
-        except Exception:
-            continue
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    saved = int(zarr.open_group(path, mode="r")["done"][:].sum())
-    assert 24 <= saved < 169, saved
-    out = subprocess.run(
-        [sys.executable, str(script), path], capture_output=True, text=True, check=True
-    )
-    assert int(out.stdout.strip()) == 169 - saved
-    fresh = str(tmp_path / "fresh.zarr")
-    subprocess.run([sys.executable, str(script), fresh], capture_output=True, check=True)
+    saved, evaluated, path, fresh = kill_and_resume(script, tmp_path, total=169, at_least=24)
+    assert evaluated == 169 - saved  # none of the saved points recomputed
     np.testing.assert_array_equal(pc.load_run(path).losses, pc.load_run(fresh).losses)
     assert pc.load_run(path).metadata["objective"]["n_examples"] == 1797
 
