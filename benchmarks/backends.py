@@ -123,6 +123,20 @@ def machine():
     return f"{os.cpu_count()}-core CPU ({cpu})"
 
 
+def kept_double_backward(model, X, y, params, vs):
+    """An HVP route that does what the objective does at a new point: build the gradient
+    graph, keep it for the next product (freeing the previous one first), then backward."""
+    kept = [None]
+
+    def route():
+        kept[0] = None
+        gs = torch.autograd.grad(F.cross_entropy(model(X), y), params, create_graph=True)
+        kept[0] = gs
+        return torch.autograd.grad(gs, params, vs, retain_graph=True)
+
+    return route
+
+
 def split_like(flat, params):
     parts = torch.split(flat, [p.numel() for p in params])
     return [t.view_as(p) for t, p in zip(parts, params, strict=True)]
@@ -238,14 +252,7 @@ def part1(model, X, y, rounds):
         gs = torch.autograd.grad(F.cross_entropy(model(X), y), params, create_graph=True)
         return torch.autograd.grad(gs, params, vs)
 
-    kept = [None]
-
-    def double_backward_kept():
-        # what the objective does at a new point: build the graph, keep it for reuse
-        kept[0] = None
-        gs = torch.autograd.grad(F.cross_entropy(model(X), y), params, create_graph=True)
-        kept[0] = gs
-        return torch.autograd.grad(gs, params, vs, retain_graph=True)
+    double_backward_kept = kept_double_backward(model, X, y, params, vs)
 
     # cold HVPs on a second objective, so that the first keeps its graph at x0
     obj_c = pc.objective(model, F.cross_entropy, (X, y))
@@ -783,14 +790,7 @@ def resnet_child(quick):
         gs = torch.autograd.grad(F.cross_entropy(model(X), y), params, create_graph=True)
         return torch.autograd.grad(gs, params, vs)
 
-    kept = [None]
-
-    def double_backward_kept():
-        # what the objective does at a new point: build the graph, keep it for reuse
-        kept[0] = None
-        gs = torch.autograd.grad(F.cross_entropy(model(X), y), params, create_graph=True)
-        kept[0] = gs
-        return torch.autograd.grad(gs, params, vs, retain_graph=True)
+    double_backward_kept = kept_double_backward(model, X, y, params, vs)
 
     obj_c = pc.objective(model, F.cross_entropy, (X, y))  # cold HVPs: its own graph cache
     flip = [0]

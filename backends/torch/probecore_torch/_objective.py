@@ -384,7 +384,9 @@ class TorchObjective(AbstractObjective):
         flat = self._to_tensor(x)
         correct, seen = 0.0, 0
         ev = self._eval_copy()
-        with torch.no_grad(), self._modes():
+        # the private copy is already in eval mode; only functional_call needs the flags set
+        modes = contextlib.nullcontext() if ev is not None else self._modes()
+        with torch.no_grad(), modes:
             if ev is not None:
                 self._write(ev[1], flat)
             for inputs, targets in self._batches:
