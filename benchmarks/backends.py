@@ -1,6 +1,6 @@
 """The PyTorch backend measured: overhead, HVP cost, peers (PyHessian, curvlinops), scale.
 
-Run by hand:  python benchmarks/backends.py [--quick]
+Run by hand:  python benchmarks/backends.py [--quick] [--parts 1,2,3]
 (prints Markdown tables for docs/benchmarks.md; about 10 minutes on 2 CPU cores, --quick
 about 4). Unless OMP_WAIT_POLICY is set, the script restarts itself with
 OMP_WAIT_POLICY=PASSIVE: on a shared machine torch's spinning OpenMP threads made HVPs
@@ -14,8 +14,10 @@ Parts:
 
 1. Digits CNN (float32, whole training set in one batch): one loss, one gradient and one
    HVP through ``probecore.objective`` versus the same computation written in torch, for
-   every direct HVP route. Timings are interleaved round by round (medians), so that
-   load from other processes hits every route alike; read the ratios, not the seconds.
+   every direct HVP route. Each comparison (loss, gradient, cached HVP, cold HVP, batched
+   HVPs) is its own group of routes, interleaved round by round with the order rotated;
+   ratios are medians of per-round ratios with 95% confidence intervals, so that load
+   from other processes cancels; read the ratios, not the seconds.
 2. Peers on the same model and data. HVPs to reach λmax within 1e-8 (float64):
    probecore's Lanczos versus ARPACK ``eigsh`` on curvlinops' ``HessianLinearOperator``,
    each at a ladder of tolerances, the cheapest run that meets the target counting (as
@@ -25,7 +27,8 @@ Parts:
    only the wall time of the ladder shrinks. Then wall time and error of λmax against
    PyHessian's default ``eigenvalues()`` (float32), and the time of one HVP in each.
    Then the same race in float32 and float64, on the briefly trained CNN and on the same
-   CNN trained to a minimum.
+   CNN trained to a minimum; in float64 also the mixed-precision route (Lanczos on the
+   float32 objective, then float64 Lanczos from its eigenvector).
 3. A ResNet-18 (11.2 M parameters, CIFAR-sized input, batch 8, float32, eval mode):
    ``lanczos(k=1, tol=1e-3, verify=False, ncv=10, max_ncv=10)``; time, HVPs and peak
    resident memory (VmHWM), measured in a child process so that parts 1 and 2 do not count.
@@ -48,6 +51,7 @@ import warnings
 
 import numpy as np
 import scipy
+import scipy.stats
 import torch
 import torch.nn.functional as F
 from scipy.sparse.linalg import LinearOperator, eigsh
@@ -68,6 +72,12 @@ warnings.filterwarnings("ignore", message=".*create_graph=True.*reference cycle.
 # --------------------------------------------------------------------------- helpers
 
 
+class Timings(dict):
+    """Median seconds per call of each route; ``raw`` keeps the per-round samples."""
+
+    raw: dict
+
+
 def bench(routes, rounds, per_call=None):
     """Median seconds per call of each route; routes interleaved, order rotated per round."""
     per_call = per_call or {}
@@ -81,8 +91,38 @@ def bench(routes, rounds, per_call=None):
             gc.collect()
             t = time.perf_counter()
             routes[n]()
-            times[n].append(time.perf_counter() - t)
-    return {n: float(np.median(v)) / per_call.get(n, 1) for n, v in times.items()}
+            times[n].append((time.perf_counter() - t) / per_call.get(n, 1))
+    out = Timings({n: float(np.median(v)) for n, v in times.items()})
+    out.raw = times
+    return out
+
+
+def ratio_ci(t, a, b):
+    """Median over rounds of the ratio time(a) / time(b) within one round, with a 95%
+    distribution-free confidence interval (order statistics of the binomial).
+
+    Ratios of routes timed seconds apart cancel the slow drift of this machine's speed,
+    which moves medians taken over the whole run by 10-25%.
+    """
+    r = np.sort(np.asarray(t.raw[a]) / np.asarray(t.raw[b]))
+    n = len(r)
+    k = int(scipy.stats.binom.ppf(0.025, n, 0.5))
+    lo, hi = (r[k - 1], r[n - k]) if k >= 1 else (r[0], r[-1])
+    return float(np.median(r)), float(lo), float(hi)
+
+
+def verdict(ci, target=1.10):
+    med, lo, hi = ci
+    word = "met" if med <= target else "NOT met"
+    return f"{med:.2f} (95% CI {lo:.2f}–{hi:.2f}) | {100 * (med - 1):+.0f}% | {word}"
+
+
+def hvp_txt(counts):
+    """Median HVP count; for two-stage runs, float32 + float64 medians."""
+    if isinstance(counts[0], tuple):
+        a, b = np.median(np.asarray(counts), axis=0)
+        return f"{a:.0f} (float32) + {b:.0f} (float64)"
+    return f"{np.median(counts):.0f}"
 
 
 def ms(t):
@@ -272,23 +312,42 @@ def part1(model, X, y, rounds):
         },
         rounds,
     )
-    hvp_routes = {
-        "double backward, fresh graph": double_backward,
-        "double backward, graph kept for the next product": double_backward_kept,
-        "forward-over-reverse (jvp of grad of functional_call)": lambda: hvp_fn(vdict),
-        f"vmapped forward-over-reverse, {K_VMAP} vectors": lambda: hvp_vmap(Vdict),
-        "retained gradient graph (second backward only)": lambda: torch.autograd.grad(
-            g_ret, params, vs, retain_graph=True
-        ),
-        f"retained graph, batched backward (is_grads_batched), {K_VMAP} vectors": (
-            lambda: torch.autograd.grad(g_ret, params, Vs, retain_graph=True, is_grads_batched=True)
-        ),
-        "probecore obj.hvp, cached point": lambda: obj.hvp(x0, v),
-        "probecore obj.hvp, cold point": obj_cold,
-        f"probecore obj.hvp_many, cached point, {K_VMAP} vectors": lambda: obj.hvp_many(x0, V),
-    }
-    per = {n: K_VMAP for n in hvp_routes if f"{K_VMAP} vectors" in n}
-    t_h = bench(hvp_routes, rounds, per)
+    # Like is timed with like: each comparison is its own group of interleaved routes.
+    # Timed all together, a route's time depended on which heavy route ran before it
+    # (obj.hvp cached measured +7% and +11% against the retained graph in two runs, while
+    # it tied with PyHessian's identical route in a separate table of the same run).
+    ret = "retained gradient graph (second backward only)"
+    groups = [
+        {
+            ret: lambda: torch.autograd.grad(g_ret, params, vs, retain_graph=True),
+            "probecore obj.hvp, cached point": lambda: obj.hvp(x0, v),
+        },
+        {
+            "double backward, fresh graph": double_backward,
+            "double backward, graph kept for the next product": double_backward_kept,
+            "forward-over-reverse (jvp of grad of functional_call)": lambda: hvp_fn(vdict),
+            "probecore obj.hvp, cold point": obj_cold,
+        },
+        {
+            f"retained gradient graph, {K_VMAP} products in a loop": lambda: [
+                torch.autograd.grad(g_ret, params, vs, retain_graph=True) for _ in range(K_VMAP)
+            ],
+            f"vmapped forward-over-reverse, {K_VMAP} vectors": lambda: hvp_vmap(Vdict),
+            f"retained graph, batched backward (is_grads_batched), {K_VMAP} vectors": (
+                lambda: torch.autograd.grad(
+                    g_ret, params, Vs, retain_graph=True, is_grads_batched=True
+                )
+            ),
+            f"probecore obj.hvp_many, cached point, {K_VMAP} vectors": lambda: obj.hvp_many(x0, V),
+        },
+    ]
+    t_h = Timings()
+    t_h.raw = {}
+    for routes in groups:
+        per = {n: K_VMAP for n in routes if f"{K_VMAP} " in n}
+        t = bench(routes, rounds, per)
+        t_h.update(t)
+        t_h.raw.update(t.raw)
     # accuracy of the routes against each other
     ref = torch.cat([t.reshape(-1) for t in double_backward()]).numpy()
     err = float(np.linalg.norm(obj.hvp(x0, v) - ref) / np.linalg.norm(ref))
@@ -310,48 +369,50 @@ def print_part1(dim, n, info, t_lg, t_h, err, rounds):
         print(f"| one {label} | {ms(d)} | {ms(p)} | {p / d:.2f} |")
     direct = {k: t for k, t in t_h.items() if not k.startswith("probecore")}
     fastest = min(direct, key=direct.get)
-    cold_direct = {k: direct[k] for k in list(direct)[:3]}  # single-vector cold routes
+    cold_direct = {
+        k: direct[k]
+        for k in (
+            "double backward, fresh graph",
+            "double backward, graph kept for the next product",
+            "forward-over-reverse (jvp of grad of functional_call)",
+        )
+    }
     fastest_cold = min(cold_direct, key=cold_direct.get)
+    many_direct = {k: t for k, t in direct.items() if f"{K_VMAP} " in k}
+    fastest_many = min(many_direct, key=many_direct.get)
     print("\n| HVP route | ms per HVP | / fastest direct route | / gradient (probecore) |")
     print("|---|---|---|---|")
     for k, t in t_h.items():
         print(f"| {k} | {ms(t)} | {t / direct[fastest]:.2f} | {t / t_lg['probecore grad']:.2f} |")
     cached = t_h["probecore obj.hvp, cached point"]
     cold = t_h["probecore obj.hvp, cold point"]
-    many = t_h[f"probecore obj.hvp_many, cached point, {K_VMAP} vectors"]
-    print("\n| overhead of the objective | reference route | ratio | overhead | target ≤ 10% |")
+    c_name, k_name = "probecore obj.hvp, cached point", "probecore obj.hvp, cold point"
+    m_name = f"probecore obj.hvp_many, cached point, {K_VMAP} vectors"
+    print(
+        "\nRatios below are medians over rounds of the ratio of two routes timed in the "
+        "same round (each comparison timed in its own group of routes), with 95% "
+        "confidence intervals.\n"
+    )
+    print(
+        "| overhead of the objective | reference route | ratio (95% CI) | overhead | target ≤ 10% |"
+    )
     print("|---|---|---|---|---|")
     ret = "retained gradient graph (second backward only)"
+    loop = f"retained gradient graph, {K_VMAP} products in a loop"
+    kept = "double backward, graph kept for the next product"
+    fresh = "double backward, fresh graph"
     rows = [
-        ("obj.hvp cached / fastest direct route", cached, direct[fastest], fastest),
-        ("obj.hvp_many cached (per vector) / fastest direct route", many, direct[fastest], fastest),
-        ("obj.hvp cached / same algorithm in torch", cached, direct[ret], ret),
-        ("obj.hvp_many cached (per vector) / same algorithm in torch", many, direct[ret], ret),
-        (
-            "obj.hvp cold / fastest single-vector cold route",
-            cold,
-            cold_direct[fastest_cold],
-            fastest_cold,
-        ),
-        (
-            "obj.hvp cold / double backward, fresh graph",
-            cold,
-            direct["double backward, fresh graph"],
-            "double backward, fresh graph",
-        ),
-        (
-            "obj.hvp cold / same algorithm in torch",
-            cold,
-            direct["double backward, graph kept for the next product"],
-            "double backward, graph kept for the next product",
-        ),
+        ("obj.loss / direct loss", t_lg, "probecore loss", "direct loss"),
+        ("obj.grad / direct gradient", t_lg, "probecore grad", "direct grad"),
+        ("obj.hvp cached / fastest direct route (same algorithm)", t_h, c_name, ret),
+        ("obj.hvp_many cached (per vector) / fastest batched route", t_h, m_name, fastest_many),
+        ("obj.hvp_many cached (per vector) / same algorithm in torch", t_h, m_name, loop),
+        ("obj.hvp cold / fastest single-vector cold route", t_h, k_name, fastest_cold),
+        ("obj.hvp cold / double backward, fresh graph", t_h, k_name, fresh),
+        ("obj.hvp cold / same algorithm in torch", t_h, k_name, kept),
     ]
-    for label, a, b, ref in rows:
-        r = a / b
-        print(
-            f"| {label} | {ref} | {r:.2f} | {100 * (r - 1):+.0f}% | "
-            f"{'met' if r <= 1.10 else 'NOT met'} |"
-        )
+    for label, t, a, ref in rows:
+        print(f"| {label} | {ref} | {verdict(ratio_ci(t, a, ref))} |")
     print(
         f"\nHVP / gradient time (probecore): cached {cached / t_lg['probecore grad']:.2f}, "
         f"cold {cold / t_lg['probecore grad']:.2f}; direct torch: retained "
@@ -495,6 +556,23 @@ def race(model, X, y, peers, lam, seeds):
             r = pc.lanczos(obj, k=1, rng=seed, **kw)
             rec(name, time.perf_counter() - t0, r.eigenvalues[0], r.n_matvecs)
             del obj
+        if X.dtype == torch.float64:
+            # mixed precision: λmax of the same model in float32 (cheap), then float64
+            # Lanczos started from that eigenvector (docs/spectrum.md)
+            for tol in (1e-4, 1e-5):
+                t0 = time.perf_counter()
+                o32 = pc.objective(model, F.cross_entropy, (X, y), dtype="float32")
+                r32 = pc.lanczos(o32, k=1, verify=False, rng=seed)
+                obj = pc.objective(model, F.cross_entropy, (X, y))
+                r = pc.lanczos(obj, k=1, tol=tol, verify=False, v0=r32.eigenvectors[:, 0])
+                rec(
+                    f"probecore mixed precision: float32 lanczos, then float64 from its "
+                    f"eigenvector (tol={tol:.0e}, verify=False)",
+                    time.perf_counter() - t0,
+                    r.eigenvalues[0],
+                    (r32.n_matvecs, r.n_matvecs),
+                )
+                del obj, o32
         t0 = time.perf_counter()
         obj = pc.objective(model, F.cross_entropy, (X, y))
         r = pc.power_iteration(obj, tol=1e-3, residual_tol=None, rng=seed)
@@ -618,7 +696,7 @@ def print_races(races, seeds):
             e = o["err"][name]
             print(
                 f"| {label} (λ1 = {o['lam']:.4g}, λ2/λ1 = {o['ratio']:.2f}) | {dtype} | {name} "
-                f"| {secs(t)} | {np.median(o['hvps'][name]):.0f} | {np.median(e):.1e} | "
+                f"| {secs(t)} | {hvp_txt(o['hvps'][name])} | {np.median(e):.1e} | "
                 f"{np.max(e):.1e} | {t / base:.2f} |"
             )
 
@@ -684,15 +762,16 @@ def print_part2(ref, rows, t64, used, n, py, why, seeds, wall_seeds):
         t = float(np.median(ts))
         e = py["err"][name]
         print(
-            f"| {name} | {secs(t)} | {np.median(py['hvps'][name]):.0f} | "
+            f"| {name} | {secs(t)} | {hvp_txt(py['hvps'][name])} | "
             f"{np.median(e):.1e} | {np.max(e):.1e} | {t / base:.2f} |"
         )
-    print("\nOne HVP, float32:\n")
-    print("| route | ms per HVP | / probecore cached |")
+    print("\nOne HVP, float32 (ratio: median over rounds of the per-round ratio, 95% CI):\n")
+    print("| route | ms per HVP | / probecore cached (95% CI) |")
     print("|---|---|---|")
-    b = py["hvp"]["probecore obj.hvp, cached graph"]
+    b = "probecore obj.hvp, cached graph"
     for name, t in py["hvp"].items():
-        print(f"| {name} | {ms(t)} | {t / b:.2f} |")
+        med, lo, hi = ratio_ci(py["hvp"], name, b)
+        print(f"| {name} | {ms(t)} | {med:.3f} ({lo:.3f}–{hi:.3f}) |")
 
 
 # --------------------------------------------------------------------------- resnet
@@ -738,7 +817,7 @@ class ResNet18(nn.Module):
 
 def resnet_child(quick):
     """Runs in its own process; prints one JSON line."""
-    rounds = 2 if quick else 5
+    rounds = 2 if quick else 15
     torch.manual_seed(0)
     model = ResNet18().eval()
     X = torch.randn(8, 3, 32, 32)
@@ -813,6 +892,7 @@ def resnet_child(quick):
         },
         rounds,
     )
+    out["hvp_raw"] = out["hvp"].raw
     out["rss_end"] = peak_rss_mib()
     out["ru_maxrss_end"] = maxrss_mib()
     print(json.dumps(out))
@@ -852,7 +932,6 @@ def print_part3(o):
         f"({secs(rest / o['hvps'])} per step) | "
         f"{o['rss_objective']:.0f} MiB / {o['rss_lanczos']:.0f} MiB |"
     )
-    cached = o["hvp"]["probecore obj.hvp, cached point"]
     print(
         f"\nThe Lanczos basis is (ncv + 1)·dim float32 = {o['basis_mib']:.0f} MiB; the "
         f"peak resident memory (VmHWM) grew by {o['rss_lanczos'] - o['rss_objective']:.0f} "
@@ -866,21 +945,31 @@ def print_part3(o):
     gr = o["hvp"]["direct gradient"]
     for name, t in o["hvp"].items():
         print(f"| {name} | {ms(t)} | {t / base:.2f} | {t / gr:.2f} |")
-    cold = o["hvp"]["probecore obj.hvp, cold point"]
-    fresh = o["hvp"]["double backward, fresh graph"]
-    print("\n| overhead of the objective at dim 11 M | ratio | overhead | target ≤ 10% |")
+    print(
+        "\n| overhead of the objective at dim 11 M (median of per-round ratios) | "
+        "ratio (95% CI) | overhead | target ≤ 10% |"
+    )
     print("|---|---|---|---|")
-    for label, r in (
-        ("obj.hvp cached / retained gradient graph (fastest direct route measured)", cached / base),
-        ("obj.hvp cold / double backward, fresh graph", cold / fresh),
+    t = Timings(o["hvp"])
+    t.raw = o["hvp_raw"]
+    for label, a, ref in (
+        (
+            "obj.hvp cached / retained gradient graph (fastest direct route measured)",
+            "probecore obj.hvp, cached point",
+            "retained gradient graph (second backward only)",
+        ),
+        (
+            "obj.hvp cold / double backward, fresh graph",
+            "probecore obj.hvp, cold point",
+            "double backward, fresh graph",
+        ),
         (
             "obj.hvp cold / double backward, graph kept (same algorithm in torch)",
-            cold / o["hvp"]["double backward, graph kept for the next product"],
+            "probecore obj.hvp, cold point",
+            "double backward, graph kept for the next product",
         ),
     ):
-        print(
-            f"| {label} | {r:.2f} | {100 * (r - 1):+.0f}% | {'met' if r <= 1.10 else 'NOT met'} |"
-        )
+        print(f"| {label} | {verdict(ratio_ci(t, a, ref))} |")
 
 
 # --------------------------------------------------------------------------- main
@@ -895,13 +984,19 @@ def main():
         os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds and seeds")
+    ap.add_argument(
+        "--parts",
+        default="1,2,3",
+        help="comma-separated parts to run: 1 objective vs torch, 2 peers, 3 ResNet-18",
+    )
     ap.add_argument("--resnet-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    parts = {p.strip() for p in args.parts.split(",")}
     if args.resnet_child:
         resnet_child(args.quick)
         return
     quick = args.quick
-    rounds = 3 if quick else 15
+    rounds = 3 if quick else 21
     seeds = [0] if quick else [0, 1, 2]
     wall_seeds = [0, 1] if quick else [0, 1, 2, 3, 4]
     start = time.perf_counter()
@@ -920,22 +1015,25 @@ def main():
     )
     progress("training the digits CNN")
     model, X, y, info = digits_cnn()
-    progress("part 1")
-    obj, t_lg, t_h, err = part1(model, X, y, rounds)
-    print_part1(obj.dim, len(y), info, t_lg, t_h, err, rounds)
-    del obj
-    gc.collect()
-    progress("part 2: reference λmax and HVP counts (float64)")
-    ref, rows, t64, used, n = part2_counts(model, X, y, peers, seeds, max(rounds // 3, 2))
-    progress("part 2: PyHessian and per-HVP times (float32)")
-    py = part2_pyhessian(model, X, y, peers, ref["lam"], wall_seeds, rounds)
-    print_part2(ref, rows, t64, used, n, py, why, seeds, wall_seeds)
-    races = part2_races(model, X, y, peers, wall_seeds)
-    print_races(races, wall_seeds)
-    progress("part 3: ResNet-18 (child process)")
-    o = part3(quick)
-    if o is not None:
-        print_part3(o)
+    if "1" in parts:
+        progress("part 1")
+        obj, t_lg, t_h, err = part1(model, X, y, rounds)
+        print_part1(obj.dim, len(y), info, t_lg, t_h, err, rounds)
+        del obj
+        gc.collect()
+    if "2" in parts:
+        progress("part 2: reference λmax and HVP counts (float64)")
+        ref, rows, t64, used, n = part2_counts(model, X, y, peers, seeds, max(rounds // 3, 2))
+        progress("part 2: PyHessian and per-HVP times (float32)")
+        py = part2_pyhessian(model, X, y, peers, ref["lam"], wall_seeds, rounds)
+        print_part2(ref, rows, t64, used, n, py, why, seeds, wall_seeds)
+        races = part2_races(model, X, y, peers, wall_seeds)
+        print_races(races, wall_seeds)
+    if "3" in parts:
+        progress("part 3: ResNet-18 (child process)")
+        o = part3(quick)
+        if o is not None:
+            print_part3(o)
     print(f"\n(total run time {time.perf_counter() - start:.0f} s)")
 
 

@@ -1,7 +1,7 @@
 """The JAX backend measured: overhead of ``probecore.objective`` against plain JAX.
 
 Run by hand:  python benchmarks/backends_jax.py
-(prints Markdown tables; about 2.5 minutes on 2 CPU cores). Needs jax, scikit-learn and
+(prints Markdown tables; about 3.5 minutes on 2 CPU cores). Needs jax, scikit-learn and
 probecore-jax.
 
 A small CNN for the scikit-learn digits, written in plain JAX (a dict of parameters,
@@ -20,8 +20,10 @@ The objective takes and returns flat numpy vectors; the direct routes take the p
 pytree and the tangents already on the device and return device arrays (synchronized
 with ``.block_until_ready()``): no flattening, no host transfers. That conversion is part
 of what the overhead ratios measure. "Cached" calls repeat the same ``x``; "cold" calls
-alternate two different ``x``. Timings are interleaved round by round (medians), so that
-load from other processes hits every route alike; read the ratios, not the seconds.
+alternate two different ``x``. Each comparison (loss, gradient, cached HVP, cold HVP,
+hvp_many) is its own group of routes, interleaved round by round with the order rotated;
+the ratios are medians of per-round ratios with 95% confidence intervals, so that load
+from other processes cancels; read the ratios, not the seconds.
 """
 
 from __future__ import annotations
@@ -33,13 +35,14 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.stats
 from jax.flatten_util import ravel_pytree
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 import probecore as pc
 
-ROUNDS = 20  # interleaved rounds after warm-up (medians)
+ROUNDS = 25  # interleaved rounds after warm-up (medians)
 INNER = 2  # calls per route per round (their mean is one sample)
 K_VMAP = 8  # vectors per batched HVP
 TARGET = 0.10  # overhead target
@@ -93,7 +96,10 @@ def loss_fn(params, batch):
 
 
 def bench(routes, rounds=ROUNDS, inner=INNER):
-    """Median over interleaved rounds (order rotated) of the mean time of ``inner`` calls."""
+    """Per-round mean time of ``inner`` calls of each route, interleaved (order rotated).
+
+    Returns the list of per-round samples of every route.
+    """
     for fn in routes.values():  # warm-up: compile, fill caches
         fn()
         fn()
@@ -101,15 +107,24 @@ def bench(routes, rounds=ROUNDS, inner=INNER):
     names = list(routes)
     for r in range(rounds):
         # rotate the order every round: a route timed right after a heavy one pays for
-        # what that one left behind (the objective's loss came right after the vmapped
-        # HVPs in every round before this, and measured +36-38%)
+        # what that one left behind
         for name in names[r % len(names) :] + names[: r % len(names)]:
             fn = routes[name]
             t = time.perf_counter()
             for _ in range(inner):
                 fn()
             times[name].append((time.perf_counter() - t) / inner)
-    return {name: float(np.median(v)) for name, v in times.items()}
+    return times
+
+
+def ratio_ci(raw, a, b):
+    """Median over rounds of time(a) / time(b) within one round, with a 95%
+    distribution-free confidence interval (order statistics of the binomial)."""
+    r = np.sort(np.asarray(raw[a]) / np.asarray(raw[b]))
+    n = len(r)
+    k = int(scipy.stats.binom.ppf(0.025, n, 0.5))
+    lo, hi = (r[k - 1], r[n - k]) if k >= 1 else (r[0], r[-1])
+    return float(np.median(r)), float(lo), float(hi)
 
 
 def ms(t):
@@ -184,24 +199,47 @@ def main():
         obj_state["i"] ^= 1
         return obj_cold.hvp(pts[obj_state["i"]][0], v)
 
-    routes = {
-        "obj.loss": lambda: obj.loss(x0),
-        "jit(loss)": lambda: loss_j(p0, batch).block_until_ready(),
-        "obj.grad": lambda: obj.grad(x0),
-        "jit(grad)": lambda: jax.block_until_ready(grad_j(p0, batch)),
-        "obj.hvp cached": lambda: obj.hvp(x0, v),
-        "jit(jvp of grad)": lambda: jax.block_until_ready(hvp_j(p0, batch, tv)),
-        "jit(linearize) reused": lambda: jax.block_until_ready(apply_j(lin0, tv)),
-        "obj.hvp cold": cold_obj_hvp,
-        "jit(jvp of grad) cold": cold_jvp,
-        "jit(linearize)+apply cold": cold_lin,
-        "obj.hvp_many(8)": lambda: obj.hvp_many(x0, V),
-        "jit(vmap(jvp of grad))(8)": lambda: jax.block_until_ready(hvp_vmap_j(p0, batch, tV)),
+    # Each comparison is timed in its own group of like routes: timed among the heavy
+    # HVP routes, the loss measured anywhere from +6% to +38% depending on its neighbours
+    # (earlier versions of this script), with identical code.
+    groups = {
+        "loss": {
+            "obj.loss": lambda: obj.loss(x0),
+            "jit(loss)": lambda: loss_j(p0, batch).block_until_ready(),
+        },
+        "gradient": {
+            "obj.grad": lambda: obj.grad(x0),
+            "jit(grad)": lambda: jax.block_until_ready(grad_j(p0, batch)),
+        },
+        "cached HVP": {
+            "obj.hvp cached": lambda: obj.hvp(x0, v),
+            "jit(jvp of grad)": lambda: jax.block_until_ready(hvp_j(p0, batch, tv)),
+            "jit(linearize) reused": lambda: jax.block_until_ready(apply_j(lin0, tv)),
+        },
+        "cold HVP": {
+            "obj.hvp cold": cold_obj_hvp,
+            "jit(jvp of grad) cold": cold_jvp,
+            "jit(linearize)+apply cold": cold_lin,
+        },
+        "hvp_many": {
+            "obj.hvp_many(8)": lambda: obj.hvp_many(x0, V),
+            "jit(vmap(jvp of grad))(8)": lambda: jax.block_until_ready(hvp_vmap_j(p0, batch, tV)),
+            "jit(linearize) reused, 8 calls": lambda: [
+                jax.block_until_ready(apply_j(lin0, tv)) for _ in range(K_VMAP)
+            ],
+        },
     }
-    per_call = {"obj.hvp_many(8)": K_VMAP, "jit(vmap(jvp of grad))(8)": K_VMAP}
+    per_call = {
+        "obj.hvp_many(8)": K_VMAP,
+        "jit(vmap(jvp of grad))(8)": K_VMAP,
+        "jit(linearize) reused, 8 calls": K_VMAP,
+    }
     t0 = time.perf_counter()
-    t = bench(routes)
-    t = {k: s / per_call.get(k, 1) for k, s in t.items()}
+    raw = {}
+    for routes in groups.values():
+        raw.update(bench(routes))
+    raw = {k: [s / per_call.get(k, 1) for s in v] for k, v in raw.items()}
+    t = {k: float(np.median(v)) for k, v in raw.items()}
     elapsed = time.perf_counter() - t0
 
     print("## JAX backend: probecore.objective versus plain JAX\n")
@@ -209,37 +247,38 @@ def main():
         f"jax {jax.__version__} ({jax.default_backend()}, {jax.device_count()} device), "
         f"numpy {np.__version__}, Python {platform.python_version()}, "
         f"{datetime.date.today().isoformat()}; digits CNN, {obj.dim} float32 parameters, "
-        f"{obj.n_examples} images in one batch; medians of {ROUNDS} interleaved rounds "
-        f"(mean of {INNER} calls each) after warm-up, {elapsed:.0f} s. The objective's "
-        "times include its flat numpy input and output; the direct routes take the "
-        "parameter pytree on the device and return device arrays (block_until_ready), "
-        "with no flattening or host transfer.\n"
+        f"{obj.n_examples} images in one batch. Each comparison (loss, gradient, cached "
+        f"HVP, cold HVP, hvp_many) is its own group of routes, timed in {ROUNDS} "
+        f"interleaved rounds (mean of {INNER} calls each) after warm-up; {elapsed:.0f} s. "
+        "The objective's times include its flat numpy input and output; the direct "
+        "routes take the parameter pytree on the device and return device arrays "
+        "(block_until_ready), with no flattening or host transfer. Ratios are medians "
+        "over rounds of the ratio of two routes timed in the same round, with 95% "
+        "confidence intervals.\n"
     )
-    print("| route | time per HVP / call |")
+    print("| route | time per HVP / call (median) |")
     print("|---|---|")
     for name, s in t.items():
         print(f"| {name}{' (per vector)' if name in per_call else ''} | {ms(s)} |")
 
     single = ["jit(jvp of grad)", "jit(linearize) reused"]
     cold = ["jit(jvp of grad) cold", "jit(linearize)+apply cold"]
-    every = single + ["jit(vmap(jvp of grad))(8)"]
+    many = ["jit(vmap(jvp of grad))(8)", "jit(linearize) reused, 8 calls"]
     best = min(single, key=t.get)
     best_cold = min(cold, key=t.get)
-    best_any = min(every, key=t.get)
+    best_many = min(many, key=t.get)
     rows = [
-        ("loss: obj.loss / jit(loss)", t["obj.loss"] / t["jit(loss)"]),
-        ("gradient: obj.grad / jit(grad)", t["obj.grad"] / t["jit(grad)"]),
-        (f"cached HVP: obj.hvp / {best}", t["obj.hvp cached"] / t[best]),
-        (f"cold HVP: obj.hvp / {best_cold}", t["obj.hvp cold"] / t[best_cold]),
-        (
-            f"hvp_many(8) per vector / {best_any} (per vector)",
-            t["obj.hvp_many(8)"] / t[best_any],
-        ),
+        ("loss: obj.loss / jit(loss)", "obj.loss", "jit(loss)"),
+        ("gradient: obj.grad / jit(grad)", "obj.grad", "jit(grad)"),
+        (f"cached HVP: obj.hvp / {best}", "obj.hvp cached", best),
+        (f"cold HVP: obj.hvp / {best_cold}", "obj.hvp cold", best_cold),
+        (f"hvp_many(8) per vector / {best_many} (per vector)", "obj.hvp_many(8)", best_many),
     ]
-    print(f"\n| overhead (target <= {TARGET:.0%}) | ratio | overhead |")
+    print(f"\n| overhead (target <= {TARGET:.0%}) | ratio (95% CI) | overhead |")
     print("|---|---|---|")
-    for name, r in rows:
-        print(f"| {name} | {r:.3f} | {verdict(r)} |")
+    for name, a, b in rows:
+        med, lo, hi = ratio_ci(raw, a, b)
+        print(f"| {name} | {med:.3f} ({lo:.3f}–{hi:.3f}) | {verdict(med)} |")
 
     print("\n| HVP / gradient | ratio |")
     print("|---|---|")

@@ -399,7 +399,9 @@ def lanczos(
     maxiter : int
         Maximum number of restart cycles (ARPACK: Arnoldi update iterations).
     v0 : numpy.ndarray, optional
-        Start vector (default Gaussian from ``rng``).
+        Start vector (default Gaussian from ``rng``). A good approximation of the wanted
+        eigenvector saves most of the products: for example the eigenvector of a float32
+        run, refined in float64 (``docs/backends.md``, mixed precision).
     rng : int, numpy.random.Generator or None
         Source of start vectors.
     verify : bool

@@ -233,3 +233,23 @@ def test_spectrum_calls_work_on_a_torch_model():
     np.testing.assert_allclose(top.eigenvalues, lam[::-1][:3], atol=1e-8 * abs(lam).max())
     assert abs(tr.estimate - np.trace(Hd)) <= 4 * tr.std_error + 1e-10 * abs(np.trace(Hd))
     np.testing.assert_allclose(dens.weights.sum(axis=1), 1.0, atol=1e-12)
+
+
+def test_mixed_precision_start_reaches_float64_accuracy_in_fewer_float64_hvps():
+    # Lanczos on the float32 objective, then float64 Lanczos from its eigenvector
+    # (docs/backends.md). The float32 vector has residual <= 1e-4·‖H‖ (float32's default
+    # tol), so the float64 run starts near its target; its eigenvalue error is at most
+    # ‖r‖²/gap (the Ritz value of the top eigenvector from a vector with residual r).
+    X, y = digits(400)
+    model = mlp(hidden=40).eval()  # 3,010 parameters
+    obj64 = pc.objective(model, F.cross_entropy, (X, y))
+    obj32 = pc.objective(model, F.cross_entropy, (X, y), dtype="float32")
+    lam = np.linalg.eigvalsh(dense_hessian(obj64))[::-1]
+    rough = pc.lanczos(obj32, k=1, verify=False, rng=0)
+    warm = pc.lanczos(obj64, k=1, tol=1e-5, verify=False, v0=rough.eigenvectors[:, 0])
+    cold = pc.lanczos(obj64, k=1, tol=1e-5, verify=False, rng=0)
+    assert warm.converged and warm.eigenvectors.dtype == np.float64
+    bound = warm.residual_norms[0] ** 2 / (lam[0] - lam[1]) + 1e2 * EPS * lam[0]
+    assert abs(warm.eigenvalues[0] - lam[0]) <= bound
+    assert abs(warm.eigenvalues[0] - lam[0]) <= 1e-8 * lam[0]
+    assert warm.n_matvecs < cold.n_matvecs
