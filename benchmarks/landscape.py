@@ -169,7 +169,7 @@ def throughput(rows, quick):
             counts["loss-landscapes random_plane (filter normalization)"] = steps**2
         names = list(routes)
         times = {name: [] for name in names}
-        rounds = 2 if quick else 3
+        rounds = 2 if quick else 7
         for r in range(rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
                 t = time.perf_counter()
@@ -181,6 +181,13 @@ def throughput(rows, quick):
                     file=sys.stderr,
                 )
     out = {name: counts[name] / float(np.median(ts)) for name, ts in times.items()}
+    # per-round throughput ratios (routes of one round ran seconds apart)
+    speed = {name: counts[name] / np.asarray(ts) for name, ts in times.items()}
+    out_ratios = {
+        ref: {name: _median_ci(speed[name] / speed[ref]) for name in names}
+        for ref in (names[0], "plain per-point loop (vector_to_parameters, loss)")
+        + tuple(k for k in names if k.startswith("loss-landscapes"))
+    }
     serial = results[names[0]]
     loop = results["plain per-point loop (vector_to_parameters, loss)"]
     agree = float(np.max(np.abs(loop - serial.losses)) / np.max(np.abs(loop)))
@@ -189,7 +196,19 @@ def throughput(rows, quick):
     )
     key = "probecore plane, 2 Dask workers (LocalCluster)"
     dask_eq = float(np.max(np.abs(results[key].losses - serial.losses))) if key in results else None
-    return out, n, agree, pool_eq, dask_eq, rounds
+    return out, out_ratios, n, agree, pool_eq, dask_eq, rounds
+
+
+def _median_ci(r):
+    """Median of per-round ratios and a 95% distribution-free interval (binomial order
+    statistics; with 7 rounds or fewer, the smallest and largest ratio)."""
+    from scipy.stats import binom
+
+    r = np.sort(np.asarray(r, dtype=float))
+    n = r.size
+    k = int(binom.ppf(0.025, n, 0.5))
+    lo, hi = (r[k - 1], r[n - k]) if k >= 1 else (r[0], r[-1])
+    return float(np.median(r)), float(lo), float(hi)
 
 
 def full_plane(outdir, quick):
@@ -281,7 +300,7 @@ def main():
 
     import probecore as pc
 
-    rows = 4 if args.quick else 10
+    rows = 4 if args.quick else 6
     print("## Landscape (benchmarks/landscape.py)\n")
     print(
         f"Measured {datetime.date.today().isoformat()}, {os.cpu_count()} CPU cores, "
@@ -300,17 +319,22 @@ def main():
 
 
 def report_throughput(rows, quick):
-    tp, n, agree, pool_eq, dask_eq, rounds = throughput(rows, quick)
-    base = next(v for k, v in tp.items() if k.startswith("probecore plane, serial ("))
-    loop = tp["plain per-point loop (vector_to_parameters, loss)"]
+    tp, ratios, n, agree, pool_eq, dask_eq, rounds = throughput(rows, quick)
+    refs = list(ratios)
     print(
         f"### Throughput: digits CNN, {n} points ({rows} rows of the 51×51 grid), median "
         f"of {rounds} interleaved rounds\n"
     )
-    print("| route | points/s | / probecore serial (default threads) | / plain loop |")
-    print("|---|---|---|---|")
+    print(
+        "Ratios are medians over rounds of the ratio of two routes' throughputs in the same "
+        "round, with the range of the middle 95% (binomial order statistics).\n"
+    )
+    head = " | ".join(f"/ {r}" for r in refs)
+    print(f"| route | points/s | {head} |")
+    print("|---|---|" + "---|" * len(refs))
     for name, v in tp.items():
-        print(f"| {name} | {v:.1f} | {v / base:.2f} | {v / loop:.2f} |")
+        cells = " | ".join("{:.2f} ({:.2f}–{:.2f})".format(*ratios[r][name]) for r in refs)
+        print(f"| {name} | {v:.1f} | {cells} |")
     print(
         f"\nLargest relative difference, plain loop against probecore: {agree:.1e}; "
         f"2 processes against serial: {pool_eq:.1e}; Dask against serial: "

@@ -13,7 +13,15 @@ from torch.utils.data import DataLoader, TensorDataset
 import probecore as pc
 from probecore.testing import check_objective, dense_hessian
 
-from .models_torch import cnn, digits, flat_loss, make_objectives, mlp, with_running_stats
+from .models_torch import (
+    cnn,
+    digits,
+    flat_loss,
+    make_objectives,
+    mlp,
+    numpy_rng,
+    with_running_stats,
+)
 
 EPS = np.finfo(np.float64).eps
 
@@ -253,3 +261,24 @@ def test_mixed_precision_start_reaches_float64_accuracy_in_fewer_float64_hvps():
     assert abs(warm.eigenvalues[0] - lam[0]) <= bound
     assert abs(warm.eigenvalues[0] - lam[0]) <= 1e-8 * lam[0]
     assert warm.n_matvecs < cold.n_matvecs
+
+
+def test_channels_last_for_float32_convolutions_on_the_cpu():
+    X, y = digits(300, image=True, dtype=torch.float32)
+    model = cnn().float().eval()
+    auto = pc.objective(model, F.cross_entropy, (X, y))
+    kept = pc.objective(model, F.cross_entropy, (X, y), memory_format="preserve")
+    assert auto._channels_last and not kept._channels_last
+    assert X.is_contiguous()  # the caller's data keeps its layout
+    assert not pc.objective(cnn().double().eval(), F.cross_entropy, (X.double(), y))._channels_last
+    assert check_objective(auto).passed
+    eps = np.finfo(np.float32).eps
+    x = auto.x0 + np.float32(0.1) * numpy_rng().standard_normal(auto.dim).astype(np.float32)
+    # only the order of the convolution sums differs: a few ulps of the loss
+    assert abs(auto.loss(x) - kept.loss(x)) <= 16 * eps * abs(kept.loss(x))
+    assert auto.metrics(x) == kept.metrics(x)
+    # gradients take the same functional_call path, on inputs in another layout
+    g = kept.grad(x)
+    assert np.linalg.norm(auto.grad(x) - g) <= 32 * eps * np.linalg.norm(g)
+    with pytest.raises(ValueError, match="memory_format"):
+        pc.objective(model, F.cross_entropy, (X, y), memory_format="nhwc")

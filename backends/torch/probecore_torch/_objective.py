@@ -70,6 +70,14 @@ class TorchObjective(AbstractObjective):
     check_determinism : bool
         Evaluate the loss on the first batch twice at the start and refuse a model whose
         two values differ.
+    memory_format : {"auto", "channels_last", "preserve"}
+        Layout of 4-D inputs and of the private model copy that evaluates losses and
+        metrics without gradients (landscape probes evaluate thousands). ``"auto"``
+        (default): channels-last when the objective runs in float32 on the CPU and the
+        model has a ``Conv2d``, where oneDNN's convolutions are faster in that layout
+        (1.3× per loss on the digits CNN of ``docs/benchmarks.md``); otherwise as given.
+        The layout changes only the order of float sums (float32 losses move by a few
+        ulps); gradients and HVPs measured the same speed in either layout.
 
     Raises
     ------
@@ -92,6 +100,7 @@ class TorchObjective(AbstractObjective):
         batch_size: int | None = None,
         retain_graph: bool = True,
         check_determinism: bool = True,
+        memory_format: str = "auto",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"`model` must be a torch.nn.Module; got {type(model).__name__}.")
@@ -144,7 +153,18 @@ class TorchObjective(AbstractObjective):
                 "Call model.eval() before wrapping it, or pass dropout='off' to evaluate it "
                 "with dropout disabled (probecore always does)."
             )
+        memory_format = check_option(
+            "memory_format", memory_format, ("auto", "channels_last", "preserve")
+        )
+        self._channels_last = memory_format == "channels_last" or (
+            memory_format == "auto"
+            and self._tdtype == torch.float32
+            and self.device.type == "cpu"
+            and any(isinstance(m, nn.Conv2d) for m in model.modules())
+        )
         self._batches = _read_batches(data, self.device, self._tdtype, batch_size)
+        if self._channels_last:
+            self._batches = [(_channels_last(i), t) for i, t in self._batches]
         counts = [len(b[1]) for b in self._batches]
         self.n_examples = int(sum(counts))
         self._weights = [c / self.n_examples for c in counts]
@@ -162,6 +182,7 @@ class TorchObjective(AbstractObjective):
             dropout=dropout,
             retain_graph=retain_graph,
             check_determinism=check_determinism,
+            memory_format=memory_format,
         )
         self._graph_x = np.empty(0)
         self._key_buffer: np.ndarray | None = None
@@ -267,6 +288,8 @@ class TorchObjective(AbstractObjective):
             if not (self.batchnorm == "batch" and self._has_bn):
                 try:
                     clone = copy.deepcopy(self.model).to(self.device, self._tdtype).eval()
+                    if self._channels_last:
+                        clone = clone.to(memory_format=torch.channels_last)
                 except Exception:  # any failure: evaluate through functional_call instead
                     clone = None
                 if clone is not None:
@@ -444,6 +467,15 @@ def _as_tensor(value: Any, device: torch.device, dtype: torch.dtype) -> Any:
         return tuple(_as_tensor(v, device, dtype) for v in value)
     t = torch.as_tensor(value)
     return t.to(device, dtype) if t.is_floating_point() else t.to(device)
+
+
+def _channels_last(inputs: Any) -> Any:
+    """4-D floating tensors (in a tuple or alone) in channels-last layout."""
+    if isinstance(inputs, tuple):
+        return tuple(_channels_last(t) for t in inputs)
+    if isinstance(inputs, torch.Tensor) and inputs.ndim == 4 and inputs.is_floating_point():
+        return inputs.contiguous(memory_format=torch.channels_last)
+    return inputs
 
 
 def _read_batches(

@@ -16,6 +16,7 @@ OPTIONS = (
     "batch_size",
     "retain_graph",
     "check_determinism",
+    "memory_format",
 )
 
 
