@@ -7,6 +7,15 @@ through :func:`objective`.
 """
 
 from probecore import analytic
+from probecore._connectivity import (
+    Curve,
+    CurveFit,
+    PathResult,
+    curve_loss_and_grad,
+    evaluate_path,
+    fit_curve,
+    linear_curve,
+)
 from probecore._directions import (
     Directions,
     eigen_directions,
@@ -80,6 +89,14 @@ __all__ = [
     "LineResult",
     "PlaneResult",
     "RayResult",
+    # Mode connectivity
+    "Curve",
+    "CurveFit",
+    "PathResult",
+    "curve_loss_and_grad",
+    "evaluate_path",
+    "fit_curve",
+    "linear_curve",
     # Results
     "EigResult",
     "PowerIterationResult",

@@ -34,6 +34,7 @@ __all__ = [
     "LogisticRegression",
     "Quadratic",
     "Rosenbrock",
+    "Ring",
     "default_layout",
     "digits_logistic_regression",
     "nn_like_spectrum",
@@ -332,6 +333,70 @@ class Rosenbrock(AbstractObjective):
         out[:-1] += off * v[1:]
         out[1:] += off * v[:-1]
         return out.astype(self.dtype)
+
+
+class Ring(AbstractObjective):
+    r"""A loss whose minimum set is the unit sphere: ``f(x) = (‖x‖² − 1)²``.
+
+    Two opposite points of the sphere are both minima (``f = 0``) and the straight
+    segment between them passes through the origin, where ``f = 1``: the linear barrier
+    is exactly 1, while a curve along the sphere has none. The test case for mode
+    connectivity.
+
+    Parameters
+    ----------
+    dim : int
+        Number of variables (at least 2; default 2, the ring).
+    x0 : numpy.ndarray, optional
+        Default ``(1, 0, ..., 0)``, a minimum.
+    dtype, layout
+        As for :class:`Quadratic`.
+
+    Examples
+    --------
+    >>> r = Ring()
+    >>> r.loss(np.array([0.0, 1.0])), r.loss(np.zeros(2))
+    (0.0, 1.0)
+    """
+
+    def __init__(
+        self,
+        dim: int = 2,
+        *,
+        x0: np.ndarray | None = None,
+        dtype: Any = np.float64,
+        layout: Layout | None = None,
+    ) -> None:
+        self.dim = check_int("dim", dim, lo=2)
+        self.dtype = check_dtype("dtype", dtype)
+        if x0 is None:
+            x0 = np.eye(1, self.dim)[0]
+        self.x0 = check_vector("x0", np.asarray(x0, dtype=self.dtype), dim=self.dim)
+        self.layout = _check_layout(layout, self.dim)
+
+    def _x(self, x: np.ndarray) -> np.ndarray:
+        return check_vector("x", x, dim=self.dim).astype(np.float64)
+
+    def loss(self, x: np.ndarray) -> float:
+        """Value at ``x``."""
+        x = self._x(x)
+        return float((x @ x - 1.0) ** 2)
+
+    def grad(self, x: np.ndarray) -> np.ndarray:
+        """``4(‖x‖² − 1)·x``."""
+        x = self._x(x)
+        return (4.0 * (x @ x - 1.0) * x).astype(self.dtype)
+
+    def hessian(self, x: np.ndarray) -> np.ndarray:
+        """Dense Hessian ``4(‖x‖² − 1)·I + 8·x xᵀ`` (float64)."""
+        x = self._x(x)
+        return 4.0 * (x @ x - 1.0) * np.eye(self.dim) + 8.0 * np.outer(x, x)
+
+    def hvp(self, x: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Hessian times ``v`` in closed form."""
+        x = self._x(x)
+        v = check_vector("v", v, dim=self.dim).astype(np.float64)
+        return (4.0 * (x @ x - 1.0) * v + 8.0 * x * (x @ v)).astype(self.dtype)
 
 
 class LogisticRegression(AbstractObjective):

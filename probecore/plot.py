@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["contour", "profile", "ray_histogram", "surface"]
+__all__ = ["contour", "paths", "profile", "ray_histogram", "surface"]
 
 
 def _plt() -> Any:
@@ -188,3 +188,63 @@ def ray_histogram(result: Any, *, ax: Any = None, bins: Any = "auto") -> Any:
     ax.set_ylabel("rays")
     ax.legend(fontsize=8)
     return ax
+
+
+def paths(
+    *results: Any,
+    labels: list[str] | None = None,
+    metric: str | None = "accuracy",
+    axes: Any = None,
+) -> Any:
+    """Loss (left) and a metric (right) along paths between two models.
+
+    Parameters
+    ----------
+    *results : PathResult
+        From :func:`probecore.evaluate_path`: typically the straight path and a fitted
+        curve between the same endpoints (or the same paths on training and test data).
+    labels : list of str, optional
+        Legend entries (default: each path's kind and its barrier).
+    metric : str or None
+        The metric for the right panel (None: loss only).
+    axes : sequence of matplotlib Axes, optional
+        Where to draw (two axes with a metric, one without).
+
+    Returns
+    -------
+    numpy array of Axes
+    """
+    if not results:
+        raise ValueError("`results` must hold at least one PathResult.")
+    for r in results:
+        _check(r, "PathResult")
+    if labels is not None and len(labels) != len(results):
+        raise ValueError(f"`labels` has {len(labels)} entries for {len(results)} results.")
+    if metric is not None:
+        missing = [i for i, r in enumerate(results) if metric not in r.metric_names]
+        if missing:
+            raise ValueError(
+                f"`metric` {metric!r} is not in results {missing}; pass metric=None to plot "
+                "the loss only."
+            )
+    plt = _plt()
+    n = 1 if metric is None else 2
+    if axes is None:
+        _, axes = plt.subplots(1, n, figsize=(5.0 * n, 3.6), squeeze=False)
+        axes = axes[0]
+    axes = np.atleast_1d(axes)
+    if axes.size != n:
+        raise ValueError(f"`axes` must hold {n} axes; got {axes.size}.")
+    for i, r in enumerate(results):
+        label = labels[i] if labels is not None else f"{r.kind} (barrier {r.barrier:.3g})"
+        finite = np.isfinite(r.losses)
+        axes[0].plot(r.ts, np.where(finite, r.losses, np.nan), label=label)
+        if metric is not None:
+            axes[1].plot(r.ts, r.metric(metric), label=label)
+    axes[0].set_xlabel("t")
+    axes[0].set_ylabel("loss")
+    axes[0].legend(fontsize=8)
+    if metric is not None:
+        axes[1].set_xlabel("t")
+        axes[1].set_ylabel(metric)
+    return axes
