@@ -48,6 +48,13 @@ from probecore._results import (
     save,
 )
 from probecore._spectrum import eigenvalues, lanczos, power_iteration
+from probecore._subspace import (
+    EffectiveDimension,
+    GradientSketch,
+    TrajectoryPCA,
+    effective_dimension,
+    trajectory_directions,
+)
 from probecore._version import __version__
 from probecore.plugins import backend_names, hookimpl, objective
 
@@ -97,6 +104,12 @@ __all__ = [
     "evaluate_path",
     "fit_curve",
     "linear_curve",
+    # Effective dimension and trajectories
+    "EffectiveDimension",
+    "GradientSketch",
+    "TrajectoryPCA",
+    "effective_dimension",
+    "trajectory_directions",
     # Results
     "EigResult",
     "PowerIterationResult",

@@ -13,7 +13,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["contour", "paths", "profile", "ray_histogram", "surface"]
+__all__ = [
+    "contour",
+    "explained_variance",
+    "paths",
+    "profile",
+    "ray_histogram",
+    "surface",
+    "trajectory",
+]
 
 
 def _plt() -> Any:
@@ -248,3 +256,72 @@ def paths(
         axes[1].set_xlabel("t")
         axes[1].set_ylabel(metric)
     return axes
+
+
+def explained_variance(result: Any, *, ax: Any = None, max_components: int | None = None) -> Any:
+    """Cumulative explained-variance curve of an :class:`~probecore.EffectiveDimension`.
+
+    Marks the share asked for and ``d_eff``, the first component count that reaches it.
+    """
+    _check(result, "EffectiveDimension")
+    plt = _plt()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.8))
+    cum = np.asarray(result.cumulative, dtype=float)
+    if max_components is not None:
+        cum = cum[:max_components]
+    k = np.arange(1, cum.size + 1)
+    ax.plot(k, cum, ".-", ms=3, label="cumulative share of variance")
+    ax.axhline(result.share, color="grey", ls="--", lw=0.8)
+    if result.d_eff is not None and result.d_eff <= cum.size:
+        ax.axvline(result.d_eff, color="crimson", ls=":", lw=1.0)
+        ax.annotate(
+            f"d_eff = {result.d_eff}",
+            (result.d_eff, result.share),
+            textcoords="offset points",
+            xytext=(6, -14),
+            fontsize=8,
+            color="crimson",
+        )
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("principal components")
+    ax.set_ylabel("explained share")
+    return ax
+
+
+def trajectory(
+    plane_result: Any,
+    path: Any,
+    *,
+    ax: Any = None,
+    levels: int | np.ndarray = 20,
+    log: bool = False,
+) -> Any:
+    """An optimization path drawn over the contour of the plane it spans (Li et al.).
+
+    Parameters
+    ----------
+    plane_result : PlaneResult
+        ``plane(objective, path.directions, x=path.origin, alphas=..., betas=...)``: the
+        loss on the plane of the trajectory's two principal directions, around its origin.
+    path : TrajectoryPCA
+        From :func:`probecore.trajectory_directions`; its ``coords`` are drawn as a line
+        with the start marked.
+    """
+    _check(plane_result, "PlaneResult")
+    _check(path, "TrajectoryPCA")
+    coords = np.asarray(path.coords)
+    if coords.ndim != 2 or coords.shape[1] < 2:
+        raise ValueError(
+            f"`path` must have at least two directions for a plane; its coords have shape "
+            f"{coords.shape}."
+        )
+    ax = contour(plane_result, ax=ax, levels=levels, log=log)
+    ax.plot(coords[:, 0], coords[:, 1], "-", color="crimson", lw=1.2, label="trajectory")
+    ax.plot(coords[0, 0], coords[0, 1], "o", color="crimson", ms=5, label="start")
+    ratio = np.asarray(path.explained_variance_ratio)
+    ax.set_xlabel(f"PC 1 ({100 * ratio[0]:.1f}% of the path's variance)")
+    ax.set_ylabel(f"PC 2 ({100 * ratio[1]:.1f}%)")
+    ax.legend(loc="upper right", fontsize=7)
+    return ax
