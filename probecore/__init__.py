@@ -47,6 +47,7 @@ from probecore._results import (
     load,
     save,
 )
+from probecore._sharpness import SharpnessResult, epsilon_sharpness
 from probecore._spectrum import eigenvalues, lanczos, power_iteration
 from probecore._subspace import (
     EffectiveDimension,
@@ -104,6 +105,9 @@ __all__ = [
     "evaluate_path",
     "fit_curve",
     "linear_curve",
+    # Sharpness
+    "SharpnessResult",
+    "epsilon_sharpness",
     # Effective dimension and trajectories
     "EffectiveDimension",
     "GradientSketch",
