@@ -6,7 +6,7 @@ Backends (``probecore-torch``, ``probecore-jax`` or your own) turn models into O
 through :func:`objective`.
 """
 
-from probecore import analytic
+from probecore import analytic, plot  # plot imports matplotlib only when called
 from probecore._connectivity import (
     Curve,
     CurveFit,
@@ -127,5 +127,6 @@ __all__ = [
     "ObjectiveCheckError",
     # Submodules
     "analytic",
+    "plot",
     "__version__",
 ]

@@ -11,6 +11,7 @@ coefficients, so any backend's models connect the same way.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -148,8 +149,13 @@ class CurveFit(_ResultBase):
     n_grad_evals : int
         ``loss_and_grad`` calls.
     n_examples_seen : int
-        Examples whose gradients were computed (``n_grad_evals`` times the batch size).
-    optimizer, lr, momentum, weight_decay, batch_size : as given
+        Examples whose gradients were computed (the sum of the mini-batch sizes; 0 for
+        objectives without data).
+    optimizer, lr, momentum, weight_decay, schedule : as given
+    batch_size : int or None
+        The mini-batch size used (None for full-batch steps).
+    steps_per_epoch : int
+        Steps per epoch.
     seed : int or dict or None
     """
 
@@ -167,6 +173,8 @@ class CurveFit(_ResultBase):
     momentum: float
     weight_decay: float
     batch_size: int | None
+    schedule: str = "garipov"
+    steps_per_epoch: int = 0
     seed: Any = None
     metadata: dict = field(default_factory=dict)
 
@@ -218,6 +226,10 @@ class PathResult(_ResultBase):
     n_loss_evals: int = 0
     n_metric_evals: int = 0
     metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metric_names", tuple(self.metric_names))
+        _ResultBase.__post_init__(self)
 
     def metric(self, name: str) -> np.ndarray:
         """Values of one metric along the path."""
@@ -298,6 +310,30 @@ def _endpoint(name: str, value: Any, objective: Any) -> np.ndarray:
 # --------------------------------------------------------------------------- evaluate
 
 
+def _check_endpoint_losses(own: list, given: list, ends: np.ndarray, dtype: np.dtype) -> None:
+    """Warn when an endpoint objective disagrees with ``objective`` at its own point.
+
+    The usual cause is BatchNorm: an objective in running-statistics mode evaluates every
+    point with the statistics of the model it was built from, so the other model's end
+    (and everything between) is evaluated with the wrong statistics.
+    """
+    tol = 1e3 * float(np.finfo(dtype).eps)
+    for i, e in enumerate(given):
+        if e is None or not any(e is o for o in own):
+            continue
+        theirs = float(e.loss(e.x0))
+        ours = float(ends[i])
+        if abs(theirs - ours) > tol * max(1.0, abs(theirs)):
+            which = "start" if i == 0 else "end"
+            warnings.warn(
+                f"evaluate_path: `objective` gives {ours:.6g} at the {which} point, where the "
+                f"{which} model's own objective gives {theirs:.6g}. For models with "
+                "BatchNorm, build the objective with batchnorm='batch' (statistics recomputed "
+                "at every point), or the barrier is measured with one model's statistics.",
+                stacklevel=3,
+            )
+
+
 def evaluate_path(
     objective: Any,
     path: Any,
@@ -342,6 +378,9 @@ def evaluate_path(
     ([0.0, 0.5625, 1.0, 0.5625, 0.0], 1.0)
     """
     _check_objective(objective)
+    if isinstance(path, CurveFit):
+        path = path.curve
+    own = [e for e in (path, end) if hasattr(e, "loss") and hasattr(e, "x0")]
     if isinstance(path, Curve):
         if end is not None:
             raise TypeError("`end` is only for a straight segment; `path` is already a Curve.")
@@ -377,6 +416,7 @@ def evaluate_path(
             for i, name in enumerate(names):
                 values[i, j] = m.get(name, np.nan)
     ends = losses[[0, -1]]
+    _check_endpoint_losses(own, [path, end], ends, dtype)
     with np.errstate(invalid="ignore"):
         peak = float(np.nanmax(losses)) if np.any(np.isfinite(losses)) else float("nan")
     if not np.all(np.isfinite(losses)):
@@ -450,7 +490,16 @@ def _batches(objective: Any, batch_size: int | None, gen: np.random.Generator) -
     if batch_size is None or n is None or batch_size >= n:
         return [objective]
     perm = gen.permutation(n)
-    return [objective.subset(np.sort(perm[i : i + batch_size])) for i in range(0, n, batch_size)]
+    try:
+        return [
+            objective.subset(np.sort(perm[i : i + batch_size])) for i in range(0, n, batch_size)
+        ]
+    except (TypeError, NotImplementedError, AttributeError) as exc:
+        raise TypeError(
+            f"fit_curve's mini-batches (batch_size={batch_size}) need `objective.subset`, "
+            f"which {type(objective).__name__} does not provide ({exc}); pass batch_size=None "
+            "for full-batch steps, or implement `subset(indices)`."
+        ) from exc
 
 
 def fit_curve(
@@ -500,10 +549,10 @@ def fit_curve(
     epochs : int
         Passes over the data.
     batch_size : int or None
-        Examples per step; None or at least the data size: full-batch steps. Objectives
-        without data (analytic ones) take ``steps_per_epoch`` full steps per epoch.
+        Examples per step. None (or at least the data size), and objectives without data
+        (analytic ones), take ``steps_per_epoch`` full-batch steps per epoch.
     steps_per_epoch : int
-        Steps per epoch for objectives without data.
+        Steps per epoch of full-batch fits.
     optimizer : {"adam", "sgd"}
         Adam, or SGD with (heavy-ball) ``momentum``.
     lr : float
@@ -579,7 +628,8 @@ def fit_curve(
         theta = theta.copy()
     batches = _batches(objective, batch_size, gen)
     data_free = getattr(objective, "n_examples", None) is None
-    per_epoch = steps_per_epoch if data_free else len(batches)
+    full_batch = data_free or len(batches) == 1
+    per_epoch = steps_per_epoch if full_batch else len(batches)
     total = epochs * per_epoch
     sizes = [getattr(o, "n_examples", None) or 0 for o in batches]
     ends = np.stack([a, b]).astype(np.float64)
@@ -592,13 +642,13 @@ def fit_curve(
     bar = _progress_bar(epochs, 0, "fit_curve", progress)
     try:
         for _ in range(epochs):
-            order = gen.permutation(len(batches)) if len(batches) > 1 else [0] * per_epoch
+            order = gen.permutation(len(batches)) if not full_batch else [0] * per_epoch
             # stratified t: one draw in each of per_epoch equal bins, in random order;
             # unbiased like i.i.d. uniform draws, with far less noise over an epoch
             strata = (gen.permutation(per_epoch) + gen.uniform(size=per_epoch)) / per_epoch
-            for j, i in enumerate(order if not data_free else range(per_epoch)):
+            for j, i in enumerate(order):
                 t = float(strata[j])
-                batch = batches[int(i)] if not data_free else objective
+                batch = batches[int(i)]
                 value, G = _loss_and_grad(batch, kind, ends, theta, t, dtype)
                 if not (np.isfinite(value) and np.all(np.isfinite(G))):
                     raise FloatingPointError(
@@ -619,7 +669,7 @@ def fit_curve(
                     theta -= rate * mh / (np.sqrt(vh) + adam_eps)
                 hist_t.append(t)
                 hist_loss.append(float(value))
-                seen += sizes[int(i)] if not data_free else 0
+                seen += sizes[int(i)]
             bar.update(1)
     finally:
         bar.close()
@@ -636,6 +686,9 @@ def fit_curve(
         lr=lr,
         momentum=momentum,
         weight_decay=weight_decay,
-        batch_size=batch_size,
+        batch_size=None if full_batch else batch_size,
+        schedule=schedule,
+        steps_per_epoch=per_epoch,
         seed=seed,
+        metadata={"init": init if isinstance(init, str) else "array"},
     )

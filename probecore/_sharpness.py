@@ -10,6 +10,7 @@ leave the network function unchanged.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -313,6 +314,17 @@ def epsilon_sharpness(
     # Half-widths in the objective's dtype, then exactly in float64 for the optimizer.
     widths = (eps * (np.abs(x.astype(np.float64)) + offset)).astype(dtype).astype(np.float64)
     free = widths > 0
+    # coordinates the box cannot move in this dtype (x ± w rounds back to x)
+    x64 = x.astype(np.float64)
+    frozen = free & ((x64 + widths).astype(dtype) == x) & ((x64 - widths).astype(dtype) == x)
+    n_frozen = int(frozen.sum())
+    if n_frozen:
+        warnings.warn(
+            f"ε-sharpness: for {n_frozen} of {int(free.sum())} coordinates the box "
+            f"(eps={eps:g}) is below the rounding of x in {dtype}, so they cannot move and the "
+            "value underestimates the sharpness; use a larger `eps` or a float64 objective.",
+            stacklevel=2,
+        )
     ascent = _Ascent(objective, x, widths[free], free, loss0)
     ascent.count = 1  # the evaluation at x
     n_free = int(free.sum())
@@ -372,6 +384,7 @@ def epsilon_sharpness(
             "gtol": gtol,
             "ftol": ftol,
             "n_free": n_free,
+            "n_frozen": n_frozen,
             "phi_ref": ascent.ref,
             "best_start": best_start,
             "starts": per_start,

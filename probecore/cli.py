@@ -1,6 +1,8 @@
 """The ``probecore`` command.
 
-``probecore study`` is the main job. At this stage of the project it runs the spectrum
+``probecore study`` is the main job; ``probecore eigenvalues|trace|density|plane|rays|
+connect|sharpness|dimension module:function`` run one probe on a user's own model
+(:mod:`probecore._cli_probes`). At this stage of the project it runs the spectrum
 stage on real data: multinomial logistic regression on scikit-learn's digits, trained to
 its minimum, whose Hessian is known in closed form. It measures the top eigenvalues
 (Lanczos, ARPACK, power iteration), the trace (Hutchinson, Hutch++) and the spectral
@@ -227,6 +229,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     study.add_argument("--quiet", action="store_true", help="print nothing but errors")
     study.set_defaults(func=_study)
+    from probecore._cli_probes import add_probe_parsers
+
+    add_probe_parsers(sub)
     return parser
 
 
@@ -234,8 +239,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``probecore`` command; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    from probecore._cli_probes import CLIError
+    from probecore._errors import ConvergenceError
+
     try:
         return int(args.func(args))
-    except (ValueError, TypeError, ImportError, OSError) as exc:
-        print(f"probecore {args.command}: error: {exc}", file=sys.stderr)
+    except (CLIError, ValueError, TypeError, ImportError, OSError, ConvergenceError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"probecore {args.command}: error: {first}", file=sys.stderr)
         return 2

@@ -201,7 +201,7 @@ def ray_histogram(result: Any, *, ax: Any = None, bins: Any = "auto") -> Any:
 def paths(
     *results: Any,
     labels: list[str] | None = None,
-    metric: str | None = "accuracy",
+    metric: str | None = "auto",
     axes: Any = None,
 ) -> Any:
     """Loss (left) and a metric (right) along paths between two models.
@@ -213,8 +213,9 @@ def paths(
         curve between the same endpoints (or the same paths on training and test data).
     labels : list of str, optional
         Legend entries (default: each path's kind and its barrier).
-    metric : str or None
-        The metric for the right panel (None: loss only).
+    metric : str, "auto" or None
+        The metric for the right panel; "auto": accuracy when every result has it,
+        otherwise the loss only; None: the loss only.
     axes : sequence of matplotlib Axes, optional
         Where to draw (two axes with a metric, one without).
 
@@ -228,6 +229,8 @@ def paths(
         _check(r, "PathResult")
     if labels is not None and len(labels) != len(results):
         raise ValueError(f"`labels` has {len(labels)} entries for {len(results)} results.")
+    if metric == "auto":
+        metric = "accuracy" if all("accuracy" in r.metric_names for r in results) else None
     if metric is not None:
         missing = [i for i, r in enumerate(results) if metric not in r.metric_names]
         if missing:
@@ -261,7 +264,9 @@ def paths(
 def explained_variance(result: Any, *, ax: Any = None, max_components: int | None = None) -> Any:
     """Cumulative explained-variance curve of an :class:`~probecore.EffectiveDimension`.
 
-    Marks the share asked for and ``d_eff``, the first component count that reaches it.
+    Marks the share asked for and ``d_eff``, the first component count that reaches it;
+    for a result from a :class:`~probecore.GradientSketch`, whose curve lies below the
+    exact one, the bracket ``[d_eff_lower, d_eff]`` that holds the exact value is shaded.
     """
     _check(result, "EffectiveDimension")
     plt = _plt()
@@ -273,6 +278,10 @@ def explained_variance(result: Any, *, ax: Any = None, max_components: int | Non
     k = np.arange(1, cum.size + 1)
     ax.plot(k, cum, ".-", ms=3, label="cumulative share of variance")
     ax.axhline(result.share, color="grey", ls="--", lw=0.8)
+    lower = getattr(result, "d_eff_lower", result.d_eff)
+    if result.d_eff is not None and lower is not None and lower != result.d_eff:
+        # a sketch brackets the exact d_eff: shade the bracket
+        ax.axvspan(lower, result.d_eff, color="crimson", alpha=0.12, label="d_eff bracket")
     if result.d_eff is not None and result.d_eff <= cum.size:
         ax.axvline(result.d_eff, color="crimson", ls=":", lw=1.0)
         ax.annotate(

@@ -46,3 +46,104 @@ def test_bad_arguments_give_one_line_and_nonzero_exit(tmp_path, capsys):
     assert len(err) == 1 and "`k`" in err[0]
     with pytest.raises(SystemExit):
         main(["nonsense"])
+
+
+TARGET = """
+import numpy as np
+from probecore.analytic import Ring, digits_logistic_regression
+
+
+def logreg():
+    f = digits_logistic_regression(l2=1e-3)
+    return f
+
+
+def ring_a():
+    return Ring()
+
+
+def ring_b():
+    return Ring(x0=np.array([-1.0, 0.0]))
+
+
+def wrong():
+    return 42
+
+
+def not_a_model():
+    return object(), len, ([1.0], [0])
+"""
+
+
+@pytest.fixture
+def target(tmp_path):
+    path = tmp_path / "targets.py"
+    path.write_text(TARGET, encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "argv, files",
+    [
+        (["eigenvalues", "{t}:logreg", "--k", "2"], ["eigenvalues.npz", "eigenvalues.png"]),
+        (["trace", "{t}:logreg", "--n-matvecs", "12"], ["trace.npz"]),
+        (["density", "{t}:logreg", "--n-probes", "2", "--n-steps", "10"], ["density.png"]),
+        (
+            ["plane", "{t}:logreg", "--n", "3", "--normalization", "none"],
+            ["plane_contour.png", "plane_surface.png"],
+        ),
+        (["rays", "{t}:logreg", "--n-rays", "8"], ["rays.npz", "rays.png"]),
+        (
+            ["connect", "{t}:ring_a", "--end", "{t}:ring_b", "--epochs", "2", "--points", "5"],
+            ["path_linear.npz", "curve_fit.npz", "path_curve.npz", "paths.png"],
+        ),
+        (["sharpness", "{t}:logreg", "--eps", "1e-3"], ["sharpness.npz", "lambda_max.npz"]),
+        (["dimension", "{t}:logreg", "--batch-size", "256"], ["dimension.npz", "dimension.png"]),
+    ],
+)
+def test_probe_subcommands_on_an_analytic_target(target, tmp_path, capsys, argv, files):
+    out = tmp_path / "out"
+    argv = [a.replace("{t}", target) for a in argv] + ["--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"probecore {argv[0]}: ")
+    for name in files:
+        assert (out / name).stat().st_size > 100
+    npz = [f for f in files if f.endswith(".npz")]
+    if npz:
+        assert pc.load(out / npz[0]).metadata["target"].endswith(argv[1].split(":")[1])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["eigenvalues", "no_such_module_xyz:f"], "cannot import module 'no_such_module_xyz'"),
+        (["eigenvalues", "{t}:missing"], "has no function 'missing'"),
+        (["eigenvalues", "{t}:wrong"], "returned int; it must return (model, loss_fn, data)"),
+        (["eigenvalues", "{t}:not_a_model"], "no installed backend recognises a model"),
+        (["eigenvalues", "nocolon"], "must be 'module:function'"),
+        (["plane", "{t}:logreg", "--n", "0"], "--n must be at least 2"),
+        (["connect", "{t}:ring_a"], "connect needs --end"),
+        (["dimension", "{t}:ring_a"], "dimension needs an objective with data"),
+        (["trace", "{t}:logreg", "--n-matvecs", "0"], "`n_matvecs`"),
+    ],
+)
+def test_bad_probe_arguments_give_one_line(target, tmp_path, capsys, argv, message):
+    argv = [a.replace("{t}", target) for a in argv] + ["--out", str(tmp_path / "o"), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert "Traceback" not in err[0]
+
+
+def test_every_option_is_documented_in_help(capsys):
+    from probecore._cli_probes import PROBES
+
+    for probe in PROBES:
+        with pytest.raises(SystemExit):
+            main([probe, "--help"])
+        text = capsys.readouterr().out
+        assert "module:function" in text and "--out" in text and "--seed" in text
+        for line in text.splitlines():
+            if line.strip().startswith("--") and "  " in line.strip():
+                assert len(line.strip().split("  ", 1)[1].strip()) > 0

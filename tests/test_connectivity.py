@@ -184,3 +184,23 @@ def test_paths_plot(tmp_path):
     with pytest.raises(TypeError, match="PathResult"):
         plot.paths(fit_result := pc.fit_curve(Ring(), A, B, epochs=1, init=[[0, 0.5]]))
     assert fit_result.epochs == 1
+
+
+def test_full_batch_fits_take_steps_per_epoch_and_record_their_settings():
+    f = digits_logistic_regression()
+    b = f.x0 + 0.1 * np.random.default_rng(2).standard_normal(f.dim)
+    fit = pc.fit_curve(f, f.x0, b, epochs=2, batch_size=None, steps_per_epoch=7, rng=0)
+    assert fit.n_grad_evals == 14 and fit.batch_size is None and fit.steps_per_epoch == 7
+    assert fit.n_examples_seen == 14 * f.n_examples and fit.schedule == "garipov"
+    r = pc.evaluate_path(f, fit, n_points=3)  # a CurveFit is accepted as the path
+    assert r.kind == "bezier"
+    back = pc.load(pc.save(r, str(pytest.importorskip("tempfile").mkdtemp()) + "/p"))
+    assert back.metric_names == r.metric_names == ("accuracy",)
+
+
+def test_objectives_without_subsets_get_a_clear_message():
+    class NoSubset(Ring):
+        n_examples = 10
+
+    with pytest.raises(TypeError, match="pass batch_size=None"):
+        pc.fit_curve(NoSubset(), A, B, batch_size=4, init=[[0, 0.5]])

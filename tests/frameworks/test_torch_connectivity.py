@@ -78,3 +78,24 @@ def test_batchnorm_statistics_recomputed_along_the_path():
     want = [batch.loss(curve.point(t)) for t in ts]
     np.testing.assert_allclose(with_batch.losses, want, rtol=1e-13)
     assert np.max(np.abs(with_batch.losses - with_running.losses)) > 1e-3
+
+
+def test_running_statistics_of_another_model_are_flagged():
+    X, y = digits(300)
+    nets = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        net = nn.Sequential(nn.Linear(64, 16), nn.BatchNorm1d(16), nn.Tanh(), nn.Linear(16, 10))
+        net = net.double().train()
+        with torch.no_grad():
+            net(X)
+        nets.append(net.eval())
+    a, b = (pc.objective(n, F.cross_entropy, (X, y)) for n in nets)
+    with pytest.warns(UserWarning, match="batchnorm='batch'"):
+        pc.evaluate_path(a, a, b, n_points=3)
+    ab, bb = (pc.objective(n, F.cross_entropy, (X, y), batchnorm="batch") for n in nets)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pc.evaluate_path(ab, ab, bb, n_points=3)  # statistics recomputed: consistent
