@@ -93,6 +93,10 @@ class Curve(_ResultBase):
             raise ValueError(
                 f"`points` must have shape (n_bends + 2, dim); got {self.points.shape}."
             )
+        if not np.issubdtype(self.points.dtype, np.floating) or not np.all(
+            np.isfinite(self.points)
+        ):
+            raise ValueError("`points` must be finite floats (a control point holds NaN or inf).")
         if self.kind == "line" and self.points.shape[0] != 2:
             raise ValueError("a 'line' curve has exactly two points (its endpoints).")
 
@@ -114,7 +118,11 @@ class Curve(_ResultBase):
         return _coefficients(self.kind, self.n_bends, t)
 
     def point(self, t: float) -> np.ndarray:
-        """``φ(t)`` in the dtype of the control points."""
+        """``φ(t)`` in the dtype of the control points (one ``t``)."""
+        if np.ndim(t) != 0:
+            raise TypeError(
+                "`t` must be one number for `point`; for many, use `coefficients(ts) @ points`."
+            )
         c = self.coefficients([t])[0]
         return (c @ self.points.astype(np.float64)).astype(self.points.dtype)
 
@@ -285,8 +293,11 @@ def _endpoint(name: str, value: Any, objective: Any) -> np.ndarray:
         value = value.x0
     arr = np.asarray(value)
     if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.floating):
+        hint = ""
+        if hasattr(value, "parameters") or hasattr(value, "apply"):
+            hint = " (for a model, pass `probecore.objective(model, loss_fn, data)`)"
         raise TypeError(
-            f"`{name}` must be a flat float vector or an Objective; got "
+            f"`{name}` must be a flat float vector or an Objective{hint}; got "
             f"{type(value).__name__} with shape {getattr(arr, 'shape', None)}."
         )
     if arr.size != objective.dim:

@@ -567,6 +567,10 @@ def effective_dimension(
     >>> r.d_eff, r.method, r.explained_variance.shape
     (4, 'gram', (50,))
     """
+    if isinstance(share, int | float) and 2.0 <= share <= 100.0:  # a percentage
+        raise ValueError(
+            f"`share` is a fraction in (0, 1]; got {share} (for {share:g}% pass {share / 100:g})."
+        )
     share = check_float("share", share, lo=0.0, hi=1.0, lo_open=True)
     center = check_bool("center", center)
     target = share - _SHARE_TOL

@@ -204,3 +204,18 @@ def test_objectives_without_subsets_get_a_clear_message():
 
     with pytest.raises(TypeError, match="pass batch_size=None"):
         pc.fit_curve(NoSubset(), A, B, batch_size=4, init=[[0, 0.5]])
+
+
+def test_curve_input_messages():
+    with pytest.raises(ValueError, match="finite floats"):
+        pc.Curve(kind="bezier", points=np.array([[0.0, np.nan], [1.0, 1.0], [2.0, 0.0]]))
+    c = pc.Curve(kind="bezier", points=np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0]]))
+    with pytest.raises(TypeError, match="one number for `point`"):
+        c.point([0.2, 0.5])
+
+    class Module:  # looks like a torch module: has parameters()
+        def parameters(self):
+            return iter(())
+
+    with pytest.raises(TypeError, match=r"pass `probecore.objective\(model, loss_fn, data\)`"):
+        pc.evaluate_path(Ring(), A, Module())

@@ -464,3 +464,9 @@ def test_plots_of_effective_dimension_and_trajectory(tmp_path):
     assert (tmp_path / "t.png").stat().st_size > 1000
     with pytest.raises(TypeError, match="TrajectoryPCA"):
         plot.trajectory(surface, r)
+
+
+def test_share_given_as_a_percentage_is_explained():
+    G = np.random.default_rng(0).standard_normal((5, 8))
+    with pytest.raises(ValueError, match=r"fraction in \(0, 1\]; got 90 \(for 90% pass 0.9\)"):
+        pc.effective_dimension(G, share=90)
