@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
+import sys
 import time
 
 import numpy as np
@@ -119,13 +119,11 @@ def measure(model, Xtr, ytr):
 
 
 def machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    return f"{os.cpu_count()}-core CPU ({cpu})"
+    """The machine description of benchmarks/backends.py."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from backends import machine as describe
+
+    return describe()
 
 
 def sharp(r, t):

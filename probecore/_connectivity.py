@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from probecore._landscape import _metric_names, _progress_bar
+from probecore._landscape import _metric_names, _progress_bar, _WithMetrics
 from probecore._results import _register, _ResultBase
 from probecore._validation import as_rng, check_float, check_int, check_option, check_vector
 
@@ -194,7 +194,7 @@ class CurveFit(_ResultBase):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
-class PathResult(_ResultBase):
+class PathResult(_WithMetrics):
     """Loss and metrics along a curve, with its barrier heights.
 
     Attributes
@@ -238,13 +238,6 @@ class PathResult(_ResultBase):
     def __post_init__(self) -> None:
         object.__setattr__(self, "metric_names", tuple(self.metric_names))
         _ResultBase.__post_init__(self)
-
-    def metric(self, name: str) -> np.ndarray:
-        """Values of one metric along the path."""
-        names = list(self.metric_names)
-        if name not in names:
-            raise KeyError(f"no metric {name!r}; this result has {names}.")
-        return self.metric_values[names.index(name)]
 
 
 # --------------------------------------------------------------------------- checks
@@ -422,16 +415,16 @@ def evaluate_path(
     names = _metric_names(objective, metrics, P[0])
     values = np.full((len(names), ts.size), np.nan)
     if names:
+        P64 = curve.points.astype(np.float64)
         for j, c in enumerate(C):
-            m = objective.metrics((c @ P.astype(np.float64)).astype(dtype))
+            m = objective.metrics((c @ P64).astype(dtype))
             for i, name in enumerate(names):
                 values[i, j] = m.get(name, np.nan)
     ends = losses[[0, -1]]
     _check_endpoint_losses(own, [path, end], ends, dtype)
-    with np.errstate(invalid="ignore"):
-        peak = float(np.nanmax(losses)) if np.any(np.isfinite(losses)) else float("nan")
-    if not np.all(np.isfinite(losses)):
-        peak = float("inf") if np.any(np.isinf(losses) | np.isnan(losses)) else peak
+    # a non-finite loss on the path (overflow far from the minima) is an infinite barrier
+    ranked = np.where(np.isfinite(losses), losses, np.inf)
+    peak = float(ranked.max())
     barriers = {
         name: float(np.min(values[i, [0, -1]]) - np.min(values[i])) for i, name in enumerate(names)
     }
@@ -440,7 +433,7 @@ def evaluate_path(
         losses=losses,
         barrier=float(peak - np.max(ends)),
         barrier_mean=float(peak - np.mean(ends)),
-        t_max=float(ts[int(np.nanargmax(np.where(np.isfinite(losses), losses, np.inf)))]),
+        t_max=float(ts[int(np.argmax(ranked))]),
         metric_names=names,
         metric_values=values,
         metric_barriers=barriers,

@@ -48,15 +48,21 @@ __all__ = [
 # --------------------------------------------------------------------------- results
 
 
-class _GridBase(_ResultBase):
+class _WithMetrics(_ResultBase):
+    """Results with ``metric_names`` and matching rows of ``metric_values``."""
+
     __slots__ = ()
 
     def metric(self, name: str) -> np.ndarray:
-        """Values of one metric on the grid (NaN where not computed)."""
+        """Values of one metric (NaN where not computed)."""
         names = list(self.metric_names)
         if name not in names:
             raise KeyError(f"no metric {name!r}; this result has {names}.")
         return self.metric_values[names.index(name)]
+
+
+class _GridBase(_WithMetrics):
+    __slots__ = ()
 
     @property
     def complete(self) -> bool:

@@ -42,6 +42,15 @@ def _check(result: Any, kind: str) -> None:
         raise TypeError(f"`result` must be a {kind}; got {type(result).__name__}.")
 
 
+def _check_all(results: tuple, kind: str, labels: list[str] | None) -> None:
+    if not results:
+        raise ValueError(f"`results` must hold at least one {kind}.")
+    for r in results:
+        _check(r, kind)
+    if labels is not None and len(labels) != len(results):
+        raise ValueError(f"`labels` has {len(labels)} entries for {len(results)} results.")
+
+
 def contour(
     result: Any,
     *,
@@ -140,12 +149,7 @@ def profile(
 
     Non-finite values leave a gap in the curve and a ``x`` at the top of the axes.
     """
-    if not results:
-        raise ValueError("`results` must hold at least one LineResult.")
-    for r in results:
-        _check(r, "LineResult")
-    if labels is not None and len(labels) != len(results):
-        raise ValueError(f"`labels` has {len(labels)} entries for {len(results)} results.")
+    _check_all(results, "LineResult", labels)
     plt = _plt()
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.8))
@@ -223,12 +227,7 @@ def paths(
     -------
     numpy array of Axes
     """
-    if not results:
-        raise ValueError("`results` must hold at least one PathResult.")
-    for r in results:
-        _check(r, "PathResult")
-    if labels is not None and len(labels) != len(results):
-        raise ValueError(f"`labels` has {len(labels)} entries for {len(results)} results.")
+    _check_all(results, "PathResult", labels)
     if metric == "auto":
         metric = "accuracy" if all("accuracy" in r.metric_names for r in results) else None
     if metric is not None:

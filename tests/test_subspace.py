@@ -160,19 +160,27 @@ def test_gram_route_never_forms_a_dim_by_dim_matrix(monkeypatch):
     assert seen == [(20, 20)]
 
 
+def _centering_tol(A, exact):
+    """Error allowed in the covariance eigenvalues of a history with a large mean.
+
+    Storing the rows rounds each entry by up to ε·max|A| (the mean dominates): a
+    perturbation of C with ‖δC‖_F <= ε·max|A|·√(T·dim), which moves each covariance
+    eigenvalue by at most (2‖C‖₂‖δC‖ + ‖δC‖²)/(T − 1); the Gram route adds the 1e-10·λ₁
+    of the SVD test.
+    """
+    T, dim = A.shape
+    dC = EPS * np.abs(A).max() * np.sqrt(T * dim)
+    c2 = np.sqrt(exact[0] * (T - 1))
+    return (2 * c2 * dC + dC**2) / (T - 1) + 1e-10 * exact[0]
+
+
 def test_centering_matches_dense_covariance_with_a_large_mean():
     gen = np.random.default_rng(7)
     T, dim, offset = 60, 25, 1e3
     A = _decaying_history(gen, T, dim, 0.85, offset=offset)
     exact = np.linalg.eigvalsh(np.cov(A, rowvar=False))[::-1]
     r = effective_dimension(A)
-    # Storing the rows rounds each entry by up to ε·max|A| (the mean dominates): a
-    # perturbation of C with ‖δC‖_F <= ε·max|A|·√(T·dim), which moves each covariance
-    # eigenvalue by at most (2‖C‖₂‖δC‖ + ‖δC‖²)/(T − 1); the Gram route adds the
-    # 1e-10·λ₁ of the SVD test above.
-    dC = EPS * np.abs(A).max() * np.sqrt(T * dim)
-    c2 = np.sqrt(exact[0] * (T - 1))
-    tol = (2 * c2 * dC + dC**2) / (T - 1) + 1e-10 * exact[0]
+    tol = _centering_tol(A, exact)
     np.testing.assert_allclose(r.explained_variance, exact, rtol=0, atol=tol)
     np.testing.assert_allclose(
         effective_dimension(A, center=False).total_variance,
@@ -259,10 +267,7 @@ def test_sketch_without_shrinking_is_the_exact_centered_covariance(one_by_one):
     np.testing.assert_allclose(sk.mean, A.mean(axis=0), rtol=1e-14)
     exact = np.linalg.eigvalsh(np.cov(A, rowvar=False))[::-1]
     r = effective_dimension(sk)
-    # As in the Gram-route centering test: the data's own rounding at the mean's scale.
-    dC = EPS * np.abs(A).max() * np.sqrt(T * dim)
-    c2 = np.sqrt(exact[0] * (T - 1))
-    tol = (2 * c2 * dC + dC**2) / (T - 1) + 1e-10 * exact[0]
+    tol = _centering_tol(A, exact)  # the data's own rounding at the mean's scale
     np.testing.assert_allclose(r.explained_variance, exact, rtol=0, atol=tol)
     assert r.d_eff == r.d_eff_lower == effective_dimension(A).d_eff
 
