@@ -1,0 +1,111 @@
+"""``probecore study --quick`` end to end (the CI run of the main job), and its reproducibility."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import probecore as pc
+
+HYPOTHESES = (
+    "Large batches find sharper minima that generalize worse",
+    "Flat minima generalize better",
+    "Large early λmax means unstable training",
+    "Skip connections make the landscape smoother and flatter",
+    "Low effective dimension means faster convergence",
+    "Good minima are connected by low-loss paths",
+)
+VERDICTS = ("supported", "not supported", "inconclusive")
+
+
+def _run(out, *extra):
+    env = dict(os.environ)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        env["OMP_NUM_THREADS"] = "1"  # the other worker has the other core
+    proc = subprocess.run(
+        [sys.executable, "-m", "probecore", "study", "--quick", "--out", str(out), *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _tables(report: str) -> str:
+    """Everything but the last section, which holds the timings."""
+    return report.split("\n## Run\n")[0]
+
+
+@pytest.mark.slow
+def test_quick_study_fills_every_section_and_is_reproducible(tmp_path):
+    from matplotlib.image import imread
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    proc = _run(a)
+    # progress: one line per step, counted
+    steps = re.findall(r"^\[ ?(\d+)/(\d+)\]", proc.stdout, flags=re.M)
+    assert steps and steps[-1][0] == steps[-1][1] and len(steps) == int(steps[-1][1])
+    report = (a / "report.md").read_text(encoding="utf-8")
+    for heading in (
+        "## Verdicts",
+        "## 1. The estimators against an exact Hessian",
+        "## 2. Small batch (32) against large batch (512)",
+        "## 3. Plain against residual networks",
+        "## 4. Mode connectivity between seeds",
+        "## 5. The hypotheses, one by one",
+        "## Run",
+    ):
+        assert heading in report
+    # every table is filled: no empty cell, no NaN
+    rows = [r for r in report.splitlines() if r.startswith("|") and not r.startswith("|---")]
+    assert len(rows) > 40
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert all(cells) and not any(c.lower() == "nan" for c in cells), row
+    # a verdict for every hypothesis, in the summary and in its own section
+    summary = report.split("## Verdicts")[1].split("## 1.")[0]
+    for title in HYPOTHESES:
+        line = next(r for r in summary.splitlines() if r.startswith(f"| {title} |"))
+        assert re.search(r"\*\*(supported|not supported|inconclusive)\*\*", line), line
+        assert re.search(rf"### 5\.\d {re.escape(title)} — ({'|'.join(VERDICTS)})$", report, re.M)
+    # figures: referenced, present, not blank
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", report)
+    assert set(figures) == {"density.png", "batch.png", "surfaces.png", "training.png", "paths.png"}
+    for name in figures:
+        img = imread(a / name)
+        assert img.shape[0] > 200 and img.shape[1] > 300 and float(np.std(img)) > 0.05, name
+    # the numbers: results.json matches the tables' inputs, and the raw results load
+    record = json.loads((a / "results.json").read_text())
+    batch = record["results"]["batch"]
+    assert len(batch) == 4 and all(r["reached"] for r in batch)
+    assert all(abs(r["train_loss"] - 0.02) < 2e-3 for r in batch)  # comparable training loss
+    arch = record["results"]["architecture"]
+    assert {r["kind"] for r in arch} == {"plain", "residual", "residual-norm"}
+    lam = pc.load(a / "raw" / "batch" / "seed0_batch32_lambda.npz")
+    assert lam.eigenvalues[0] == pytest.approx(batch[0]["lambda_max"], rel=1e-12)
+    plane = pc.load_run(a / "raw" / "landscape" / "plain_seed0_plane.zarr")
+    assert plane.losses.shape == (9, 9) and np.all(np.isfinite(plane.losses))
+    # the centre of the plane is the trained point
+    assert plane.losses[4, 4] == pytest.approx(arch[0]["train_loss"], rel=1e-12)
+    conn = record["results"]["connectivity"][0]
+    assert conn["bezier_barrier"] < conn["linear_barrier"]
+    assert set(record["verdicts"]) == set(HYPOTHESES)
+
+    # a second run with the same seeds gives the same tables, digit for digit
+    _run(b, "--quiet")
+    assert _tables((b / "report.md").read_text(encoding="utf-8")) == _tables(report)
+    assert json.loads((b / "results.json").read_text()) == record
+
+
+def test_study_refuses_an_unknown_stage(tmp_path):
+    from probecore.cli import main
+
+    assert main(["study", "--out", str(tmp_path), "--stages", "batch,nonsense"]) == 2

@@ -1,0 +1,109 @@
+"""The rules that turn the study's measurements into verdicts (probecore._verdicts)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import stats
+
+from probecore import _verdicts as V
+
+
+def test_interval_matches_scipy_t_interval():
+    x = np.array([1.0, 2.5, 2.0, 4.0])
+    iv = V.interval(x)
+    lo, hi = stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
+    assert (iv.n, iv.mean) == (4, pytest.approx(2.375))
+    assert iv.std_error == pytest.approx(stats.sem(x))
+    assert (iv.lo, iv.hi) == (pytest.approx(lo), pytest.approx(hi))
+
+
+def test_log_interval_is_the_geometric_one():
+    iv = V.interval([2.0, 8.0], log=True)
+    assert iv.mean == pytest.approx(4.0) and iv.log
+    half = stats.t.ppf(0.975, 1) * stats.sem(np.log([2.0, 8.0]))
+    assert iv.lo == pytest.approx(4.0 * np.exp(-half))
+    assert "×" in iv.text(unit="×") and "±" not in iv.text(unit="×")
+    with pytest.raises(ValueError, match="positive"):
+        V.interval([1.0, -1.0], log=True)
+
+
+def test_interval_coverage_converges_to_its_level():
+    # 2000 intervals of 5 normal draws: coverage is Binomial(2000, 0.95)/2000, whose
+    # standard deviation is 0.0049; 4 of them bound the miss.
+    gen = np.random.default_rng(0)
+    hits = 0
+    for _ in range(2000):
+        iv = V.interval(gen.normal(3.0, 2.0, size=5))
+        hits += iv.lo <= 3.0 <= iv.hi
+    assert abs(hits / 2000 - 0.95) < 4 * np.sqrt(0.95 * 0.05 / 2000)
+
+
+def test_difference_is_welchs_interval():
+    a, b = [5.0, 6.0, 7.5], [1.0, 2.0, 2.5, 4.0]
+    d = V.difference(a, b)
+    res = stats.ttest_ind(a, b, equal_var=False)
+    lo, hi = res.confidence_interval(0.95)
+    assert d.mean == pytest.approx(np.mean(a) - np.mean(b))
+    assert (d.lo, d.hi) == (pytest.approx(lo), pytest.approx(hi))
+    r = V.difference([4.0, 4.0], [2.0, 2.0], log=True)
+    assert r.mean == pytest.approx(2.0) and r.lo == r.hi == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    "values, verdict",
+    [
+        ([3.5, 4.0, 4.5], V.SUPPORTED),  # inside the claim, away from no effect
+        ([1.5, 1.6, 1.7], V.NOT_SUPPORTED),  # right sign, below the claim
+        ([0.5, 0.6, 0.55], V.NOT_SUPPORTED),  # opposite sign
+        ([0.5, 6.0, 2.0], V.INCONCLUSIVE),  # too spread to tell
+        ([4.0], V.INCONCLUSIVE),  # one seed
+    ],
+)
+def test_judge_range(values, verdict):
+    iv = V.interval(values, log=True)
+    assert V.judge_range(iv, 3.0, 5.0, null=1.0)[0] == verdict
+
+
+def test_judge_range_explains_why():
+    v, why = V.judge_range(V.interval([1.5, 1.6, 1.7], log=True), 3.0, 5.0, null=1.0)
+    assert v == V.NOT_SUPPORTED and "claimed sign" in why and "below" in why
+    v, why = V.judge_range(V.interval([0.5, 0.6, 0.55], log=True), 3.0, 5.0, null=1.0)
+    assert "opposite" in why
+
+
+@given(st.lists(st.floats(-100, 100), min_size=2, max_size=8))
+def test_judge_sign_agrees_with_the_interval(values):
+    iv = V.interval(values)
+    verdict, _ = V.judge_sign(iv)
+    if iv.lo > 0:
+        assert verdict == V.SUPPORTED
+    elif iv.hi < 0:
+        assert verdict == V.NOT_SUPPORTED
+    else:
+        assert verdict == V.INCONCLUSIVE
+
+
+def test_judge_implication():
+    assert V.judge_implication([(True, True), (False, False)], "A")[0] == V.SUPPORTED
+    assert V.judge_implication([(True, True), (True, False)], "A")[0] == V.NOT_SUPPORTED
+    verdict, why = V.judge_implication([(False, True)], "barrier < 0.5")
+    assert verdict == V.INCONCLUSIVE and "no case had barrier < 0.5" in why
+
+
+def test_judge_correlation():
+    x = np.arange(10.0)
+    assert V.judge_correlation(x, x**2)[0] == V.SUPPORTED
+    assert V.judge_correlation(x, -x)[0] == V.NOT_SUPPORTED
+    assert V.judge_correlation(x[:3], x[:3])[0] == V.INCONCLUSIVE  # too few cases
+    y = np.random.default_rng(1).permutation(x)
+    assert V.judge_correlation(x, y)[2:] == pytest.approx(tuple(stats.spearmanr(x, y)))
+
+
+def test_combine():
+    assert V.combine([V.SUPPORTED, V.SUPPORTED]) == V.SUPPORTED
+    assert V.combine([V.SUPPORTED, V.INCONCLUSIVE]) == V.INCONCLUSIVE
+    assert V.combine([V.INCONCLUSIVE, V.NOT_SUPPORTED]) == V.NOT_SUPPORTED
+    assert V.combine([V.NOT_RUN]) == V.NOT_RUN
