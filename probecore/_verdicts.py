@@ -80,12 +80,13 @@ def judge_range(iv: Interval, lo: float, hi: float, *, null: float) -> tuple[str
     """Verdict on "the effect lies in ``[lo, hi]``" (``null < lo``: the claimed direction).
 
     * **not supported** when the interval lies entirely outside ``[lo, hi]``;
-    * **supported** when it overlaps ``[lo, hi]`` and excludes ``null`` (the effect is
-      there, with the claimed sign, and the claimed size is within the error);
-    * **inconclusive** otherwise, and always with fewer than two seeds.
+    * **supported** when the estimate lies in ``[lo, hi]`` and the interval excludes
+      ``null`` (the effect is there, with the claimed sign and size);
+    * **inconclusive** otherwise, and whenever there is no error estimate (see
+      :func:`_no_error_estimate`).
     """
-    if iv.n < 2:
-        return INCONCLUSIVE, "one seed gives no error estimate"
+    if (why := _no_error_estimate(iv)) is not None:
+        return INCONCLUSIVE, why
     if iv.hi < lo or iv.lo > hi:
         side = "below" if iv.hi < lo else "above"
         if iv.lo > null:
@@ -95,15 +96,30 @@ def judge_range(iv: Interval, lo: float, hi: float, *, null: float) -> tuple[str
         else:
             why = f"the 95% interval lies {side} the claim and includes no effect"
         return NOT_SUPPORTED, why
+    if iv.lo > null and lo <= iv.mean <= hi:
+        return SUPPORTED, "the estimate lies in the claim and the 95% interval excludes no effect"
     if iv.lo > null:
-        return SUPPORTED, "the 95% interval overlaps the claim and excludes no effect"
+        return INCONCLUSIVE, "the estimate lies outside the claim, but the 95% interval reaches it"
     return INCONCLUSIVE, "the 95% interval includes both the claim and no effect"
+
+
+def _no_error_estimate(iv: Interval) -> str | None:
+    """Why an interval cannot carry a verdict: fewer than two values, or two equal ones.
+
+    Identical values (counts, accuracies on a finite test set) give a standard error of
+    0 and a zero-width interval; from two of them that is chance, not certainty.
+    """
+    if iv.n < 2:
+        return "fewer than two values give no error estimate"
+    if not iv.std_error > 0 and iv.n < 3:
+        return "two equal values give no error estimate"
+    return None
 
 
 def judge_sign(iv: Interval, *, null: float = 0.0) -> tuple[str, str]:
     """Verdict on "the effect is above ``null``": the 95% interval against ``null``."""
-    if iv.n < 2:
-        return INCONCLUSIVE, "one seed gives no error estimate"
+    if (why := _no_error_estimate(iv)) is not None:
+        return INCONCLUSIVE, why
     if iv.lo > null:
         return SUPPORTED, "the 95% interval excludes no effect"
     if iv.hi < null:
@@ -120,6 +136,18 @@ def judge_implication(cases: list[tuple[bool, bool]], antecedent: str) -> tuple[
     if held == len(relevant):
         return SUPPORTED, f"held in all {len(relevant)} case(s) with {antecedent}"
     return NOT_SUPPORTED, f"failed in {len(relevant) - held} of {len(relevant)} case(s)"
+
+
+def paired(values: dict[Any, tuple[list[float], list[float]]]) -> Interval:
+    """Interval of per-unit differences ``mean(a) − mean(b)``, for units holding both.
+
+    For groups that are not independent (the networks of one seed share their
+    initialization): each seed gives one difference, and the t-interval is over seeds.
+    """
+    diffs = [float(np.mean(a) - np.mean(b)) for a, b in values.values() if len(a) and len(b)]
+    if not diffs:
+        raise ValueError("no unit holds both groups.")
+    return interval(diffs)
 
 
 def combine(verdicts: list[str]) -> str:

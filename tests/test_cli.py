@@ -43,6 +43,11 @@ def test_bad_arguments_give_one_line_and_nonzero_exit(tmp_path, capsys, monkeypa
     assert main(["study", "--out", str(tmp_path), "--stages", "spectrum,sharp", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "`--stages`" in err[0] and "spectrum, batch" in err[0]
+    assert main(["study", "--out", str(tmp_path), "--stages", "spectrum", "--seed", "-1"]) == 2
+    assert "`--seed` must be a non-negative integer" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert main(["study", "--out", str(tmp_path / "file"), "--stages", "spectrum"]) == 2
+    assert "is not a folder" in capsys.readouterr().err
     # the stages that train networks name what to install when the PyTorch backend is missing
     monkeypatch.setitem(sys.modules, "probecore_torch", None)
     assert main(["study", "--out", str(tmp_path), "--stages", "batch", "--quiet"]) == 2

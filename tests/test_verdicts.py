@@ -78,7 +78,9 @@ def test_judge_range_explains_why():
 def test_judge_sign_agrees_with_the_interval(values):
     iv = V.interval(values)
     verdict, _ = V.judge_sign(iv)
-    if iv.lo > 0:
+    if not iv.std_error > 0 and iv.n < 3:  # no spread between two values: no error estimate
+        assert verdict == V.INCONCLUSIVE
+    elif iv.lo > 0:
         assert verdict == V.SUPPORTED
     elif iv.hi < 0:
         assert verdict == V.NOT_SUPPORTED
@@ -107,3 +109,27 @@ def test_combine():
     assert V.combine([V.SUPPORTED, V.INCONCLUSIVE]) == V.INCONCLUSIVE
     assert V.combine([V.INCONCLUSIVE, V.NOT_SUPPORTED]) == V.NOT_SUPPORTED
     assert V.combine([V.NOT_RUN]) == V.NOT_RUN
+
+
+def test_an_estimate_outside_the_claim_is_not_support():
+    # 1.5× with an interval that reaches 3: the effect is there, its claimed size is not shown
+    iv = V.Interval(n=3, mean=1.5, std_error=0.2, lo=1.05, hi=3.1, log=True)
+    verdict, why = V.judge_range(iv, 3.0, 5.0, null=1.0)
+    assert verdict == V.INCONCLUSIVE and "outside the claim" in why
+
+
+def test_two_equal_values_give_no_verdict():
+    # counts and accuracies on a finite test set repeat; two equal ones are not certainty
+    iv = V.interval([2.0, 2.0])
+    assert iv.std_error == 0 and iv.lo == iv.hi == 2.0
+    assert V.judge_sign(iv)[0] == V.INCONCLUSIVE
+    assert V.judge_range(iv, 1.0, 3.0, null=0.0)[0] == V.INCONCLUSIVE
+    assert V.judge_sign(V.interval([2.0, 2.0, 2.0]))[0] == V.SUPPORTED
+
+
+def test_paired_differences_are_taken_per_unit():
+    per_seed = {0: ([10.0, 12.0], [20.0]), 1: ([11.0], [19.0]), 2: ([], [5.0])}
+    iv = V.paired(per_seed)  # seed 2 holds one group only and is left out
+    assert iv.n == 2 and iv.mean == pytest.approx(np.mean([11.0 - 20.0, 11.0 - 19.0]))
+    with pytest.raises(ValueError, match="both groups"):
+        V.paired({0: ([], [1.0])})

@@ -91,7 +91,7 @@ def test_quick_study_fills_every_section_and_is_reproducible(tmp_path):
     assert {r["kind"] for r in arch} == {"plain", "residual", "residual-norm"}
     lam = pc.load(a / "raw" / "batch" / "seed0_batch32_lambda.npz")
     assert lam.eigenvalues[0] == pytest.approx(batch[0]["lambda_max"], rel=1e-12)
-    plane = pc.load_run(a / "raw" / "landscape" / "plain_seed0_plane.zarr")
+    plane = pc.load_run(a / "raw" / "landscape" / "plain_seed0_plane9.zarr")
     assert plane.losses.shape == (9, 9) and np.all(np.isfinite(plane.losses))
     # the centre of the plane is the trained point
     assert plane.losses[4, 4] == pytest.approx(arch[0]["train_loss"], rel=1e-12)

@@ -1,0 +1,41 @@
+"""Pieces of ``probecore study`` that need no framework, checked on analytic objectives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import probecore as pc
+from probecore._study import _nonconvex_share, _stored
+from probecore.analytic import Quadratic
+
+
+@pytest.mark.parametrize(
+    "spectrum, share",
+    [([1.0, 3.0], 0.0), ([-1.0, 2.0], 1.0), ([-1.0, -2.0], 1.0), ([0.0, 2.0], 0.0)],
+)
+def test_nonconvex_share_on_quadratics(spectrum, share):
+    # On a quadratic the finite-difference Hessian of the surface is exact up to rounding:
+    # every point curves downwards somewhere exactly when an eigenvalue is negative.
+    q = Quadratic(np.diag(spectrum))
+    r = pc.plane(
+        q, np.eye(2), x=np.zeros(2), alphas=np.linspace(-1, 1, 9), betas=np.linspace(-1, 1, 7)
+    )
+    assert _nonconvex_share(r) == share
+
+
+def test_stored_runs_resume_and_stale_ones_are_replaced(tmp_path):
+    q = Quadratic(np.diag([1.0, 3.0]))
+    path = str(tmp_path / "plane.zarr")
+
+    def probe(grid):
+        return lambda store: pc.plane(
+            q, np.eye(2), x=np.zeros(2), alphas=grid, betas=grid, store=store
+        )
+
+    first = _stored(path, probe(np.linspace(-1, 1, 5)))
+    again = _stored(path, probe(np.linspace(-1, 1, 5)))
+    assert again.n_loss_evals == 0 and np.array_equal(again.losses, first.losses)  # resumed
+    other = _stored(path, probe(np.linspace(-2, 2, 3)))  # another run: recomputed
+    assert other.losses.shape == (3, 3) and other.n_loss_evals == 9
+    assert pc.load_run(path).losses.shape == (3, 3)
