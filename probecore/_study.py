@@ -252,7 +252,7 @@ def _spectrum_stage(ctx: _Context) -> list[str]:
     spread = exact[-1] - exact[0]
     m1, se1 = dens.moment(1)
     m2, se2 = dens.moment(2)
-    for name, r in res.items():
+    for name, r in res.items():  # spectrum results keep their names (no model prefix)
         pc.save(
             r,
             ctx.path("raw", "spectrum", name),
@@ -364,6 +364,29 @@ def _small_mlp(ctx: _Context, seed: int, batch: int) -> dict:
     return ctx.cache[key]
 
 
+def _save_all(ctx: _Context, stage: str, name: str, results: dict, metadata: dict) -> None:
+    """Every probecore result of one model as ``raw/<stage>/<name>_<label>.npz``."""
+    import probecore as pc
+
+    for label, r in results.items():
+        pc.save(r, ctx.path("raw", stage, f"{name}_{label}"), metadata=metadata)
+
+
+def _trained(run: Any, obj: Any, test: Any) -> dict:
+    """What every trained model records: size, training outcome, losses and accuracies."""
+    x = obj.x0
+    return {
+        "dim": obj.dim,
+        "reached": run.reached,
+        "diverged": run.diverged,
+        "epochs": run.epochs,
+        "steps": run.steps,
+        "train_loss": obj.loss(x),
+        "train_accuracy": obj.metrics(x)["accuracy"],
+        "test_accuracy": test.metrics(x)["accuracy"],
+    }
+
+
 def _stored(path: str, probe: Any) -> Any:
     """``probe(store=path)``: resumes a run left in ``path``, replaces one of another run.
 
@@ -400,7 +423,6 @@ def _batch_stage(ctx: _Context) -> list[str]:
         for batch in S.batch_sizes:
             m = _small_mlp(ctx, seed, batch)
             run, obj, test = m["run"], m["train"], m["test"]
-            x = obj.x0
             t0 = time.perf_counter()
             lam = pc.lanczos(obj, k=1, rng=seed)
             tr = pc.hutchpp(obj, n_matvecs=S.trace_matvecs, rng=seed)
@@ -410,27 +432,17 @@ def _batch_stage(ctx: _Context) -> list[str]:
             sharp = pc.epsilon_sharpness(obj, eps=S.sharpness_eps, maxiter=S.sharpness_maxiter)
             ctx.timings[f"measure mlp seed {seed} batch {batch}"] = time.perf_counter() - t0
             name = f"seed{seed}_batch{batch}"
-            for label, r in (
-                ("lambda", lam),
-                ("trace", tr),
-                ("density", dens),
-                ("sharpness", sharp),
-            ):
-                pc.save(
-                    r,
-                    ctx.path("raw", "batch", f"{name}_{label}"),
-                    metadata={"seed": seed, "batch_size": batch},
-                )
+            _save_all(
+                ctx,
+                "batch",
+                name,
+                {"lambda": lam, "trace": tr, "density": dens, "sharpness": sharp},
+                {"seed": seed, "batch_size": batch},
+            )
             rec = {
                 "seed": seed,
                 "batch": batch,
-                "dim": obj.dim,
-                "reached": run.reached,
-                "epochs": run.epochs,
-                "steps": run.steps,
-                "train_loss": obj.loss(x),
-                "train_accuracy": obj.metrics(x)["accuracy"],
-                "test_accuracy": test.metrics(x)["accuracy"],
+                **_trained(run, obj, test),
                 "lambda_max": float(lam.eigenvalues[0]),
                 "lambda_hvps": lam.n_matvecs,
                 "lambda_converged": bool(lam.converged),
@@ -577,7 +589,6 @@ def _arch_stage(ctx: _Context) -> list[str]:
                 record_gradients=S.grad_window,
             )
             obj, test = kit.objectives(run.model, data)
-            x = obj.x0
             lam = pc.lanczos(obj, k=1, rng=seed)
             deff = pc.effective_dimension(run.gradients, share=0.9)
             name = f"{kind}_seed{seed}"
@@ -596,27 +607,17 @@ def _arch_stage(ctx: _Context) -> list[str]:
                 ),
             )
             ctx.timings[f"{kind} seed {seed}"] = time.perf_counter() - t0
-            for label, r in (
-                ("lambda_init", lam0),
-                ("lambda_end", lam),
-                ("effective_dimension", deff),
-            ):
-                pc.save(
-                    r,
-                    ctx.path("raw", "architecture", f"{name}_{label}"),
-                    metadata={"seed": seed, "kind": kind},
-                )
+            _save_all(
+                ctx,
+                "architecture",
+                name,
+                {"lambda_init": lam0, "lambda_end": lam, "effective_dimension": deff},
+                {"seed": seed, "kind": kind},
+            )
             rec = {
                 "seed": seed,
                 "kind": kind,
-                "dim": obj.dim,
-                "reached": run.reached,
-                "diverged": run.diverged,
-                "epochs": run.epochs,
-                "steps": run.steps,
-                "train_loss": obj.loss(x),
-                "train_accuracy": obj.metrics(x)["accuracy"],
-                "test_accuracy": test.metrics(x)["accuracy"],
+                **_trained(run, obj, test),
                 "lambda_init": float(lam0.eigenvalues[0]),
                 "lambda_max": float(lam.eigenvalues[0]),
                 "lambda_hvps": lam0.n_matvecs + lam.n_matvecs,
@@ -825,18 +826,19 @@ def _connectivity_stage(ctx: _Context) -> list[str]:
         curve_test = pc.evaluate_path(test, fit, n_points=S.path_points)
         ctx.timings[f"connect {network} {a}-{b}"] = time.perf_counter() - t0
         name = f"{network}_seeds{a}-{b}"
-        for label, r in (
-            ("line_train", line_train),
-            ("line_test", line_test),
-            ("bezier_train", curve_train),
-            ("bezier_test", curve_test),
-            ("bezier_fit", fit),
-        ):
-            pc.save(
-                r,
-                ctx.path("raw", "connectivity", f"{name}_{label}"),
-                metadata={"network": network, "seeds": [a, b]},
-            )
+        _save_all(
+            ctx,
+            "connectivity",
+            name,
+            {
+                "line_train": line_train,
+                "line_test": line_test,
+                "bezier_train": curve_train,
+                "bezier_test": curve_test,
+                "bezier_fit": fit,
+            },
+            {"network": network, "seeds": [a, b]},
+        )
         rec = {
             "network": network,
             "seeds": [a, b],
@@ -943,6 +945,12 @@ class _Claim:
 
 def _note(text: str, measured: str, n: str, why: str) -> _Claim:
     return _Claim(text, measured, n, "—", why, judged=False)
+
+
+def _trend(claim: str, x: list, y: list) -> _Claim:
+    """A claim that ``y`` grows with ``x`` across models (Spearman)."""
+    v, why, rho, _ = V.judge_correlation(x, y)
+    return _Claim(claim, f"Spearman ρ = {rho:.2f}", str(len(x)), v, why)
 
 
 def _censored(rows: list[dict]) -> _Claim | None:
@@ -1065,15 +1073,12 @@ def _judge(ctx: _Context) -> list[tuple[str, str, list[_Claim]]]:
             )
         )
         for key, label in (("lambda_max", "λmax"), ("sharpness_percent", "ε-sharpness")):
-            v, why, rho, _ = V.judge_correlation([r[key] for r in pts], err)
             claims.append(
-                _Claim(
+                _trend(
                     f"higher {label} goes with higher test error (all models "
                     f"at training loss {S.batch_target})",
-                    f"Spearman ρ = {rho:.2f}",
-                    str(len(pts)),
-                    v,
-                    why,
+                    [r[key] for r in pts],
+                    list(err),
                 )
             )
     else:
@@ -1236,14 +1241,11 @@ def _judge(ctx: _Context) -> list[tuple[str, str, list[_Claim]]]:
                 why,
             )
         )
-        v, why, rho, _ = V.judge_correlation([r["d_eff"] for r in A], [r["epochs"] for r in A])
         claims.append(
-            _Claim(
+            _trend(
                 "lower d_eff goes with fewer epochs to the target",
-                f"Spearman ρ = {rho:.2f}",
-                str(len(A)),
-                v,
-                why,
+                [r["d_eff"] for r in A],
+                [r["epochs"] for r in A],
             )
         )
     else:
