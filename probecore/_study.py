@@ -947,6 +947,14 @@ def _note(text: str, measured: str, n: str, why: str) -> _Claim:
     return _Claim(text, measured, n, "—", why, judged=False)
 
 
+def _above_100(ctx: _Context) -> str:
+    """Which networks start with λmax > 100 (for the limits section)."""
+    A = ctx.results.get("architecture", [])
+    counts = {k: sum(r["kind"] == k and r["lambda_init"] > 100 for r in A) for k in KINDS}
+    per = len(ctx.settings.seeds_arch)
+    return "networks above 100: " + ", ".join(f"{k} {n} of {per}" for k, n in counts.items()) + "."
+
+
 def _trend(claim: str, x: list, y: list) -> _Claim:
     """A claim that ``y`` grows with ``x`` across models (Spearman)."""
     v, why, rho, _ = V.judge_correlation(x, y)
@@ -1482,8 +1490,11 @@ def run_study(
             "- Training stops when the loss first falls below the target, which is not "
             "always a minimum: some networks have many directions of negative curvature "
             "there (the ray columns).",
-            "- λmax at initialization is confounded with the architecture: the residual "
-            "networks are the ones above 100.",
+            *(
+                [f"- λmax at initialization is confounded with the architecture: {_above_100(ctx)}"]
+                if "architecture" in ctx.results
+                else []
+            ),
             "- d_eff cannot exceed the number of gradients recorded "
             f"({S.grad_window}), and mini-batch gradients carry sampling noise.",
             '- "Robust, transferable features" (the connectivity hypothesis) has no '
