@@ -166,7 +166,6 @@ class _Context:
     raw: _Raw
     results: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
-    figures: dict = field(default_factory=dict)
     cache: dict = field(default_factory=dict)
     data: Any = None
 

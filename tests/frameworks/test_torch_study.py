@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -109,3 +110,47 @@ def test_study_refuses_an_unknown_stage(tmp_path):
     from probecore.cli import main
 
     assert main(["study", "--out", str(tmp_path), "--stages", "batch,nonsense"]) == 2
+
+
+def test_train_sgd_stops_at_the_target_on_one_thread():
+    import torch
+    from probecore_torch import study as kit
+
+    data = kit.digits()
+    assert (len(data.y_train), len(data.y_test)) == (1347, 450)
+    threads = torch.get_num_threads()
+    run = kit.train_sgd(
+        kit.mlp(seed=0),
+        data,
+        lr=0.5,
+        batch_size=512,
+        target_loss=0.5,
+        max_epochs=100,
+        seed=0,
+        record_gradients=5,
+    )
+    assert torch.get_num_threads() == threads
+    assert run.reached and not run.diverged and run.final_loss < 0.5
+    train, _ = kit.objectives(run.model, data)
+    assert train.loss(train.x0) == pytest.approx(run.final_loss, rel=1e-12)
+    assert run.gradients.shape == (5, train.dim)
+    assert run.epoch_losses[0] > 2.0 and run.epoch_losses[-1] == run.final_loss
+    # one loss per epoch begun (the last one cut short at the target), after the initial one
+    assert len(run.epoch_losses) - 1 == math.ceil(run.epochs)
+    blown = kit.train_sgd(
+        kit.mlp(seed=0), data, lr=1e308, batch_size=512, target_loss=0.01, max_epochs=50, seed=0
+    )
+    assert blown.diverged and not blown.reached
+
+
+def test_plain_and_residual_networks_start_from_the_same_weights():
+    import torch
+    from probecore_torch import study as kit
+
+    plain, res = kit.deep_net("plain", seed=3), kit.deep_net("residual", seed=3)
+    a, b = plain.state_dict(), res.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    x = torch.rand(4, 64, dtype=torch.float64)
+    assert not torch.allclose(plain(x), res(x))  # the skip connections change the function
+    with pytest.raises(ValueError, match="`kind`"):
+        kit.deep_net("dense", seed=0)

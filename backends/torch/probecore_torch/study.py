@@ -187,17 +187,15 @@ def train_sgd(
     target_loss: float,
     max_epochs: int,
     seed: int,
-    momentum: float = 0.0,
     record_gradients: int = 0,
-    on_epoch=None,
 ) -> TrainingRun:
     """Mini-batch SGD on the cross-entropy until the full training loss is below ``target_loss``.
 
     Each epoch visits the training split in a random order drawn from ``seed``; the last
     batch of an epoch may be short. After every step the loss on the whole training split
     is evaluated, and training stops at the first step where it is below ``target_loss``
-    (or after ``max_epochs``, or when it becomes non-finite). ``on_epoch(epoch, loss)`` is
-    called at the end of every epoch (a progress display).
+    (or after ``max_epochs``, or when it becomes non-finite). Plain SGD: no momentum, so
+    that the step size is the learning rate the stages compare.
 
     Training runs on one thread (restored afterwards): these matrices are too small for
     threads to pay, and the result then does not depend on the machine's core count.
@@ -205,36 +203,23 @@ def train_sgd(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train(
-            model,
-            data,
-            lr,
-            batch_size,
-            target_loss,
-            max_epochs,
-            seed,
-            momentum,
-            record_gradients,
-            on_epoch,
-        )
+        return _train(model, data, lr, batch_size, target_loss, max_epochs, seed, record_gradients)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(
-    model, data, lr, batch_size, target_loss, max_epochs, seed, momentum, record_gradients, on_epoch
-) -> TrainingRun:
+def _train(model, data, lr, batch_size, target_loss, max_epochs, seed, record_gradients):
     X, y = data.X_train, data.y_train
     n = len(y)
     model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     grads: list[np.ndarray] = []
     losses = [_full_loss(model, X, y)]
     steps, seen, reached, diverged = 0, 0, losses[0] < target_loss, False
     loss = losses[0]
-    for epoch in range(max_epochs):
+    for _ in range(max_epochs):
         if reached or diverged:
             break
         perm = torch.randperm(n, generator=gen)
@@ -255,8 +240,6 @@ def _train(
                 reached = True
                 break
         losses.append(loss)
-        if on_epoch is not None:
-            on_epoch(epoch + 1, loss)
     model.eval()
     return TrainingRun(
         model=model,
