@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from probecore import _verdicts as V
+from probecore.plot import _plt
 
 STAGES = ("spectrum", "batch", "architecture", "connectivity")
 KINDS = ("plain", "residual", "residual-norm")
@@ -103,10 +104,6 @@ class _Progress:
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
 
-    def say(self, text: str) -> None:
-        if not self.quiet:
-            print(f"           {text}", flush=True)
-
     def step(self, text: str) -> None:
         self.done += 1
         if not self.quiet:
@@ -173,15 +170,6 @@ class _Context:
         p = os.path.join(self.out, *parts)
         os.makedirs(os.path.dirname(p), exist_ok=True)
         return p
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _save_figure(ctx: _Context, fig: Any, name: str) -> str:
@@ -613,6 +601,7 @@ def _arch_stage(ctx: _Context) -> list[str]:
                 {"lambda_init": lam0, "lambda_end": lam, "effective_dimension": deff},
                 {"seed": seed, "kind": kind},
             )
+            spikes = _spikes(run.epoch_losses)
             rec = {
                 "seed": seed,
                 "kind": kind,
@@ -620,11 +609,8 @@ def _arch_stage(ctx: _Context) -> list[str]:
                 "lambda_init": float(lam0.eigenvalues[0]),
                 "lambda_max": float(lam.eigenvalues[0]),
                 "lambda_hvps": lam0.n_matvecs + lam.n_matvecs,
-                "spikes": _spikes(run.epoch_losses),
-                "spike_rate": _spikes(run.epoch_losses) / max(1, run.epoch_losses.size - 1),
-                "peak_over_initial": float(np.max(run.epoch_losses[1:]) / run.epoch_losses[0])
-                if run.epoch_losses.size > 1
-                else 1.0,
+                "spikes": spikes,
+                "spike_rate": spikes / max(1, run.epoch_losses.size - 1),
                 "d_eff": deff.d_eff,
                 "d_eff_fraction": deff.d_eff / obj.dim,
                 "gradient_steps": deff.n_samples,
@@ -788,12 +774,11 @@ def _arch_figures(ctx: _Context, models: list[dict]) -> dict:
 # --------------------------------------------------------------------------- stage 4
 
 
-def _pairs(ctx: _Context) -> list[tuple[str, int, int]]:
-    """(network, seed, seed): small-batch MLP pairs, then one pair of each deep network."""
-    S = ctx.settings
+def _pairs(S: Settings, deep: bool) -> list[tuple[str, int, int]]:
+    """(network, seed, seed): small-batch MLP pairs, then (``deep``) one of each deep network."""
     seeds = S.seeds_batch
     pairs = [("mlp", a, b) for i, a in enumerate(seeds) for b in seeds[i + 1 :]][: S.n_pairs]
-    if len(S.seeds_arch) >= 2:
+    if deep:
         pairs += [(kind, S.seeds_arch[0], S.seeds_arch[1]) for kind in KINDS]
     return pairs
 
@@ -809,12 +794,11 @@ def _connectivity_stage(ctx: _Context) -> list[str]:
 
     S = ctx.settings
     small = S.batch_sizes[0]
-    pairs = [p for p in _pairs(ctx) if p[0] == "mlp" or ("deep", p[0], p[1]) in ctx.cache]
     out, shown = [], {}
-    for network, a, b in pairs:
+    for network, a, b in _pairs(S, deep="architecture" in ctx.results):
         ma, mb = _ends(ctx, network, a), _ends(ctx, network, b)
         train, test = ma["train"], ma["test"]
-        xa, xb = ma["train"].x0, mb["train"].x0
+        xa, xb = train.x0, mb["train"].x0
         t0 = time.perf_counter()
         line_train = pc.evaluate_path(train, xa, xb, n_points=S.path_points, metrics=False)
         line_test = pc.evaluate_path(test, xa, xb, n_points=S.path_points)
@@ -844,9 +828,10 @@ def _connectivity_stage(ctx: _Context) -> list[str]:
             "dim": train.dim,
             "linear_barrier": line_train.barrier,
             "bezier_barrier": curve_train.barrier,
+            # the straight path's ends are the two models
             "test_accuracy_ends": [
-                ma["test"].metrics(xa)["accuracy"],
-                mb["test"].metrics(xb)["accuracy"],
+                float(line_test.metric("accuracy")[0]),
+                float(line_test.metric("accuracy")[-1]),
             ],
             "linear_min_test_accuracy": float(np.min(line_test.metric("accuracy"))),
             "bezier_min_test_accuracy": float(np.min(curve_test.metric("accuracy"))),
@@ -1403,8 +1388,6 @@ def run_study(
         raise ValueError(f"`--out` {out!r} exists and is not a folder.")
     if any(s != "spectrum" for s in stages):
         _kit()  # fail now, with the install line, rather than after the first stage
-    if "connectivity" in stages and len(S.seeds_batch) < 2:
-        raise ValueError("the connectivity stage needs at least two seeds.")
     S = replace(
         S,
         seeds_batch=tuple(seed + s for s in S.seeds_batch),
@@ -1415,11 +1398,7 @@ def run_study(
         ("spectrum" in stages)
         + ("batch" in stages) * len(S.seeds_batch) * len(S.batch_sizes)
         + ("architecture" in stages) * len(S.seeds_arch) * len(KINDS)
-        + ("connectivity" in stages)
-        * (
-            min(S.n_pairs, len(S.seeds_batch) * (len(S.seeds_batch) - 1) // 2)
-            + ("architecture" in stages) * (len(S.seeds_arch) >= 2) * len(KINDS)
-        )
+        + ("connectivity" in stages) * len(_pairs(S, deep="architecture" in stages))
     )
     progress = _Progress(n_steps, quiet)
     if not quiet:
