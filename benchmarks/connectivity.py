@@ -50,7 +50,6 @@ def cost(rounds, epochs):
     import torch.nn.functional as F
 
     import probecore as pc
-    from probecore._connectivity import _batches
 
     sys.path.insert(0, HERE)
     from backends import digits_cnn
@@ -84,7 +83,10 @@ def cost(rounds, epochs):
             pc.fit_curve(obj, obj.x0, other, epochs=epochs, batch_size=128, rng=0)
 
         def setup(obj=obj):
-            _batches(obj, 128, np.random.default_rng(0))
+            # what fit_curve does before its first step: one subset objective per batch
+            perm = np.random.default_rng(0).permutation(obj.n_examples)
+            for i in range(0, obj.n_examples, 128):
+                obj.subset(np.sort(perm[i : i + 128]))
 
         routes = {"plain": plain, "curve": curve, "setup": setup}
         for fn in routes.values():

@@ -39,7 +39,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 import probecore as pc
-from probecore._subspace import GradientSketch, effective_dimension
+from probecore import GradientSketch, effective_dimension
 
 DEPTH, WIDTH = 8, 64
 LR, BATCH, EPOCHS = 0.05, 64, 30

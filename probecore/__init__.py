@@ -7,55 +7,32 @@ through :func:`objective`.
 """
 
 from probecore import analytic, plot  # plot imports matplotlib only when called
-from probecore._connectivity import (
-    Curve,
-    CurveFit,
-    PathResult,
-    curve_loss_and_grad,
-    evaluate_path,
-    fit_curve,
-    linear_curve,
-)
-from probecore._directions import (
+from probecore._contract.errors import ConvergenceError, NoBackendError, ObjectiveCheckError
+from probecore._contract.layout import ROLES, Block, Layout
+from probecore._contract.objective import AbstractObjective, Objective
+from probecore._contract.results import load, save
+from probecore._geometry.curve_fit import CurveFit, curve_loss_and_grad, fit_curve
+from probecore._geometry.curves import Curve, linear_curve
+from probecore._geometry.paths import PathResult, evaluate_path
+from probecore._geometry.sharpness import SharpnessResult, epsilon_sharpness
+from probecore._geometry.subspace import EffectiveDimension, GradientSketch, effective_dimension
+from probecore._geometry.trajectory import TrajectoryPCA, trajectory_directions
+from probecore._linalg.density import spectral_density
+from probecore._linalg.eigen import eigenvalues, lanczos, power_iteration
+from probecore._linalg.operators import HessianOperator, as_operator
+from probecore._linalg.results import EigResult, PowerIterationResult, SpectralDensity, TraceResult
+from probecore._linalg.trace import hutchinson, hutchpp
+from probecore._probes.directions import (
     Directions,
     eigen_directions,
     filter_normalize,
     orthogonalize,
     random_directions,
 )
-from probecore._errors import ConvergenceError, NoBackendError, ObjectiveCheckError
-from probecore._estimators import hutchinson, hutchpp, spectral_density
-from probecore._landscape import (
-    LineResult,
-    PlaneResult,
-    RayResult,
-    default_ray_eps,
-    interpolate,
-    line,
-    load_run,
-    plane,
-    ray_directions,
-    rays,
-)
-from probecore._objective import ROLES, AbstractObjective, Block, Layout, Objective
-from probecore._operators import HessianOperator, as_operator
-from probecore._results import (
-    EigResult,
-    PowerIterationResult,
-    SpectralDensity,
-    TraceResult,
-    load,
-    save,
-)
-from probecore._sharpness import SharpnessResult, epsilon_sharpness
-from probecore._spectrum import eigenvalues, lanczos, power_iteration
-from probecore._subspace import (
-    EffectiveDimension,
-    GradientSketch,
-    TrajectoryPCA,
-    effective_dimension,
-    trajectory_directions,
-)
+from probecore._probes.grids import interpolate, line, plane
+from probecore._probes.rays import default_ray_eps, ray_directions, rays
+from probecore._probes.results import LineResult, PlaneResult, RayResult
+from probecore._probes.runs import load_run
 from probecore._version import __version__
 from probecore.plugins import backend_names, hookimpl, objective
 

@@ -142,7 +142,7 @@ class _Raw:
     """Per-model arrays and scalars in one Zarr group (``raw/study.zarr``)."""
 
     def __init__(self, path: str) -> None:
-        from probecore._store import _zarr
+        from probecore._probes.store import _zarr
 
         self.group = _zarr().open_group(path, mode="w")
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from probecore._objective import Objective
+    from probecore._contract.objective import Objective
 
 hookspec = pluggy.HookspecMarker("probecore")
 

@@ -17,8 +17,8 @@ from typing import Any
 import pluggy
 
 from probecore import hookspecs
-from probecore._errors import NoBackendError
-from probecore._objective import Objective
+from probecore._contract.errors import NoBackendError
+from probecore._contract.objective import Objective
 
 __all__ = ["ENTRY_POINT_GROUP", "backend_names", "get_plugin_manager", "hookimpl", "objective"]
 

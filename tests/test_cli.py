@@ -146,7 +146,7 @@ def test_bad_probe_arguments_give_one_line(target, tmp_path, capsys, argv, messa
 
 
 def test_every_option_is_documented_in_help(capsys):
-    from probecore._cli_probes import PROBES
+    from probecore.cli._probes import PROBES
 
     for probe in PROBES:
         with pytest.raises(SystemExit):

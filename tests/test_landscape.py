@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import probecore as pc
-from probecore.analytic import AbstractObjective, Quadratic, Rosenbrock, default_layout
+from probecore import AbstractObjective
+from probecore.analytic import Quadratic, Rosenbrock, default_layout
 
 EPS64 = np.finfo(np.float64).eps
 

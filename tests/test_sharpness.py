@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import probecore as pc
-from probecore._sharpness import SharpnessResult, epsilon_sharpness
+from probecore._geometry.sharpness import SharpnessResult, epsilon_sharpness
 from probecore.analytic import Quadratic, Rosenbrock
 from probecore.testing import check_objective
 

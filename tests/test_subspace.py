@@ -11,14 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import probecore as pc
-import probecore._subspace as sub
-from probecore._subspace import (
-    EffectiveDimension,
-    GradientSketch,
-    TrajectoryPCA,
-    effective_dimension,
-    trajectory_directions,
-)
+import probecore._geometry.pca as pca
+from probecore._geometry.subspace import EffectiveDimension, GradientSketch, effective_dimension
+from probecore._geometry.trajectory import TrajectoryPCA, trajectory_directions
 from probecore.analytic import Quadratic
 
 EPS = np.finfo(np.float64).eps
@@ -139,7 +134,7 @@ def test_blocked_accumulation_matches_one_block(shape, monkeypatch):
     gen = np.random.default_rng(5)
     A = _decaying_history(gen, *shape, 0.8, offset=4.0).astype(np.float32)
     whole = effective_dimension(A)
-    monkeypatch.setattr(sub, "_BLOCK", 50)  # blocks of 4 columns / 4 rows
+    monkeypatch.setattr(pca, "BLOCK_ENTRIES", 50)  # blocks of 4 columns / 4 rows
     blocked = effective_dimension(A)
     lam = whole.explained_variance
     np.testing.assert_allclose(blocked.explained_variance, lam, rtol=0, atol=1e-12 * lam[0])

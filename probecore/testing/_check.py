@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from probecore._errors import ObjectiveCheckError
-from probecore._objective import Layout, Objective
-from probecore._validation import FLOAT_DTYPES, as_rng, check_bool, check_int
+from probecore._contract.errors import ObjectiveCheckError
+from probecore._contract.layout import Layout
+from probecore._contract.objective import Objective
+from probecore._contract.validation import FLOAT_DTYPES, as_rng, check_bool, check_int
 
 __all__ = ["Check", "ObjectiveReport", "check_objective", "dense_hessian"]
 

@@ -26,8 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from probecore import AbstractObjective, Layout
-from probecore._validation import (
+from probecore.backend import (
+    AbstractObjective,
+    Layout,
     check_bool,
     check_dtype,
     check_int,

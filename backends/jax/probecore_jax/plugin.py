@@ -10,7 +10,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from probecore.plugins import hookimpl
+from probecore.backend import hookimpl
 
 __all__ = ["OPTIONS", "probecore_make_objective"]
 

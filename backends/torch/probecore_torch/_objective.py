@@ -12,8 +12,15 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from probecore import AbstractObjective, Layout
-from probecore._validation import check_bool, check_int, check_matrix, check_option, check_vector
+from probecore.backend import (
+    AbstractObjective,
+    Layout,
+    check_bool,
+    check_int,
+    check_matrix,
+    check_option,
+    check_vector,
+)
 
 __all__ = ["TorchObjective"]
 

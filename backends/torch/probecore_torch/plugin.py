@@ -6,7 +6,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from probecore.plugins import hookimpl
+from probecore.backend import hookimpl
 
 OPTIONS = (
     "dtype",

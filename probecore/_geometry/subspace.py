@@ -1,56 +1,36 @@
-"""Gradient subspaces: effective dimension of a gradient history, PCA of a weight trajectory.
+"""Effective dimension of a gradient history: exact (Gram route) or streamed (Frequent Directions).
 
-A history of ``T`` flattened gradients (or weights) of dimension ``dim`` is a ``(T, dim)``
-matrix ``A``. Its principal components are the eigenvectors of the ``dim × dim`` scatter
-matrix ``CᵀC`` (``C = A`` minus its row mean), which is never formed here when ``dim`` is
-the larger side: ``CᵀC`` and the ``T × T`` Gram matrix ``CCᵀ`` have the same non-zero
-eigenvalues (the squared singular values of ``C``), and the principal directions are
-``Cᵀu / σ`` for the Gram eigenvectors ``u``. Histories too long to keep go through
-:class:`GradientSketch`, a Frequent Directions sketch with a proven spectral-norm error
-bound. The core never imports a framework: record gradients as NumPy arrays
+A history of ``T`` flattened gradients of dimension ``dim`` is a ``(T, dim)`` matrix.
+Its effective dimension is the number of principal components that explain a chosen
+share of its variance (:mod:`probecore._geometry.pca` computes them without a
+``dim × dim`` matrix). Histories too long to keep go through :class:`GradientSketch`, a
+Frequent Directions sketch with a proven spectral-norm error bound. The core never
+imports a framework: record gradients as NumPy arrays
 (``tensor.detach().cpu().numpy()``, ``np.asarray(jax_array)``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from probecore._directions import Directions
-from probecore._results import _register, _ResultBase
-from probecore._validation import (
-    _all_finite,
+from probecore._contract.results import ResultBase, register
+from probecore._contract.validation import (
     check_bool,
     check_dtype,
     check_float,
     check_int,
-    check_option,
     check_vector,
 )
+from probecore._geometry.pca import SHARE_TOL, as_history, first_reaching, row_eigh, scatter_pca
 
-__all__ = [
-    "EffectiveDimension",
-    "GradientSketch",
-    "TrajectoryPCA",
-    "effective_dimension",
-    "trajectory_directions",
-]
+__all__ = ["EffectiveDimension", "GradientSketch", "effective_dimension"]
 
-# d_eff is the smallest k whose cumulative ratio reaches ``share - _SHARE_TOL``: a share
-# reached exactly in exact arithmetic (9 of 10 equal components for 0.9) is not missed
-# because rounding left the computed ratio at 0.8999999999999999.
-_SHARE_TOL = 1e-10
-# Scratch blocks hold at most this many float64 entries (32 MiB).
-_BLOCK = 1 << 22
-ORIGINS = ("last", "first", "mean")
-
-
-@_register
+@register
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
-class EffectiveDimension(_ResultBase):
+class EffectiveDimension(ResultBase):
     """Effective dimension of a gradient history and its explained-variance curve.
 
     Attributes
@@ -110,186 +90,6 @@ class EffectiveDimension(_ResultBase):
     metadata: dict = field(default_factory=dict)
 
 
-@_register
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
-class TrajectoryPCA(_ResultBase):
-    """Principal directions of a weight trajectory and the path's coordinates along them.
-
-    Attributes
-    ----------
-    vectors : numpy.ndarray
-        ``(k, dim)`` orthonormal principal directions as rows, largest variance first;
-        each row's entry of largest magnitude is positive.
-    coords : numpy.ndarray
-        ``(T, k)``: ``coords[i] = vectors @ (θ_i − origin)``, the path drawn over
-        ``probecore.plane(objective, result.directions, x=result.origin)``.
-    explained_variance : numpy.ndarray
-        Variance of the trajectory along each direction (as for
-        :class:`EffectiveDimension`).
-    explained_variance_ratio : numpy.ndarray
-        Its share of the trajectory's total variance.
-    origin : numpy.ndarray
-        The point the coordinates are measured from (float64).
-    origin_kind : str
-        ``"last"``, ``"first"``, ``"mean"`` or ``"given"``.
-    n_samples, dim : int
-        Points in the trajectory and their length.
-    centered : bool
-        Whether the PCA subtracted the trajectory's mean (see
-        :func:`trajectory_directions`).
-    """
-
-    _array_fields: ClassVar[tuple[str, ...]] = (
-        "vectors",
-        "coords",
-        "explained_variance",
-        "explained_variance_ratio",
-        "origin",
-    )
-
-    vectors: np.ndarray
-    coords: np.ndarray
-    explained_variance: np.ndarray
-    explained_variance_ratio: np.ndarray
-    origin: np.ndarray
-    origin_kind: str
-    n_samples: int
-    dim: int
-    centered: bool
-    metadata: dict = field(default_factory=dict)
-
-    @property
-    def directions(self) -> Directions:
-        """The rows of ``vectors`` as a :class:`~probecore.Directions` (``kind="pca"``).
-
-        Unit vectors, not filter-normalized: a step of 1 along one moves the weights by
-        Euclidean distance 1, the unit of ``coords``.
-        """
-        return Directions(
-            vectors=self.vectors,
-            kind="pca",
-            normalization="none",
-            bias="kept",
-            norm="kept",
-            orthogonal=True,
-            metadata={
-                "explained_variance_ratio": self.explained_variance_ratio.tolist(),
-                "centered": self.centered,
-            },
-        )
-
-
-# ---------------------------------------------------------------------------- helpers
-
-
-def _as_history(name: str, A: Any, *, min_rows: int = 2) -> np.ndarray:
-    """A finite float ``(T, dim)`` array with ``T >= min_rows`` (kept in its own dtype)."""
-    if not isinstance(A, np.ndarray):
-        if isinstance(A, list | tuple) or hasattr(A, "__array__"):
-            A = np.asarray(A)
-        else:
-            raise TypeError(
-                f"`{name}` must be a 2-D array of shape (T, dim) (one flattened vector per "
-                f"row) or a GradientSketch; got {type(A).__name__}."
-            )
-    if A.dtype.kind != "f":
-        raise TypeError(f"`{name}` must have a floating dtype; got {A.dtype}.")
-    if A.ndim != 2:
-        raise ValueError(
-            f"`{name}` must be 2-D, shape (T, dim) with one flattened vector per row; "
-            f"got shape {A.shape}."
-        )
-    if A.shape[0] < min_rows or A.shape[1] < 1:
-        raise ValueError(
-            f"`{name}` must have at least {min_rows} rows and 1 column; got shape {A.shape}."
-        )
-    if not _all_finite(A):
-        bad = np.flatnonzero(~np.all(np.isfinite(A), axis=1))
-        raise ValueError(
-            f"`{name}` must be finite; row {int(bad[0])} has a non-finite entry "
-            f"({bad.size} such rows in all)."
-        )
-    return A
-
-
-def _col_blocks(T: int, dim: int) -> Iterator[slice]:
-    step = max(1, _BLOCK // T)
-    for j in range(0, dim, step):
-        yield slice(j, min(j + step, dim))
-
-
-def _row_blocks(T: int, dim: int) -> Iterator[slice]:
-    step = max(1, _BLOCK // dim)
-    for i in range(0, T, step):
-        yield slice(i, min(i + step, T))
-
-
-def _block(A: np.ndarray, rows: slice, cols: slice, shift: np.ndarray | None) -> np.ndarray:
-    """``A[rows, cols] − shift[cols]`` in float64 (a new array or a read-only view)."""
-    C = np.asarray(A[rows, cols], dtype=np.float64)
-    return C - shift[cols] if shift is not None else C
-
-
-def _descending(w: np.ndarray) -> np.ndarray:
-    return np.maximum(w[::-1], 0.0)  # PSD: negative values are rounding
-
-
-def _scatter_pca(
-    A: np.ndarray, shift: np.ndarray | None, n_vectors: int = 0
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Eigenvalues of ``CᵀC`` (``C = A − shift``) and optionally its top eigenvectors.
-
-    Works on the smaller of the Gram matrix ``CCᵀ`` (``T × T``) and ``CᵀC``
-    (``dim × dim``), accumulated in float64 over blocks, so no ``dim × dim`` matrix is
-    formed unless ``dim <= T`` and no float64 copy of ``A`` is made. Returns
-    ``min(T, dim)`` eigenvalues (descending, clipped at 0) and, if ``n_vectors > 0``, a
-    ``(dim, n_vectors)`` array of orthonormal principal directions.
-    """
-    T, dim = A.shape
-    every = slice(None)
-    if dim <= T:
-        S = np.zeros((dim, dim))
-        for rows in _row_blocks(T, dim):
-            C = _block(A, rows, every, shift)
-            S += C.T @ C
-        if not n_vectors:
-            return _descending(np.linalg.eigvalsh(S)), None
-        w, V = np.linalg.eigh(S)
-        return _descending(w), V[:, ::-1][:, :n_vectors]
-    G = np.zeros((T, T))
-    for cols in _col_blocks(T, dim):
-        C = _block(A, every, cols, shift)
-        G += C @ C.T
-    if not n_vectors:
-        return _descending(np.linalg.eigvalsh(G)), None
-    w, U = np.linalg.eigh(G)
-    U = U[:, ::-1][:, :n_vectors]
-    # Directions Cᵀu, then a Rayleigh-Ritz step: an orthonormal basis Q of their span and
-    # the SVD of the small C·Q (T × k) rotate them to the best directions in that span.
-    W = np.empty((dim, n_vectors))
-    for cols in _col_blocks(T, dim):
-        W[cols] = _block(A, every, cols, shift).T @ U
-    Q, _ = np.linalg.qr(W)
-    P = np.zeros((T, n_vectors))
-    for cols in _col_blocks(T, dim):
-        P += _block(A, every, cols, shift) @ Q[cols]
-    _, _, Zt = np.linalg.svd(P, full_matrices=False)
-    return _descending(w), Q @ Zt.T
-
-
-def _row_eigh(B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues (descending, clipped at 0) and eigenvectors of the small ``BBᵀ``.
-
-    They give the SVD of a short, wide ``B``: ``σᵢ² = λᵢ`` and ``σᵢvᵢ = Bᵀuᵢ``, at a
-    fraction of the cost of ``numpy.linalg.svd`` when ``dim`` is large.
-    """
-    w, U = np.linalg.eigh(B @ B.T)
-    return np.maximum(w[::-1], 0.0), U[:, ::-1]
-
-
-def _first_reaching(cum: np.ndarray, target: float) -> int | None:
-    idx = np.flatnonzero(cum >= target)
-    return int(idx[0]) + 1 if idx.size else None
 
 
 # --------------------------------------------------------------------------- sketch
@@ -431,7 +231,7 @@ class GradientSketch:
 
     def extend(self, G: Any) -> None:
         """Add a block of gradients, shape ``(n, dim)`` (processed ``ell`` rows at a time)."""
-        G = _as_history("G", G, min_rows=0)
+        G = as_history("G", G, min_rows=0)
         if G.shape[1] != self._dim:
             raise ValueError(f"`G` must have shape (n, {self._dim}); got {G.shape}.")
         for start in range(0, G.shape[0], self._ell):
@@ -469,7 +269,7 @@ class GradientSketch:
 
     def _shrink(self) -> None:
         B = np.asarray(self._buffer, dtype=np.float64)
-        s2, U = _row_eigh(B)
+        s2, U = row_eigh(B)
         delta = float(s2[self._ell - 1])
         kept = np.maximum(s2 - delta, 0.0)
         r = int(np.count_nonzero(kept > 0))
@@ -489,7 +289,7 @@ class GradientSketch:
             else:
                 # Truncate to the top ell rows: adds the first dropped σ² to the bound.
                 B = np.asarray(self._buffer[: self._rows], dtype=np.float64)
-                s2, U = _row_eigh(B)
+                s2, U = row_eigh(B)
                 top = np.zeros((ell, self._dim), dtype=self._dtype)
                 top[:] = U[:, :ell].T @ B
                 self._cache = (top, self._shrinkage + float(s2[ell]))
@@ -573,13 +373,13 @@ def effective_dimension(
         )
     share = check_float("share", share, lo=0.0, hi=1.0, lo_open=True)
     center = check_bool("center", center)
-    target = share - _SHARE_TOL
+    target = share - SHARE_TOL
     if isinstance(gradients, GradientSketch):
         return _sketch_dimension(gradients, share, center)
-    A = _as_history("gradients", gradients)
+    A = as_history("gradients", gradients)
     T, dim = A.shape
     shift = np.mean(A, axis=0, dtype=np.float64) if center else None
-    lam, _ = _scatter_pca(A, shift)
+    lam, _ = scatter_pca(A, shift)
     total = float(lam.sum())
     if not total > 0:
         raise ValueError(
@@ -590,7 +390,7 @@ def effective_dimension(
     norm = T - 1 if center else T
     ratio = lam / total
     cum = np.minimum(np.cumsum(lam) / total, 1.0)
-    d = _first_reaching(cum, target)
+    d = first_reaching(cum, target)
     if d is None:  # unreachable: the curve ends at 1 up to rounding
         d = lam.size
     return EffectiveDimension(
@@ -630,17 +430,17 @@ def _sketch_dimension(sk: GradientSketch, share: float, center: bool) -> Effecti
             + (" (all gradients are equal)" if center else " (all gradients are zero)")
             + "; the effective dimension is undefined."
         )
-    lam, _ = _scatter_pca(B, None)
+    lam, _ = scatter_pca(B, None)
     lam = lam[: min(sk.ell, sk.dim)]
     norm = T - 1 if center else T
-    target = (share - _SHARE_TOL) * total
+    target = (share - SHARE_TOL) * total
     cum_hat = np.cumsum(lam)
-    d = _first_reaching(cum_hat, target)
+    d = first_reaching(cum_hat, target)
     # Upper curve: each exact variance exceeds the sketch's by at most `bound`, and all
     # the excesses together sum to the variance the sketch lost.
     lost = max(total - float(cum_hat[-1]), 0.0)
     ks = np.arange(1, lam.size + 1)
-    lower = _first_reaching(cum_hat + np.minimum(ks * bound, lost), target)
+    lower = first_reaching(cum_hat + np.minimum(ks * bound, lost), target)
     if lower is None:  # only past the sketch's rows: k·bound must cover the rest
         need = target - float(cum_hat[-1])
         lower = max(lam.size + 1, int(np.ceil(need / bound))) if bound > 0 else lam.size
@@ -665,108 +465,4 @@ def _sketch_dimension(sk: GradientSketch, share: float, center: bool) -> Effecti
             "n_shrinks": sk.n_shrinks,
             "lost_variance": lost / norm,
         },
-    )
-
-
-def trajectory_directions(
-    weights: Any, *, k: int = 2, origin: Any = "last", center: bool = True
-) -> TrajectoryPCA:
-    """PCA directions of a weight trajectory, for drawing the optimization path (Li et al.).
-
-    Li et al. (2018, section 7) take the matrix ``M`` of ``θ_i − θ_final`` over the saved
-    points ``θ_i`` and its two most explanatory directions; their code fits scikit-learn's
-    ``PCA`` to ``M``, which subtracts the mean row, so the directions are those of the
-    trajectory's covariance whatever the origin. ``center=True`` (default) does the same;
-    ``center=False`` uses the top right singular vectors of ``θ_i − origin`` as they are.
-    Computed by the Gram route (see :func:`effective_dimension`) with a Rayleigh-Ritz
-    refinement; the directions come back orthonormal.
-
-    Parameters
-    ----------
-    weights : numpy.ndarray
-        ``(T, dim)`` flattened weights along training, ``T >= 2``.
-    k : int
-        Number of directions (2 for a plane), at most ``min(T, dim)`` and at most the
-        numerical rank of the trajectory.
-    origin : {"last", "first", "mean"} or numpy.ndarray
-        Where coordinates are measured from: the final point (default, as Li et al.), the
-        first, the mean, or a given vector of length ``dim``.
-    center : bool
-        Subtract the trajectory's mean before the PCA.
-
-    Returns
-    -------
-    TrajectoryPCA
-        ``directions`` (a :class:`~probecore.Directions`, ``kind="pca"``), ``coords``
-        ``(T, k)``, ``explained_variance_ratio`` and ``origin``. Draw the surface with
-        ``probecore.plane(objective, r.directions, x=r.origin, ...)`` and the path
-        with ``r.coords``; with the trajectory in the span, ``origin + coords @ vectors``
-        gives the points back.
-
-    Raises
-    ------
-    ValueError
-        If the trajectory spans fewer than ``k`` directions (to rounding).
-
-    References
-    ----------
-    H. Li, Z. Xu, G. Taylor, C. Studer and T. Goldstein, "Visualizing the loss landscape
-    of neural nets", NeurIPS 2018.
-
-    Examples
-    --------
-    >>> t = np.linspace(0.0, 1.0, 20)
-    >>> u, v = np.eye(30)[0], np.eye(30)[1]
-    >>> W = 1.0 + np.outer(np.cos(3 * t), u) + np.outer(t**2, v)   # a path in a plane
-    >>> r = trajectory_directions(W)
-    >>> r.vectors.shape, r.coords.shape, bool(np.allclose(r.origin + r.coords @ r.vectors, W))
-    ((2, 30), (20, 2), True)
-    """
-    A = _as_history("weights", weights)
-    T, dim = A.shape
-    k = check_int("k", k, lo=1, hi=min(T, dim))
-    center = check_bool("center", center)
-    if isinstance(origin, str):
-        kind = check_option("origin", origin, ORIGINS)
-        if kind == "last":
-            o = A[-1].astype(np.float64)
-        elif kind == "first":
-            o = A[0].astype(np.float64)
-        else:
-            o = np.mean(A, axis=0, dtype=np.float64)
-    else:
-        if not isinstance(origin, np.ndarray) and hasattr(origin, "__array__"):
-            origin = np.asarray(origin)
-        kind = "given"
-        o = check_vector("origin", origin, dim=dim, dtype=np.dtype(np.float64))
-    shift = np.mean(A, axis=0, dtype=np.float64) if center else o
-    lam, V = _scatter_pca(A, shift, n_vectors=k)
-    total = float(lam.sum())
-    eps = np.finfo(np.float64).eps
-    floor = max(T, dim) * eps * (lam[0] if lam.size else 0.0)
-    rank = int(np.count_nonzero(lam > floor)) if total > 0 else 0
-    if rank < k:
-        raise ValueError(
-            f"`weights` spans only {rank} direction(s) "
-            + ("about its mean" if center else "from the origin")
-            + f" (to rounding), fewer than `k`={k}: the other directions are undefined."
-        )
-    # Sign: each direction's entry of largest magnitude is positive.
-    idx = np.argmax(np.abs(V), axis=0)
-    V = V * np.sign(V[idx, np.arange(k)])
-    coords = np.zeros((T, k))
-    every = slice(None)
-    for cols in _col_blocks(T, dim):
-        coords += _block(A, every, cols, o) @ V[cols]
-    norm = T - 1 if center else T
-    return TrajectoryPCA(
-        vectors=np.ascontiguousarray(V.T),
-        coords=coords,
-        explained_variance=lam[:k] / norm,
-        explained_variance_ratio=lam[:k] / total,
-        origin=o,
-        origin_kind=kind,
-        n_samples=T,
-        dim=dim,
-        centered=center,
     )

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
-from probecore._objective import Objective
-from probecore._validation import check_vector
+from probecore._contract.objective import Objective
+from probecore._contract.validation import check_vector
 
 __all__ = ["HessianOperator", "as_operator"]
 
@@ -102,3 +102,20 @@ def as_operator(A: Any) -> LinearOperator:
     if op.dtype is None or np.dtype(op.dtype).kind != "f":
         raise TypeError(f"`A` must have a real floating dtype; got {op.dtype}.")
     return op
+
+class Counted:
+    """Applies an operator to column blocks and counts the columns it multiplies."""
+
+    def __init__(self, op: LinearOperator) -> None:
+        self.op = op
+        self.n = op.shape[0]
+        self.dtype = np.dtype(op.dtype)
+        self.count = 0
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=self.dtype)
+        if X.ndim == 1:
+            self.count += 1
+            return np.asarray(self.op.matvec(X), dtype=self.dtype).reshape(-1)
+        self.count += X.shape[1]
+        return np.asarray(self.op.matmat(X), dtype=self.dtype)

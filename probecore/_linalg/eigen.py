@@ -14,10 +14,8 @@ import numpy as np
 import scipy.linalg
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
-from probecore._errors import ConvergenceError
-from probecore._operators import as_operator
-from probecore._results import EigResult, PowerIterationResult
-from probecore._validation import (
+from probecore._contract.errors import ConvergenceError
+from probecore._contract.validation import (
     as_rng,
     check_bool,
     check_float,
@@ -25,6 +23,8 @@ from probecore._validation import (
     check_option,
     check_vector,
 )
+from probecore._linalg.operators import Counted, as_operator
+from probecore._linalg.results import EigResult, PowerIterationResult
 
 __all__ = ["eigenvalues", "lanczos", "power_iteration"]
 
@@ -37,22 +37,6 @@ _IMAGE_BYTES = 2**28
 METHODS = ("lanczos", "eigsh")
 
 
-class _Counted:
-    """Applies an operator to column blocks and counts the columns it multiplies."""
-
-    def __init__(self, op: LinearOperator) -> None:
-        self.op = op
-        self.n = op.shape[0]
-        self.dtype = np.dtype(op.dtype)
-        self.count = 0
-
-    def __call__(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=self.dtype)
-        if X.ndim == 1:
-            self.count += 1
-            return np.asarray(self.op.matvec(X), dtype=self.dtype).reshape(-1)
-        self.count += X.shape[1]
-        return np.asarray(self.op.matmat(X), dtype=self.dtype)
 
 
 def _default_tol(dtype: np.dtype) -> float:
@@ -139,7 +123,7 @@ def power_iteration(
     maxiter = check_int("maxiter", maxiter, lo=1)
     raise_on_failure = check_bool("raise_on_failure", raise_on_failure)
     gen, seed = as_rng(rng)
-    matvec = _Counted(op)
+    matvec = Counted(op)
 
     v = _start_vector("v0", v0, n, dtype, gen).astype(np.float64)
     w = matvec(v).astype(np.float64)
@@ -254,7 +238,7 @@ def _better(a: float, b: float, which: str) -> bool:
 
 
 def _thick_restart(
-    matvec: _Counted,
+    matvec: Counted,
     k: int,
     which: str,
     ncv: int,
@@ -463,7 +447,7 @@ def lanczos(
     else:
         max_ncv = check_int("max_ncv", max_ncv, lo=ncv, hi=n)
     gen, seed = as_rng(rng)
-    matvec = _Counted(op)
+    matvec = Counted(op)
     v = _start_vector("v0", v0, n, dtype, gen)
 
     HY = None

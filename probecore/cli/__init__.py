@@ -4,7 +4,7 @@
 on scikit-learn's digits and tests the seed paper's hypotheses on them, writing a report
 with figures and verdicts. ``probecore eigenvalues|trace|density|plane|rays|connect|
 sharpness|dimension module:function`` run one probe on a user's own model
-(:mod:`probecore._cli_probes`).
+(:mod:`probecore.cli._probes`).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     study.add_argument("--quiet", action="store_true", help="print nothing but errors")
     study.set_defaults(func=_study)
-    from probecore._cli_probes import add_probe_parsers
+    from probecore.cli._probes import add_probe_parsers
 
     add_probe_parsers(sub)
     return parser
@@ -74,8 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``probecore`` command; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    from probecore._cli_probes import CLIError
-    from probecore._errors import ConvergenceError
+    from probecore._contract.errors import ConvergenceError
+    from probecore.cli._probes import CLIError
 
     try:
         return int(args.func(args))

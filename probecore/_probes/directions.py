@@ -14,9 +14,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from probecore._objective import Block, Layout
-from probecore._results import _register, _ResultBase
-from probecore._validation import as_rng, check_bool, check_int, check_option, check_vector
+from probecore._contract.layout import Block, Layout
+from probecore._contract.objective import require_objective
+from probecore._contract.results import ResultBase, register
+from probecore._contract.validation import as_rng, check_bool, check_int, check_option, check_vector
 
 __all__ = [
     "Directions",
@@ -30,9 +31,9 @@ NORMALIZATIONS = ("filter", "layer", "none")
 ONE_DIM = ("zero", "weights")
 
 
-@_register
+@register
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
-class Directions(_ResultBase):
+class Directions(ResultBase):
     """Directions for a landscape probe, with what it takes to reproduce them.
 
     Attributes
@@ -398,11 +399,10 @@ def eigen_directions(
     >>> d.eigenvalues.round(8).tolist()
     [9.0, 5.0]
     """
-    from probecore._spectrum import lanczos
+    from probecore._linalg.eigen import lanczos
 
-    point = getattr(objective, "x0", None) if x is None else x
-    if point is None or not hasattr(objective, "hvp"):
-        raise TypeError("`objective` must be an Objective (with hvp and x0) for eigen_directions.")
+    require_objective(objective, "hvp", "x0" if x is None else "hvp")
+    point = objective.x0 if x is None else x
     r = lanczos((objective, point), k=k, which=which, rng=rng, **lanczos_kwargs)
     return Directions(
         vectors=np.ascontiguousarray(r.eigenvectors.T),

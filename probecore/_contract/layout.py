@@ -1,7 +1,7 @@
-"""The Objective contract: a scalar function of one flat parameter vector.
+"""Where each parameter tensor sits in the flat vector: :class:`Block` and :class:`Layout`.
 
-Every algorithm in probecore talks to a model only through this contract, so the core
-never needs to know which framework (if any) computes the loss.
+Filter normalization and per-block reports read the layout; backends build it from the
+model's structure.
 """
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
-from probecore._validation import check_int, check_matrix, check_option, check_vector
+from probecore._contract.validation import check_int, check_option, check_vector
 
-__all__ = ["ROLES", "AbstractObjective", "Block", "Layout", "Objective"]
+__all__ = ["ROLES", "Block", "Layout"]
 
 ROLES = ("weight", "bias", "norm", "other")
 
@@ -179,144 +179,4 @@ class Layout(Sequence[Block]):
                 Block(d["name"], tuple(d["shape"]), d["offset"], d["role"], d.get("filter_axis", 0))
                 for d in data
             ]
-        )
-
-
-@runtime_checkable
-class Objective(Protocol):
-    """A scalar loss of a flat parameter vector, with exact derivatives.
-
-    Backends (PyTorch, JAX, analytic, third-party) produce objects with these members;
-    every probecore algorithm consumes them. :class:`AbstractObjective` implements the
-    optional members for anyone who writes only ``loss``, ``grad`` and ``hvp``.
-
-    Attributes
-    ----------
-    dim : int
-        Length of the parameter vector.
-    dtype : numpy.dtype
-        ``float32`` or ``float64``; inputs and outputs use it.
-    layout : Layout
-        Named blocks of the vector (for filter normalization and per-block reports).
-    x0 : numpy.ndarray
-        The model's own parameters, flat.
-    n_examples : int or None
-        Size of the data set the loss averages over (None for data-free objectives).
-    """
-
-    @property
-    def dim(self) -> int: ...
-
-    @property
-    def dtype(self) -> np.dtype: ...
-
-    @property
-    def layout(self) -> Layout: ...
-
-    @property
-    def x0(self) -> np.ndarray: ...
-
-    @property
-    def n_examples(self) -> int | None: ...
-
-    def loss(self, x: np.ndarray) -> float:
-        """Mean loss over the whole data set, weighted by example count."""
-        ...
-
-    def grad(self, x: np.ndarray) -> np.ndarray:
-        """Gradient of :meth:`loss` at ``x``."""
-        ...
-
-    def loss_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """Loss and gradient in one pass."""
-        ...
-
-    def hvp(self, x: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Exact Hessian-vector product ``H(x) @ v``."""
-        ...
-
-    def hvp_many(self, x: np.ndarray, V: np.ndarray) -> np.ndarray:
-        """Hessian times each row of ``V`` (shape ``(k, dim)``); returns ``(k, dim)``."""
-        ...
-
-    def losses_in_span(
-        self, origin: np.ndarray, basis: np.ndarray, coeffs: np.ndarray
-    ) -> np.ndarray:
-        """Losses at ``origin + coeffs @ basis`` for each row of ``coeffs``."""
-        ...
-
-    def metrics(self, x: np.ndarray) -> dict[str, float]:
-        """Optional extra numbers at ``x`` (accuracy, ...); may be empty."""
-        ...
-
-    def subset(self, indices: np.ndarray) -> Objective:
-        """The same objective on the examples ``indices`` of its data set."""
-        ...
-
-
-class AbstractObjective:
-    """Base class that completes an objective from ``loss``, ``grad`` and ``hvp``.
-
-    Subclasses set ``dim``, ``dtype``, ``layout`` and ``x0`` (as attributes or
-    properties) and implement :meth:`loss`, :meth:`grad` and :meth:`hvp`. The other
-    members of :class:`Objective` get correct, if unhurried, default implementations:
-    ``hvp_many`` loops, ``losses_in_span`` evaluates ``chunk_size`` points at a time so
-    that memory stays ``O(chunk_size * dim)``.
-    """
-
-    n_examples: int | None = None
-    chunk_size: int = 64
-
-    def loss(self, x: np.ndarray) -> float:  # pragma: no cover - abstract
-        """Mean loss at ``x``."""
-        raise NotImplementedError
-
-    def grad(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
-        """Gradient at ``x``."""
-        raise NotImplementedError
-
-    def hvp(self, x: np.ndarray, v: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
-        """Hessian-vector product at ``x``."""
-        raise NotImplementedError
-
-    def loss_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """Loss and gradient at ``x`` (two calls unless a subclass fuses them)."""
-        return self.loss(x), self.grad(x)
-
-    def hvp_many(self, x: np.ndarray, V: np.ndarray) -> np.ndarray:
-        """Hessian-vector products for each row of ``V``."""
-        V = check_matrix("V", V, dim=self.dim, dtype=self.dtype)
-        out = np.empty_like(V)
-        for i in range(V.shape[0]):
-            out[i] = self.hvp(x, V[i])
-        return out
-
-    def losses_in_span(
-        self, origin: np.ndarray, basis: np.ndarray, coeffs: np.ndarray
-    ) -> np.ndarray:
-        """Losses at ``origin + coeffs @ basis``, evaluated ``chunk_size`` points at a time."""
-        origin = check_vector("origin", origin, dim=self.dim, dtype=self.dtype)
-        basis = check_matrix("basis", basis, dim=self.dim, dtype=self.dtype)
-        coeffs = np.asarray(coeffs, dtype=np.float64)
-        if coeffs.ndim != 2 or coeffs.shape[1] != basis.shape[0]:
-            raise ValueError(
-                f"`coeffs` must have shape (n_points, {basis.shape[0]}); got {coeffs.shape}."
-            )
-        out = np.empty(coeffs.shape[0], dtype=np.float64)
-        for start in range(0, coeffs.shape[0], self.chunk_size):
-            chunk = coeffs[start : start + self.chunk_size]
-            points = origin + (chunk @ basis).astype(self.dtype, copy=False)
-            for j, point in enumerate(points):
-                out[start + j] = self.loss(point)
-        return out
-
-    def metrics(self, x: np.ndarray) -> dict[str, float]:
-        """No extra metrics by default."""
-        return {}
-
-    def subset(self, indices: np.ndarray) -> Objective:
-        """Refuse: this objective has no data set to take a subset of."""
-        raise TypeError(
-            f"{type(self).__name__} has no data set, so it has no subsets; "
-            "`subset` applies to objectives built from data."
         )

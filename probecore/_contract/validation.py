@@ -93,7 +93,7 @@ def check_dtype(name: str, value: Any) -> np.dtype:
     return dtype
 
 
-def _all_finite(a: np.ndarray) -> bool:
+def all_finite(a: np.ndarray) -> bool:
     """Whether every entry is finite, without a temporary array in the common case.
 
     ``a·a`` is a sum of non-negative squares, so one NaN or infinity makes it non-finite;
@@ -123,7 +123,7 @@ def check_vector(name: str, x: Any, *, dim: int, dtype: np.dtype | None = None) 
         raise TypeError(f"`{name}` must have a floating dtype; got {x.dtype}.")
     if x.ndim != 1 or x.shape[0] != dim:
         raise ValueError(f"`{name}` must have shape ({dim},); got {x.shape}.")
-    if not _all_finite(x):
+    if not all_finite(x):
         bad = int(np.flatnonzero(~np.isfinite(x))[0])
         raise ValueError(
             f"`{name}` must be finite; entry {bad} is {x[bad]} "
@@ -144,7 +144,7 @@ def check_matrix(name: str, V: Any, *, dim: int, dtype: np.dtype | None = None) 
         raise TypeError(f"`{name}` must have a floating dtype; got {V.dtype}.")
     if V.ndim != 2 or V.shape[1] != dim:
         raise ValueError(f"`{name}` must have shape (k, {dim}); got {V.shape}.")
-    if not _all_finite(V):
+    if not all_finite(V):
         raise ValueError(
             f"`{name}` must be finite; it has {int(np.sum(~np.isfinite(V)))} non-finite entries."
         )

@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.optimize
 
-from probecore._objective import Objective
-from probecore._results import _register, _ResultBase
-from probecore._validation import (
+from probecore._contract.objective import Objective, require_objective
+from probecore._contract.results import ResultBase, register
+from probecore._contract.validation import (
     as_rng,
     check_bool,
     check_dtype,
@@ -31,9 +31,9 @@ from probecore._validation import (
 __all__ = ["SharpnessResult", "epsilon_sharpness"]
 
 
-@_register
+@register
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
-class SharpnessResult(_ResultBase):
+class SharpnessResult(ResultBase):
     """ε-sharpness of a point, with the perturbation that attains it and its cost.
 
     Attributes
@@ -273,11 +273,7 @@ def epsilon_sharpness(
     >>> round(r.value, 12) == round(1.085 / (1 + q.loss(q.x0)), 12)
     True
     """
-    if not isinstance(objective, Objective):
-        raise TypeError(
-            "`objective` must implement the probecore.Objective protocol; "
-            f"got {type(objective).__name__}."
-        )
+    require_objective(objective, "x0", "loss_and_grad")
     dim = int(objective.dim)
     dtype = check_dtype("objective.dtype", objective.dtype)
     x = check_vector("x", objective.x0 if x is None else x, dim=dim, dtype=dtype)

@@ -1,0 +1,206 @@
+"""Loss, metrics and barriers along a path between two minima (mode connectivity)."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from probecore._contract.objective import require_objective
+from probecore._contract.results import ResultBase, register
+from probecore._contract.validation import (
+    check_int,
+)
+from probecore._geometry.curve_fit import CurveFit
+from probecore._geometry.curves import Curve, check_endpoint, linear_curve
+from probecore._probes.engine import metric_names
+from probecore._probes.results import WithMetrics
+
+__all__ = ["PathResult", "evaluate_path"]
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class PathResult(WithMetrics):
+    """Loss and metrics along a curve, with its barrier heights.
+
+    Attributes
+    ----------
+    ts : numpy.ndarray
+        The ``t`` values (increasing, ``0`` and ``1`` included).
+    losses : numpy.ndarray
+        ``L(φ(t))`` at each ``t``.
+    barrier : float
+        ``max_t L(φ(t)) − max(L(start), L(end))`` (Garipov et al.'s definition).
+    barrier_mean : float
+        ``max_t L(φ(t)) − (L(start) + L(end))/2`` (Frankle et al. 2020).
+    t_max : float
+        Where the loss is largest.
+    metric_names : tuple of str
+    metric_values : numpy.ndarray
+        ``(n_metrics, len(ts))``.
+    metric_barriers : dict
+        For each metric (higher is better, such as accuracy): ``min(m(start), m(end)) −
+        min_t m(φ(t))``, the largest drop below the worse endpoint.
+    kind : str
+        The curve's kind.
+    n_loss_evals, n_metric_evals : int
+    """
+
+    _array_fields: ClassVar[tuple[str, ...]] = ("ts", "losses", "metric_values")
+
+    ts: np.ndarray
+    losses: np.ndarray
+    barrier: float
+    barrier_mean: float
+    t_max: float
+    metric_names: tuple = ()
+    metric_values: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    metric_barriers: dict = field(default_factory=dict)
+    kind: str = "line"
+    n_loss_evals: int = 0
+    n_metric_evals: int = 0
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metric_names", tuple(self.metric_names))
+        ResultBase.__post_init__(self)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def _check_endpoint_losses(own: list, given: list, ends: np.ndarray, dtype: np.dtype) -> None:
+    """Warn when an endpoint objective disagrees with ``objective`` at its own point.
+
+    The usual cause is BatchNorm: an objective in running-statistics mode evaluates every
+    point with the statistics of the model it was built from, so the other model's end
+    (and everything between) is evaluated with the wrong statistics.
+    """
+    tol = 1e3 * float(np.finfo(dtype).eps)
+    for i, e in enumerate(given):
+        if e is None or not any(e is o for o in own):
+            continue
+        theirs = float(e.loss(e.x0))
+        ours = float(ends[i])
+        if abs(theirs - ours) > tol * max(1.0, abs(theirs)):
+            which = "start" if i == 0 else "end"
+            warnings.warn(
+                f"evaluate_path: `objective` gives {ours:.6g} at the {which} point, where the "
+                f"{which} model's own objective gives {theirs:.6g}. For models with "
+                "BatchNorm, build the objective with batchnorm='batch' (statistics recomputed "
+                "at every point), or the barrier is measured with one model's statistics.",
+                stacklevel=3,
+            )
+
+
+def evaluate_path(
+    objective: Any,
+    path: Any,
+    end: Any = None,
+    *,
+    ts: Any = None,
+    n_points: int = 31,
+    metrics: Any = True,
+) -> PathResult:
+    """Loss and metrics along a curve (or the straight segment between two points).
+
+    Parameters
+    ----------
+    objective : Objective
+        Evaluates the loss (and ``metrics``) at each point. For a model with BatchNorm,
+        build it with ``batchnorm="batch"`` (PyTorch backend) to recompute the
+        normalization statistics from the data at each ``t``, as Garipov et al. do: the
+        running statistics of either endpoint do not suit points between them.
+    path : Curve, or a start point (flat vector or Objective)
+        The curve; or, with ``end``, the start of the straight segment.
+    end : flat vector or Objective, optional
+        End of the straight segment when ``path`` is a point.
+    ts : array of floats in [0, 1], optional
+        Where to evaluate (sorted; ``0`` and ``1`` are added when missing). Default:
+        ``n_points`` equally spaced values.
+    n_points : int
+        Number of points when ``ts`` is not given (at least 2).
+    metrics : bool, str or sequence of str
+        Which of ``objective.metrics`` to record (True: all, False: none).
+
+    Returns
+    -------
+    PathResult
+        Losses, metrics, barrier heights and the number of evaluations.
+
+    Examples
+    --------
+    >>> from probecore.analytic import Ring
+    >>> ring = Ring()
+    >>> r = evaluate_path(ring, np.array([1.0, 0.0]), np.array([-1.0, 0.0]), n_points=5)
+    >>> r.losses.round(6).tolist(), r.barrier
+    ([0.0, 0.5625, 1.0, 0.5625, 0.0], 1.0)
+    """
+    require_objective(objective, "loss_and_grad", "losses_in_span")
+    if isinstance(path, CurveFit):
+        path = path.curve
+    own = [e for e in (path, end) if hasattr(e, "loss") and hasattr(e, "x0")]
+    if isinstance(path, Curve):
+        if end is not None:
+            raise TypeError("`end` is only for a straight segment; `path` is already a Curve.")
+        if path.dim != objective.dim:
+            raise ValueError(f"`path` has dim {path.dim} but `objective` has dim {objective.dim}.")
+        curve = path
+        for name, p in (("start", curve.points[0]), ("end", curve.points[-1])):
+            check_endpoint(f"path's {name}", p.astype(objective.dtype), objective)
+    else:
+        if end is None:
+            raise TypeError("`end` is required when `path` is a point and not a Curve.")
+        curve = linear_curve(check_endpoint("path", path, objective), check_endpoint("end", end, objective))
+    if ts is None:
+        ts = np.linspace(0.0, 1.0, check_int("n_points", n_points, lo=2))
+    ts = np.asarray(ts, dtype=np.float64)
+    if ts.ndim != 1 or ts.size == 0 or not np.all(np.isfinite(ts)):
+        raise ValueError(f"`ts` must be a non-empty 1-D array of finite values; got {ts!r}.")
+    if ts.min() < 0.0 or ts.max() > 1.0:
+        raise ValueError(f"`ts` must lie in [0, 1]; got values from {ts.min()} to {ts.max()}.")
+    ts = np.unique(np.concatenate([[0.0, 1.0], ts]))
+    dtype = np.dtype(objective.dtype)
+    P = curve.points.astype(dtype)
+    C = curve.coefficients(ts)
+    # the coefficients sum to one, so φ(t) = P_0 + Σ_{k≥1} c_k(t)·(P_k − P_0)
+    losses = np.asarray(
+        objective.losses_in_span(P[0], (P[1:] - P[0]).astype(dtype), C[:, 1:]), dtype=np.float64
+    )
+    names = metric_names(objective, metrics, P[0])
+    values = np.full((len(names), ts.size), np.nan)
+    if names:
+        P64 = curve.points.astype(np.float64)
+        for j, c in enumerate(C):
+            m = objective.metrics((c @ P64).astype(dtype))
+            for i, name in enumerate(names):
+                values[i, j] = m.get(name, np.nan)
+    ends = losses[[0, -1]]
+    _check_endpoint_losses(own, [path, end], ends, dtype)
+    # a non-finite loss on the path (overflow far from the minima) is an infinite barrier
+    ranked = np.where(np.isfinite(losses), losses, np.inf)
+    peak = float(ranked.max())
+    barriers = {
+        name: float(np.min(values[i, [0, -1]]) - np.min(values[i])) for i, name in enumerate(names)
+    }
+    return PathResult(
+        ts=ts,
+        losses=losses,
+        barrier=float(peak - np.max(ends)),
+        barrier_mean=float(peak - np.mean(ends)),
+        t_max=float(ts[int(np.argmax(ranked))]),
+        metric_names=names,
+        metric_values=values,
+        metric_barriers=barriers,
+        kind=curve.kind,
+        n_loss_evals=int(ts.size),
+        n_metric_evals=int(ts.size) if names else 0,
+    )

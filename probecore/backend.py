@@ -1,0 +1,77 @@
+"""The contract for backend authors: everything a backend needs, and nothing private.
+
+A backend turns a framework's model into an :class:`Objective` -- a scalar loss of one
+flat parameter vector with exact gradients and Hessian-vector products -- and registers a
+hook implementation in the entry-point group ``probecore`` (see ``docs/plugins.md``)::
+
+    from probecore.backend import AbstractObjective, Layout, check_vector, hookimpl
+
+    class MyObjective(AbstractObjective):
+        ...  # dim, dtype, layout, x0, loss, grad, hvp
+
+    @hookimpl
+    def probecore_make_objective(model, loss_fn, data, options):
+        return MyObjective(model, loss_fn, data, **options) if is_mine(model) else None
+
+The built-in PyTorch and JAX backends import from this module and from the top-level
+``probecore`` API only; a test keeps it so. The checks raise ``TypeError`` for a value of
+the wrong kind and ``ValueError`` for a wrong value, with messages that name the
+parameter, the constraint and the value received.
+
+Contents
+--------
+Objective, AbstractObjective
+    The protocol every algorithm consumes, and a base class that completes an objective
+    from ``loss``, ``grad`` and ``hvp``.
+Layout, Block, ROLES
+    Named blocks of the flat vector, with their role and filter axis.
+hookimpl, ENTRY_POINT_GROUP
+    The marker for hook implementations and the entry-point group they register in.
+check_int, check_float, check_bool, check_option, check_dtype, check_vector, check_matrix
+    Argument checks with uniform messages.
+all_finite, FLOAT_DTYPES, as_rng
+    A memory-light finiteness test, the supported dtypes, and ``rng`` normalisation.
+require_objective
+    The structural check of an objective argument that the algorithms use.
+"""
+
+from __future__ import annotations
+
+from probecore._contract.errors import NoBackendError
+from probecore._contract.layout import ROLES, Block, Layout
+from probecore._contract.objective import AbstractObjective, Objective, require_objective
+from probecore._contract.validation import (
+    FLOAT_DTYPES,
+    all_finite,
+    as_rng,
+    check_bool,
+    check_dtype,
+    check_float,
+    check_int,
+    check_matrix,
+    check_option,
+    check_vector,
+)
+from probecore.plugins import ENTRY_POINT_GROUP, hookimpl
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "FLOAT_DTYPES",
+    "ROLES",
+    "AbstractObjective",
+    "Block",
+    "Layout",
+    "NoBackendError",
+    "Objective",
+    "all_finite",
+    "as_rng",
+    "check_bool",
+    "check_dtype",
+    "check_float",
+    "check_int",
+    "check_matrix",
+    "check_option",
+    "check_vector",
+    "hookimpl",
+    "require_objective",
+]
