@@ -132,7 +132,7 @@ class Layout(Sequence[Block]):
         last = self._blocks[-1]
         return last.offset + last.size
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         if isinstance(index, str):
             return self._by_name[index]
         return self._blocks[index]

@@ -97,6 +97,11 @@ class AbstractObjective:
     that memory stays ``O(chunk_size * dim)``.
     """
 
+    # set by subclasses (attributes or properties); declared for type checkers
+    dim: int
+    dtype: np.dtype
+    layout: Layout
+    x0: np.ndarray
     n_examples: int | None = None
     chunk_size: int = 64
 

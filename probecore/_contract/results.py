@@ -146,7 +146,8 @@ def save(result: Any, path: str | os.PathLike, *, metadata: dict | None = None) 
     if not path.endswith(".npz"):
         path += ".npz"
     tmp = path + ".tmp.npz"
-    np.savez(tmp, __probecore__=np.array(header), **arrays)
+    payload: dict[str, Any] = {"__probecore__": np.array(header), **arrays}
+    np.savez(tmp, **payload)
     os.replace(tmp, path)  # atomic: a crash never leaves a half-written result
     return path
 
@@ -172,7 +173,7 @@ def load(path: str | os.PathLike) -> Any:
             **kwargs.get("metadata", {}),
             "saved_with_probecore": record["probecore_version"],
         }
-        for name in cls._array_fields:
+        for name in getattr(cls, "_array_fields", ()):
             if name in data:
                 kwargs[name] = data[name]
     return cls(**kwargs)

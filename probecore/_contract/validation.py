@@ -162,7 +162,9 @@ def as_rng(rng: Any) -> tuple[np.random.Generator, int | dict | None]:
     if isinstance(rng, np.random.Generator):
         return rng, {"bit_generator_state": _jsonable_state(rng.bit_generator.state)}
     if rng is None:
-        seed = int(np.random.SeedSequence().entropy)
+        entropy = np.random.SeedSequence().entropy
+        assert isinstance(entropy, int)  # a fresh SeedSequence draws one integer
+        seed = entropy
         return np.random.default_rng(seed), seed
     if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
         if int(rng) < 0:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from probecore._contract.objective import require_objective
+from probecore._contract.objective import Objective, require_objective
 from probecore._contract.results import ResultBase, register
 from probecore._contract.validation import (
     as_rng,
@@ -102,7 +102,7 @@ def _loss_and_grad(objective, kind, ends, theta, t, dtype):
     return float(value), c[1:-1, None] * np.asarray(g, dtype=np.float64)
 
 
-def curve_loss_and_grad(objective: Any, curve: Curve, t: float) -> tuple[float, np.ndarray]:
+def curve_loss_and_grad(objective: Objective, curve: Curve, t: float) -> tuple[float, np.ndarray]:
     """The loss at ``φ(t)`` and its gradient with respect to the free control points.
 
     The gradient has shape ``(n_bends, dim)``; it is what :func:`fit_curve` follows, one
@@ -133,7 +133,7 @@ def _schedule_factor(schedule: str, frac: float) -> float:
     return 0.01
 
 
-def minibatches(objective: Any, batch_size: int | None, gen: np.random.Generator) -> list:
+def minibatches(objective: Objective, batch_size: int | None, gen: np.random.Generator) -> list:
     """Objectives on a fixed random partition of the data (built once), or the objective."""
     n = getattr(objective, "n_examples", None)
     if batch_size is None or n is None or batch_size >= n:
@@ -152,7 +152,7 @@ def minibatches(objective: Any, batch_size: int | None, gen: np.random.Generator
 
 
 def fit_curve(
-    objective: Any,
+    objective: Objective,
     start: Any,
     end: Any,
     *,

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from probecore._contract.objective import Objective
 from probecore._contract.results import ResultBase, register
 from probecore._contract.validation import (
     check_option,
@@ -123,7 +124,7 @@ def linear_curve(start: Any, end: Any) -> Curve:
     b = check_vector("end", end, dim=a.size, dtype=a.dtype)
     return Curve(kind="line", points=np.stack([a, b]))
 
-def check_endpoint(name: str, value: Any, objective: Any) -> np.ndarray:
+def check_endpoint(name: str, value: Any, objective: Objective) -> np.ndarray:
     """A flat endpoint that matches ``objective``: same layout, size and dtype.
 
     ``value`` is a flat vector or another Objective (its ``x0``, after its layout is

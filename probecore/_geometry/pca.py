@@ -94,8 +94,8 @@ def descending(w: np.ndarray) -> np.ndarray:
 
 
 def scatter_pca(
-    A: np.ndarray, shift: np.ndarray | None, n_vectors: int = 0
-) -> tuple[np.ndarray, np.ndarray | None]:
+    A: np.ndarray, shift: Any, n_vectors: int = 0
+) -> tuple[np.ndarray, Any]:
     """Eigenvalues of ``CᵀC`` (``C = A − shift``) and optionally its top eigenvectors.
 
     Works on the smaller of the Gram matrix ``CCᵀ`` (``T × T``) and ``CᵀC``

@@ -331,6 +331,7 @@ def epsilon_sharpness(
         phi_first = ascent.phi(starts[0])[0]
         ascent.ref = abs(phi_first) if phi_first != 0.0 else 1.0
         for _ in range(n_starts - 1):
+            assert gen is not None  # an rng is drawn whenever n_starts > 1
             starts.append(gen.uniform(-1.0, 1.0, n_free))
     per_start: list[dict[str, Any]] = []
     best_start, n_iter = -1, 0

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from probecore._contract.layout import Block, Layout
-from probecore._contract.objective import require_objective
+from probecore._contract.objective import Objective, require_objective
 from probecore._contract.results import ResultBase, register
 from probecore._contract.validation import as_rng, check_bool, check_int, check_option, check_vector
 
@@ -274,7 +274,7 @@ def orthogonalize(directions: np.ndarray, *, keep_norms: bool = True) -> np.ndar
 
 
 def random_directions(
-    objective: Any,
+    objective: Objective | Layout,
     k: int = 2,
     *,
     x: np.ndarray | None = None,
@@ -377,7 +377,7 @@ def random_directions(
 
 
 def eigen_directions(
-    objective: Any,
+    objective: Objective,
     k: int = 2,
     *,
     x: np.ndarray | None = None,

@@ -50,6 +50,8 @@ class LogisticRegression(AbstractObjective):
     dtype : {float64, float32}
     """
 
+    n_examples: int  # always known: the data set is given
+
     def __init__(
         self,
         features: np.ndarray,

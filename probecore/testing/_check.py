@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,6 +104,13 @@ def dense_hessian(objective: Objective, x: np.ndarray | None = None) -> np.ndarr
     return H.T
 
 
+def _along(
+    fn: Callable[[np.ndarray], Any], x: np.ndarray, d: np.ndarray, dtype: Any, s: float
+) -> Any:
+    """``fn(x + s·d)`` in the objective's dtype."""
+    return fn((x + s * d).astype(dtype))
+
+
 def _richardson(f: Callable[[float], Any], h: float) -> Any:
     """Central difference with one Richardson step: error O(h⁴)."""
     d1 = (np.asarray(f(h), dtype=np.float64) - np.asarray(f(-h), dtype=np.float64)) / (2 * h)
@@ -112,7 +120,7 @@ def _richardson(f: Callable[[float], Any], h: float) -> Any:
 
 
 def check_objective(
-    objective: Any,
+    objective: Objective,
     x: np.ndarray | None = None,
     *,
     rng: int | np.random.Generator | None = 0,
@@ -262,10 +270,10 @@ def check_objective(
         d = gen.standard_normal(dim)
         d /= np.linalg.norm(d)
         d = d.astype(dtype)
-        fd = _richardson(lambda s, d=d: objective.loss((x + s * d).astype(dtype)), h)
+        fd = _richardson(functools.partial(_along, objective.loss, x, d, dtype), h)
         worst_g = max(worst_g, abs(float(fd) - float(g.astype(np.float64) @ d)))
         Hd = np.asarray(objective.hvp(x, d), dtype=np.float64)
-        fdh = _richardson(lambda s, d=d: objective.grad((x + s * d).astype(dtype)), h)
+        fdh = _richardson(functools.partial(_along, objective.grad, x, d, dtype), h)
         worst_h = max(worst_h, float(np.linalg.norm(fdh - Hd)))
         tol_h = max(tol_h, rtol * (float(np.linalg.norm(Hd)) + gnorm + 1.0))
     checks.append(
