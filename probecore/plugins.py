@@ -1,4 +1,4 @@
-"""Backend discovery: the plugin manager and :func:`objective`.
+"""Plugin discovery: the plugin manager, :func:`objective` and :func:`backend_names`.
 
 The manager is built on first use, not at import time: it adds the hook specifications,
 registers the built-in ``objective`` backend (which accepts anything that already
@@ -64,9 +64,18 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 
 def backend_names() -> tuple[str, ...]:
-    """Names of the registered backends, in registration order."""
+    """Names of the registered backends, in registration order.
+
+    A backend is a plugin that implements ``probecore_make_objective``; a plugin that only
+    adds subcommands (``probecore-study``) is not one.
+    """
     pm = get_plugin_manager()
-    return tuple(name for name, plugin in pm.list_name_plugin() if plugin is not None)
+    backends = {id(impl.plugin) for impl in pm.hook.probecore_make_objective.get_hookimpls()}
+    return tuple(
+        name
+        for name, plugin in pm.list_name_plugin()
+        if plugin is not None and id(plugin) in backends
+    )
 
 
 def objective(model: Any, loss_fn: Any = None, data: Any = None, **options: Any) -> Objective:

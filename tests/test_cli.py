@@ -1,6 +1,10 @@
-"""``probecore study``'s core stage on digits, and the probe subcommands on analytic targets."""
+"""The ``probecore`` command: subcommands from plugins, ``probecore study``'s core stage on
+digits (the plugin ``probecore-study``, installed in every test environment), and the probe
+subcommands on analytic targets."""
 
+import os
 import re
+import subprocess
 import sys
 
 import numpy as np
@@ -8,6 +12,73 @@ import pytest
 
 import probecore as pc
 from probecore.cli import main
+
+
+def _probecore(*argv, **env):
+    """``python -m probecore *argv`` in a fresh interpreter."""
+    full_env = {k: v for k, v in os.environ.items() if k != "PROBECORE_DISABLE_PLUGIN_AUTOLOAD"}
+    full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "probecore", *argv],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=120,
+    )
+
+
+def test_help_lists_the_probes_and_the_study_plugin(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    listed = re.search(r"\{([a-z,]+)\}", text).group(1).split(",")
+    assert "study" in listed and "eigenvalues" in listed and "dimension" in listed
+    assert "test the seed paper's hypotheses" in text
+    assert "not installed" not in text.lower()
+    with pytest.raises(SystemExit):
+        main(["study", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--out", "--quick", "--stages", "--seed", "--quiet"):
+        assert option in text
+
+
+def test_study_without_its_plugin_names_the_fix():
+    proc = _probecore("study", "--quick", PROBECORE_DISABLE_PLUGIN_AUTOLOAD="1")
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 1, proc.stderr
+    assert err[0].startswith("probecore study: error: ")
+    assert "pip install probecore-study" in err[0] and "./backends/study" in err[0]
+    assert "invalid choice" not in err[0]
+    proc = _probecore("--help", PROBECORE_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert proc.returncode == 0
+    assert "Subcommands not installed: study (pip install probecore-study)" in proc.stdout
+    # a command that no plugin knows is still argparse's error
+    proc = _probecore("nonsense", PROBECORE_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert proc.returncode == 2 and "invalid choice: 'nonsense'" in proc.stderr
+
+
+def test_the_core_and_its_command_leave_torch_and_the_study_out():
+    code = (
+        "import sys, probecore, probecore.cli\n"
+        "heavy = ('torch', 'probecore_torch', 'probecore_study', 'matplotlib')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+        "try:\n"
+        "    probecore.cli.main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PROBECORE_DISABLE_PLUGIN_AUTOLOAD"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    assert out[0] == ""  # import: nothing of torch, the backends or the study
+    # building the command loads the plugins, the study's among them, but not torch
+    after = out[-1].split(",")
+    assert "probecore_study" in after and "torch" not in after and "matplotlib" not in after
 
 
 def test_spectrum_stage_writes_a_report_that_matches_the_exact_hessian(tmp_path, capsys):

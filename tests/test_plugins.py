@@ -1,4 +1,4 @@
-"""The plugin system: hook dispatch, NoBackendError, entry-point loading."""
+"""The plugin system: hook dispatch, NoBackendError, entry-point loading, CLI subcommands."""
 
 from __future__ import annotations
 
@@ -90,6 +90,82 @@ def test_misspelled_hook_argument_is_rejected():
 
     with pytest.raises(pluggy.PluginValidationError):
         get_plugin_manager().register(Misspelled())
+
+
+class HelloCommand:
+    """A plugin defined in the tests: adds ``probecore hello`` (and is no backend)."""
+
+    @hookimpl
+    def probecore_add_commands(self, subparsers):
+        parser = subparsers.add_parser("hello", help="say hello", description="Say hello.")
+        parser.add_argument("--name", default="world", help="whom to greet")
+        parser.add_argument("--fail", action="store_true", help="raise a ValueError")
+        parser.set_defaults(func=self.run)
+
+    @staticmethod
+    def run(args):
+        if args.fail:
+            raise ValueError(f"cannot greet {args.name!r}\nsecond line")
+        print(f"hello {args.name}")
+        return 3 if args.name == "three" else 0
+
+
+@pytest.fixture
+def hello():
+    pm = get_plugin_manager()
+    plugin = HelloCommand()
+    pm.register(plugin, name="hello")
+    yield plugin
+    pm.unregister(plugin)
+
+
+def test_hook_probecore_add_commands(hello, capsys):
+    from probecore.cli import main
+
+    assert main(["hello", "--name", "you"]) == 0
+    assert capsys.readouterr().out == "hello you\n"
+    assert main(["hello", "--name", "three"]) == 3  # func's return value is the exit status
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "say hello" in capsys.readouterr().out
+    # errors of a plugin's command: one line, exit status 2, as for the built-in ones
+    assert main(["hello", "--fail"]) == 2
+    assert capsys.readouterr().err == "probecore hello: error: cannot greet 'world'\n"
+    # a command-only plugin is not a backend
+    assert "hello" not in pc.backend_names()
+
+
+def test_plugin_commands_are_gone_once_unregistered(hello, capsys):
+    get_plugin_manager().unregister(hello)
+    try:
+        with pytest.raises(SystemExit):
+            from probecore.cli import main
+
+            main(["hello"])
+        assert "invalid choice: 'hello'" in capsys.readouterr().err
+    finally:
+        get_plugin_manager().register(hello, name="hello")
+
+
+def test_a_command_name_that_is_taken_is_refused(hello):
+    import argparse
+
+    from probecore.cli import main
+
+    class Clash:
+        @hookimpl
+        def probecore_add_commands(self, subparsers):
+            subparsers.add_parser("hello")
+
+    pm = get_plugin_manager()
+    clash = Clash()
+    pm.register(clash)
+    try:
+        with pytest.raises(argparse.ArgumentError, match="conflicting subparser"):
+            main(["hello"])
+    finally:
+        pm.unregister(clash)
 
 
 def _fake_distribution(tmp_path):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from probecore_study.study import _nonconvex_share, _stored
 
 import probecore as pc
-from probecore._study import _nonconvex_share, _stored
 from probecore.analytic import Quadratic
 
 

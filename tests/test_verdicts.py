@@ -1,4 +1,4 @@
-"""The rules that turn the study's measurements into verdicts (probecore._verdicts)."""
+"""The rules that turn the study's measurements into verdicts (probecore_study.verdicts)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from probecore_study import verdicts as V
 from scipy import stats
-
-from probecore import _verdicts as V
 
 
 def test_interval_matches_scipy_t_interval():

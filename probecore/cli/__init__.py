@@ -1,10 +1,12 @@
 """The ``probecore`` command.
 
-``probecore study`` is the main job (:mod:`probecore._study`): it trains small networks
-on scikit-learn's digits and tests the seed paper's hypotheses on them, writing a report
-with figures and verdicts. ``probecore eigenvalues|trace|density|plane|rays|connect|
-sharpness|dimension module:function`` run one probe on a user's own model
-(:mod:`probecore.cli._probes`).
+``probecore eigenvalues|trace|density|plane|rays|connect|sharpness|dimension
+module:function`` run one probe on a user's own model (:mod:`probecore.cli._probes`).
+Every other subcommand comes from a plugin: after adding the probes, :func:`main` calls
+the hook ``probecore_add_commands`` of every plugin in the entry-point group ``probecore``
+(:mod:`probecore.hookspecs`). The main job, ``probecore study``, is such a plugin: the
+distribution ``probecore-study`` (``backends/study`` in the repository), which trains
+PyTorch networks — the core itself never imports a framework.
 """
 
 from __future__ import annotations
@@ -15,16 +17,22 @@ from collections.abc import Sequence
 
 __all__ = ["main"]
 
+# Subcommands that first-party plugins add, and how to install each: `probecore study`
+# without its plugin names the fix instead of argparse's "invalid choice".
+PLUGIN_COMMANDS = {
+    "study": (
+        "probecore-study",
+        "pip install probecore-study, or from a probecore checkout: python3 -m pip install "
+        "./backends/study ./backends/torch torch==2.13.0",
+    ),
+}
 
-def _study(args: argparse.Namespace) -> int:
-    from probecore._study import run_study
 
-    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
-    run_study(args.out, quick=args.quick, stages=stages, seed=args.seed, quiet=args.quiet)
-    return 0
+def _parser() -> tuple[argparse.ArgumentParser, list[str]]:
+    """The command's parser, and the first-party plugin commands that are not installed."""
+    from probecore.cli._probes import add_probe_parsers
+    from probecore.plugins import get_plugin_manager
 
-
-def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="probecore",
         description="Measure the geometry of neural-network loss landscapes.",
@@ -33,46 +41,30 @@ def _parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"probecore {__import__('probecore').__version__}"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    study = sub.add_parser(
-        "study",
-        help="test the seed paper's hypotheses on scikit-learn digits and write a report",
-        description="Train small PyTorch networks on scikit-learn digits (fixed seeds) and "
-        "test the seed paper's hypotheses on them: small against large batch (λmax, trace, "
-        "spectral density, ε-sharpness, accuracy), plain against residual networks (λmax at "
-        "initialization and at the end, 2D surfaces, ray curvature, effective dimension, "
-        "epochs to a target loss), and mode connectivity between seeds (straight against "
-        "Bezier barrier). Stage 'spectrum' first checks the estimators against the exact "
-        "Hessian of logistic regression. Writes report.md with figures and verdicts, "
-        "results.json and raw results (.npz and Zarr).",
-    )
-    study.add_argument(
-        "--out", default="probecore-study", help="output folder (default: %(default)s)"
-    )
-    study.add_argument(
-        "--quick",
-        action="store_true",
-        help="every stage on reduced settings (2 seeds, small grids; about a minute): for CI",
-    )
-    study.add_argument(
-        "--stages",
-        default="spectrum,batch,architecture,connectivity",
-        help="comma-separated stages to run (default: %(default)s); 'spectrum' alone needs "
-        "no PyTorch",
-    )
-    study.add_argument(
-        "--seed", type=int, default=0, help="base seed, added to every seed (default: %(default)s)"
-    )
-    study.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    study.set_defaults(func=_study)
-    from probecore.cli._probes import add_probe_parsers
-
     add_probe_parsers(sub)
-    return parser
+    get_plugin_manager().hook.probecore_add_commands(subparsers=sub)
+    missing = [name for name in PLUGIN_COMMANDS if name not in sub.choices]
+    if missing:
+        parser.epilog = "Subcommands not installed: " + "; ".join(
+            f"{name} (pip install {PLUGIN_COMMANDS[name][0]})" for name in missing
+        )
+    return parser, missing
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``probecore`` command; returns the exit status."""
-    parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, missing = _parser()
+    # The top-level options take no value, so the first word that is not one is the command.
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command in missing:
+        dist, install = PLUGIN_COMMANDS[command]
+        print(
+            f"probecore {command}: error: `probecore {command}` comes from the plugin "
+            f"{dist}, which is not installed: {install}",
+            file=sys.stderr,
+        )
+        return 2
     args = parser.parse_args(argv)
     from probecore._contract.errors import ConvergenceError
     from probecore.cli._probes import CLIError

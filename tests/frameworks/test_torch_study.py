@@ -114,7 +114,7 @@ def test_study_refuses_an_unknown_stage(tmp_path):
 
 def test_train_sgd_stops_at_the_target_on_one_thread():
     import torch
-    from probecore_torch import study as kit
+    from probecore_study import kit
 
     data = kit.digits()
     assert (len(data.y_train), len(data.y_test)) == (1347, 450)
@@ -145,7 +145,7 @@ def test_train_sgd_stops_at_the_target_on_one_thread():
 
 def test_plain_and_residual_networks_start_from_the_same_weights():
     import torch
-    from probecore_torch import study as kit
+    from probecore_study import kit
 
     plain, res = kit.deep_net("plain", seed=3), kit.deep_net("residual", seed=3)
     a, b = plain.state_dict(), res.state_dict()

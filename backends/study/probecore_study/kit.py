@@ -261,7 +261,7 @@ def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
 
 def objectives(model: nn.Module, data: Digits) -> tuple:
     """The float64 cross-entropy Objectives of ``model`` on the training and the test split."""
-    from probecore_torch._objective import TorchObjective
+    from probecore_torch import TorchObjective
 
     kw = {"dtype": torch.float64}
     return (

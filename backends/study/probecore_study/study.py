@@ -13,12 +13,12 @@ Four stages, each a function that measures and returns its report section:
 4. **connectivity** — pairs of small-batch models from different seeds: the straight
    path against a fitted quadratic Bezier curve, loss and test accuracy along both.
 
-Then every hypothesis is judged (:mod:`probecore._verdicts`) and ``report.md`` is written
+Then every hypothesis is judged (:mod:`probecore_study.verdicts`) and ``report.md`` is written
 with its figures, ``results.json`` with every number in the tables, and the raw results:
 probecore result files (``.npz``), the landscape runs and per-model arrays as Zarr groups.
 
-The PyTorch side (data, models, training loop) lives in :mod:`probecore_torch.study`; the
-core reaches it only when a stage that trains a network runs.
+The PyTorch side (data, models, training loop) lives in :mod:`probecore_study.kit`,
+imported only when a stage that trains a network runs: the spectrum stage needs no torch.
 """
 
 from __future__ import annotations
@@ -33,8 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from probecore import _verdicts as V
-from probecore.plot import _plt
+from probecore_study import verdicts as V
 
 STAGES = ("spectrum", "batch", "architecture", "connectivity")
 KINDS = ("plain", "residual", "residual-norm")
@@ -113,12 +112,20 @@ class _Progress:
             )
 
 
+def _plt() -> Any:
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _kit() -> Any:
     # torch's OpenMP threads spin while numpy works between torch calls; on a small or
     # shared machine that made the landscape probes 10× slower. Set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
-        from probecore_torch import study as kit
+        import probecore_torch  # noqa: F401  (the kit needs the backend, not just torch)
+
+        from probecore_study import kit
     except ImportError as exc:
         raise ImportError(
             "the batch, architecture and connectivity stages train PyTorch models and need "
@@ -142,9 +149,9 @@ class _Raw:
     """Per-model arrays and scalars in one Zarr group (``raw/study.zarr``)."""
 
     def __init__(self, path: str) -> None:
-        from probecore._probes.store import _zarr
+        import zarr
 
-        self.group = _zarr().open_group(path, mode="w")
+        self.group = zarr.open_group(path, mode="w")
 
     def put(self, name: str, arrays: dict[str, Any], scalars: dict[str, Any]) -> None:
         sub = self.group.require_group(name)
