@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from probecore_study.study import _nonconvex_share, _stored
+from probecore_study.context import stored
+from probecore_study.stages.architecture import nonconvex_share
 
 import probecore as pc
 from probecore.analytic import Quadratic
@@ -21,7 +22,7 @@ def test_nonconvex_share_on_quadratics(spectrum, share):
     r = pc.plane(
         q, np.eye(2), x=np.zeros(2), alphas=np.linspace(-1, 1, 9), betas=np.linspace(-1, 1, 7)
     )
-    assert _nonconvex_share(r) == share
+    assert nonconvex_share(r) == share
 
 
 def test_stored_runs_resume_and_stale_ones_are_replaced(tmp_path):
@@ -33,9 +34,9 @@ def test_stored_runs_resume_and_stale_ones_are_replaced(tmp_path):
             q, np.eye(2), x=np.zeros(2), alphas=grid, betas=grid, store=store
         )
 
-    first = _stored(path, probe(np.linspace(-1, 1, 5)))
-    again = _stored(path, probe(np.linspace(-1, 1, 5)))
+    first = stored(path, probe(np.linspace(-1, 1, 5)))
+    again = stored(path, probe(np.linspace(-1, 1, 5)))
     assert again.n_loss_evals == 0 and np.array_equal(again.losses, first.losses)  # resumed
-    other = _stored(path, probe(np.linspace(-2, 2, 3)))  # another run: recomputed
+    other = stored(path, probe(np.linspace(-2, 2, 3)))  # another run: recomputed
     assert other.losses.shape == (3, 3) and other.n_loss_evals == 9
     assert pc.load_run(path).losses.shape == (3, 3)

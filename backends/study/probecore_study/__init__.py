@@ -16,8 +16,12 @@ __version__ = "0.1.0.dev0"
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from probecore_study import study
+    if name == "run_study":
+        from probecore_study.driver import run_study
 
-        return getattr(study, name)
+        return run_study
+    if name in __all__:
+        from probecore_study import settings
+
+        return getattr(settings, name)
     raise AttributeError(f"module 'probecore_study' has no attribute {name!r}")

@@ -1,4 +1,8 @@
-"""The pluggy hook implementation that adds ``probecore study`` to the ``probecore`` command."""
+"""The pluggy hook implementation that adds ``probecore study`` to the ``probecore`` command.
+
+The ``probecore`` command loads this module on every call: it imports nothing heavy, and
+the study itself (:mod:`probecore_study.driver`) only when ``probecore study`` runs.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,11 @@ import argparse
 from typing import Any
 
 from probecore import hookimpl
-
-STAGES = "spectrum,batch,architecture,connectivity"
+from probecore_study.settings import STAGES
 
 
 def _run(args: argparse.Namespace) -> int:
-    from probecore_study.study import run_study
+    from probecore_study.driver import run_study
 
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     run_study(args.out, quick=args.quick, stages=stages, seed=args.seed, quiet=args.quiet)
@@ -43,7 +46,7 @@ def probecore_add_commands(subparsers: Any) -> None:
     )
     study.add_argument(
         "--stages",
-        default=STAGES,
+        default=",".join(STAGES),
         help="comma-separated stages to run (default: %(default)s); 'spectrum' alone needs "
         "no PyTorch",
     )
