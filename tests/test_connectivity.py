@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import textwrap
+from concurrent.futures import ProcessPoolExecutor
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -219,3 +223,172 @@ def test_curve_input_messages():
 
     with pytest.raises(TypeError, match=r"pass `probecore.objective\(model, loss_fn, data\)`"):
         pc.evaluate_path(Ring(), A, Module())
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+def _logreg():
+    """A small classifier with an accuracy metric, built without scikit-learn (fast to spawn)."""
+    from probecore.analytic import LogisticRegression
+
+    rng = np.random.default_rng(5)
+    features = rng.standard_normal((200, 8))
+    labels = np.argmax(features[:, :3], axis=1)
+    return LogisticRegression(features, labels, n_classes=3, l2=1e-2)
+
+
+def _bezier(f):
+    rng = np.random.default_rng(0)
+    bend = f.x0 + 0.5 * rng.standard_normal(f.dim)
+    return pc.Curve(kind="bezier", points=np.stack([f.x0, bend, f.x0 + rng.standard_normal(f.dim)]))
+
+
+def _assert_same_path(r, want):
+    np.testing.assert_array_equal(r.ts, want.ts)
+    np.testing.assert_array_equal(r.losses, want.losses)
+    np.testing.assert_array_equal(r.metric_values, want.metric_values)
+    assert (r.barrier, r.barrier_mean, r.t_max) == (want.barrier, want.barrier_mean, want.t_max)
+    assert r.metric_barriers == want.metric_barriers and r.metric_names == want.metric_names
+    assert r.kind == want.kind and r.complete
+
+
+def test_chunked_path_equals_unchunked():
+    f = _logreg()
+    curve = _bezier(f)
+    whole = pc.evaluate_path(f, curve, n_points=13)
+    chunked = pc.evaluate_path(f, curve, n_points=13, chunk_size=4)
+    _assert_same_path(chunked, whole)
+    assert chunked.n_loss_evals == chunked.n_metric_evals == 13
+    assert whole.metric_names == ("accuracy",) and whole.metadata["store"] is None
+
+
+def _make_logreg():
+    return _logreg()
+
+
+def test_path_on_a_process_pool_equals_serial():
+    f = _logreg()
+    curve = _bezier(f)
+    serial = pc.evaluate_path(f, curve, n_points=11, chunk_size=3)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as ex:
+        pooled = pc.evaluate_path(f, curve, n_points=11, chunk_size=3, executor=ex)
+        built = pc.evaluate_path(
+            f, curve, n_points=11, chunk_size=3, executor=ex, objective_factory=_make_logreg
+        )
+    _assert_same_path(pooled, serial)
+    _assert_same_path(built, serial)
+    assert pooled.n_loss_evals == 11
+    with pytest.raises(ValueError, match="pass an `executor` too"):
+        pc.evaluate_path(f, curve, objective_factory=_make_logreg)
+
+
+def test_stored_path_resumes_where_it_stopped_and_loads_back(tmp_path, monkeypatch):
+    f = _logreg()
+    curve = _bezier(f)
+    kw = dict(n_points=21, chunk_size=4)
+    fresh = pc.evaluate_path(f, curve, **kw)
+    calls = {"n": 0}
+    original = type(f).losses_in_span
+
+    def flaky(self, origin, basis, coeffs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt  # Ctrl-C during the fourth chunk
+        return original(self, origin, basis, coeffs)
+
+    monkeypatch.setattr(type(f), "losses_in_span", flaky)
+    path = tmp_path / "path.zarr"
+    with pytest.raises(KeyboardInterrupt):
+        pc.evaluate_path(f, curve, store=path, metadata={"pair": "a-b"}, **kw)
+    partial = pc.load_run(path)
+    assert type(partial) is pc.PathResult and partial.computed.sum() == 12
+    assert not partial.complete and np.isnan(partial.losses[~partial.computed]).all()
+    assert np.isnan(partial.metric("accuracy")[~partial.computed]).all()
+    np.testing.assert_array_equal(partial.losses[:12], fresh.losses[:12])
+    assert np.isnan(partial.barrier) and np.isnan(partial.metric_barriers["accuracy"])
+    monkeypatch.setattr(type(f), "losses_in_span", original)
+    resumed = pc.evaluate_path(f, curve, store=path, metadata={"pair": "a-b"}, **kw)
+    assert resumed.n_loss_evals == resumed.n_metric_evals == 21 - 12
+    _assert_same_path(resumed, fresh)
+    again = pc.evaluate_path(f, curve, store=path, metadata={"pair": "a-b"}, **kw)
+    assert again.n_loss_evals == again.n_metric_evals == 0
+    _assert_same_path(again, fresh)
+    back = pc.load_run(path)
+    _assert_same_path(back, fresh)
+    assert back.n_loss_evals == 0 and back.metadata["store"] == str(path)
+    assert back.metadata["user"] == {"pair": "a-b"} and back.metadata["curve"]["n_bends"] == 1
+    assert back.metadata["objective"]["dim"] == f.dim
+    # another curve, other ts or other metrics on the same store are refused
+    other = pc.Curve(kind="chain", points=curve.points)
+    with pytest.raises(ValueError, match="holds a different run"):
+        pc.evaluate_path(f, other, store=path, **kw)
+    with pytest.raises(ValueError, match="holds a different run"):
+        pc.evaluate_path(f, curve, store=path, n_points=5, chunk_size=4)
+    with pytest.raises(ValueError, match="holds a different run"):
+        pc.evaluate_path(f, curve, store=path, metrics=False, **kw)
+
+
+def test_stored_straight_path_loads_back_with_its_barriers(tmp_path):
+    r = pc.evaluate_path(Ring(), A, B, n_points=11, chunk_size=2, store=tmp_path / "r.zarr")
+    back = pc.load_run(tmp_path / "r.zarr")
+    _assert_same_path(back, r)
+    assert back.barrier == 1.0 and back.kind == "line" and back.metric_names == ()
+
+
+_KILL_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    import numpy as np
+    import probecore as pc
+    from probecore.analytic import Quadratic
+
+    store = sys.argv[1]
+    marker = os.path.join(os.path.dirname(store), "stalled-once")
+    stall = not os.path.exists(marker)  # only the first run stalls, after four chunks
+    open(marker, "a").close()
+
+    class Stalls(Quadratic):
+        calls = 0
+
+        def losses_in_span(self, origin, basis, coeffs):
+            Stalls.calls += 1
+            while stall and Stalls.calls > 4:
+                time.sleep(1)  # waits here until it is killed
+            return super().losses_in_span(origin, basis, coeffs)
+
+    q = Stalls.from_spectrum(np.linspace(1.0, 3.0, 30), rng=0, linear=True)
+    b = q.x0 + np.random.default_rng(1).standard_normal(q.dim)
+    bend = 0.5 * (q.x0 + b) + np.random.default_rng(2).standard_normal(q.dim)
+    curve = pc.Curve(kind="bezier", points=np.stack([q.x0, bend, b]))
+    r = pc.evaluate_path(q, curve, n_points=61, chunk_size=5, store=store, progress=False)
+    print(r.n_loss_evals)
+    """
+)
+
+
+def test_sigkill_mid_path_then_restart_evaluates_only_the_missing_points(tmp_path, kill_and_resume):
+    script = tmp_path / "run.py"
+    script.write_text(_KILL_SCRIPT)
+    saved, evaluated, path, fresh = kill_and_resume(script, tmp_path, total=61, at_least=20)
+    assert saved == 20 and evaluated == 61 - 20  # none of the saved points recomputed
+    resumed, again = pc.load_run(path), pc.load_run(fresh)
+    assert resumed.complete
+    _assert_same_path(resumed, again)
+
+
+def test_path_progress_bar(capfd):
+    quiet = pc.evaluate_path(Ring(), A, B, n_points=9, chunk_size=2, progress=False)
+    assert "path" not in capfd.readouterr().err
+    shown = pc.evaluate_path(Ring(), A, B, n_points=9, chunk_size=2, progress=True)
+    assert "path" in capfd.readouterr().err
+    _assert_same_path(shown, quiet)
+    with pytest.raises(TypeError, match="`progress`"):
+        pc.evaluate_path(Ring(), A, B, progress="yes")
+
+
+def test_path_results_saved_before_paths_were_stored_load_as_complete():
+    r = pc.PathResult(
+        ts=np.array([0.0, 1.0]), losses=np.zeros(2), barrier=0.0, barrier_mean=0.0, t_max=0.0
+    )
+    assert r.computed.tolist() == [True, True] and r.complete

@@ -326,6 +326,30 @@ def test_sigkill_mid_run_then_restart_gives_bitwise_identical_values(tmp_path, k
     np.testing.assert_array_equal(pc.load_run(path).losses, pc.load_run(fresh).losses)
 
 
+def test_the_probes_evaluate_a_point_plan_through_one_engine(tmp_path):
+    from probecore._probes.engine import PointPlan, evaluate_plan
+
+    q = _quadratic()
+    d = pc.random_directions(q, k=1, rng=0)
+    t = np.linspace(-1, 1, 9)
+    r = pc.line(q, d, coords=t, chunk_size=4)
+    plan = PointPlan(kind="line", origin=q.x0, basis=d.vectors, coeffs=t[:, None])
+    out = evaluate_plan(q, plan, chunk_size=4)
+    np.testing.assert_array_equal(out.losses, r.losses)
+    assert out.n_evaluated == r.n_loss_evals == 9 and out.computed.all()
+    np.testing.assert_array_equal(plan.points(2, 3)[0], q.x0 + t[2] * d.vectors[0])
+    with pytest.raises(ValueError, match="coeffs must have shape"):
+        PointPlan(kind="line", origin=q.x0, basis=d.vectors, coeffs=np.zeros((3, 2)))
+    # a kind nobody reads back is stored, but load_run says so instead of guessing
+    evaluate_plan(
+        q,
+        PointPlan(kind="mystery", origin=q.x0, basis=d.vectors, coeffs=t[:, None]),
+        store=tmp_path / "m.zarr",
+    )
+    with pytest.raises(ValueError, match="holds a 'mystery' run"):
+        pc.load_run(tmp_path / "m.zarr")
+
+
 # --------------------------------------------------------------------------- executors
 
 

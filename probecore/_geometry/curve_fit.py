@@ -238,6 +238,7 @@ def fit_curve(
 
     Examples
     --------
+    >>> from probecore import evaluate_path
     >>> from probecore.analytic import Ring
     >>> a, b = np.array([1.0, 0.0]), np.array([-1.0, 0.0])
     >>> fit = fit_curve(Ring(), a, b, epochs=100, init=[[0.0, 0.1]], rng=0)

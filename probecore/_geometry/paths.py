@@ -1,8 +1,15 @@
-"""Loss, metrics and barriers along a path between two minima (mode connectivity)."""
+"""Loss, metrics and barriers along a path between two minima (mode connectivity).
+
+The points of a path are evaluated by the probe engine (:func:`evaluate_plan`): in
+chunks, on an executor if given, into a resumable store if given, with a progress bar.
+"""
 
 from __future__ import annotations
 
+import os
 import warnings
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -10,19 +17,19 @@ import numpy as np
 
 from probecore._contract.objective import require_objective
 from probecore._contract.results import ResultBase, register
-from probecore._contract.validation import (
-    check_int,
-)
+from probecore._contract.validation import check_int
 from probecore._geometry.curve_fit import CurveFit
 from probecore._geometry.curves import Curve, check_endpoint, linear_curve
-from probecore._probes.engine import metric_names
-from probecore._probes.results import WithMetrics
+from probecore._probes.engine import PointPlan, check_executor, evaluate_plan, metric_names
+from probecore._probes.results import GridBase
+from probecore._probes.runs import StoredRun, register_reader
 
 __all__ = ["PathResult", "evaluate_path"]
 
+
 @register
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
-class PathResult(WithMetrics):
+class PathResult(GridBase):
     """Loss and metrics along a curve, with its barrier heights.
 
     Attributes
@@ -30,7 +37,10 @@ class PathResult(WithMetrics):
     ts : numpy.ndarray
         The ``t`` values (increasing, ``0`` and ``1`` included).
     losses : numpy.ndarray
-        ``L(φ(t))`` at each ``t``.
+        ``L(φ(t))`` at each ``t`` (NaN where not computed).
+    computed : numpy.ndarray
+        Mask of the points computed: all True, except for an interrupted stored run read
+        back with :func:`probecore.load_run`, whose barriers are then NaN.
     barrier : float
         ``max_t L(φ(t)) − max(L(start), L(end))`` (Garipov et al.'s definition).
     barrier_mean : float
@@ -46,9 +56,10 @@ class PathResult(WithMetrics):
     kind : str
         The curve's kind.
     n_loss_evals, n_metric_evals : int
+        Evaluations spent by this call (0 for points read back from a store).
     """
 
-    _array_fields: ClassVar[tuple[str, ...]] = ("ts", "losses", "metric_values")
+    _array_fields: ClassVar[tuple[str, ...]] = ("ts", "losses", "computed", "metric_values")
 
     ts: np.ndarray
     losses: np.ndarray
@@ -61,17 +72,72 @@ class PathResult(WithMetrics):
     kind: str = "line"
     n_loss_evals: int = 0
     n_metric_evals: int = 0
+    computed: np.ndarray | None = None
     metadata: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metric_names", tuple(self.metric_names))
+        if self.computed is None:  # results saved before paths could be stored
+            object.__setattr__(self, "computed", np.ones(np.shape(self.ts), dtype=bool))
         ResultBase.__post_init__(self)
 
 
-# --------------------------------------------------------------------------- checks
+def _path_result(
+    ts: np.ndarray,
+    losses: np.ndarray,
+    computed: np.ndarray,
+    names: tuple,
+    values: np.ndarray,
+    **fields: Any,
+) -> PathResult:
+    """A PathResult with its barriers: NaN unless every point was computed."""
+    if not np.all(computed):
+        nan = float("nan")
+        return PathResult(
+            ts=ts,
+            losses=losses,
+            computed=computed,
+            barrier=nan,
+            barrier_mean=nan,
+            t_max=nan,
+            metric_names=names,
+            metric_values=values,
+            metric_barriers={name: nan for name in names},
+            **fields,
+        )
+    ends = losses[[0, -1]]
+    # a non-finite loss on the path (overflow far from the minima) is an infinite barrier
+    ranked = np.where(np.isfinite(losses), losses, np.inf)
+    peak = float(ranked.max())
+    barriers = {
+        name: float(np.min(values[i, [0, -1]]) - np.min(values[i])) for i, name in enumerate(names)
+    }
+    return PathResult(
+        ts=ts,
+        losses=losses,
+        computed=computed,
+        barrier=float(peak - np.max(ends)),
+        barrier_mean=float(peak - np.mean(ends)),
+        t_max=float(ts[int(np.argmax(ranked))]),
+        metric_names=names,
+        metric_values=values,
+        metric_barriers=barriers,
+        **fields,
+    )
 
 
-
+@register_reader("path")
+def _path_from_store(run: StoredRun) -> PathResult:
+    """A stored path run as a PathResult (barriers recomputed from the stored values)."""
+    return _path_result(
+        run.array("ts"),
+        run.values["loss"],
+        run.computed,
+        run.metric_names,
+        run.metric_values(),
+        kind=run.identity["curve"],
+        metadata=run.metadata,
+    )
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -109,6 +175,12 @@ def evaluate_path(
     ts: Any = None,
     n_points: int = 31,
     metrics: Any = True,
+    chunk_size: int | None = None,
+    executor: Executor | None = None,
+    objective_factory: Callable[[], Any] | None = None,
+    store: str | os.PathLike | None = None,
+    progress: bool | None = None,
+    metadata: dict | None = None,
 ) -> PathResult:
     """Loss and metrics along a curve (or the straight segment between two points).
 
@@ -130,11 +202,29 @@ def evaluate_path(
         Number of points when ``ts`` is not given (at least 2).
     metrics : bool, str or sequence of str
         Which of ``objective.metrics`` to record (True: all, False: none).
+    chunk_size : int, optional
+        Points per unit of work (default ``objective.chunk_size``, else 64): one
+        ``losses_in_span`` call each, memory ``O(chunk_size · dim)``.
+    executor : concurrent.futures.Executor, optional
+        Runs the chunks (a process pool, or ``dask.distributed.Client.get_executor()``);
+        the objective is pickled to the workers, unless ``objective_factory`` is given.
+    objective_factory : callable, optional
+        With an executor: a picklable zero-argument callable that builds the objective;
+        each worker calls it once and reuses the result.
+    store : path, optional
+        Zarr directory where each chunk is written as it finishes; rerunning with the same
+        arguments and path resumes, computing only the missing chunks.
+        :func:`probecore.load_run` reads it back as a PathResult.
+    progress : bool, optional
+        Progress bar on stderr (default: only when stderr is a terminal).
+    metadata : dict, optional
+        Recorded with the result (and in the store) under ``"user"``.
 
     Returns
     -------
     PathResult
-        Losses, metrics, barrier heights and the number of evaluations.
+        Losses, metrics, barrier heights and the number of evaluations this call spent
+        (points read back from ``store`` cost none).
 
     Examples
     --------
@@ -159,7 +249,9 @@ def evaluate_path(
     else:
         if end is None:
             raise TypeError("`end` is required when `path` is a point and not a Curve.")
-        curve = linear_curve(check_endpoint("path", path, objective), check_endpoint("end", end, objective))
+        curve = linear_curve(
+            check_endpoint("path", path, objective), check_endpoint("end", end, objective)
+        )
     if ts is None:
         ts = np.linspace(0.0, 1.0, check_int("n_points", n_points, lo=2))
     ts = np.asarray(ts, dtype=np.float64)
@@ -168,39 +260,42 @@ def evaluate_path(
     if ts.min() < 0.0 or ts.max() > 1.0:
         raise ValueError(f"`ts` must lie in [0, 1]; got values from {ts.min()} to {ts.max()}.")
     ts = np.unique(np.concatenate([[0.0, 1.0], ts]))
+    check_executor(executor, objective_factory)
     dtype = np.dtype(objective.dtype)
     P = curve.points.astype(dtype)
-    C = curve.coefficients(ts)
-    # the coefficients sum to one, so φ(t) = P_0 + Σ_{k≥1} c_k(t)·(P_k − P_0)
-    losses = np.asarray(
-        objective.losses_in_span(P[0], (P[1:] - P[0]).astype(dtype), C[:, 1:]), dtype=np.float64
-    )
     names = metric_names(objective, metrics, P[0])
-    values = np.full((len(names), ts.size), np.nan)
-    if names:
-        P64 = curve.points.astype(np.float64)
-        for j, c in enumerate(C):
-            m = objective.metrics((c @ P64).astype(dtype))
-            for i, name in enumerate(names):
-                values[i, j] = m.get(name, np.nan)
-    ends = losses[[0, -1]]
-    _check_endpoint_losses(own, [path, end], ends, dtype)
-    # a non-finite loss on the path (overflow far from the minima) is an infinite barrier
-    ranked = np.where(np.isfinite(losses), losses, np.inf)
-    peak = float(ranked.max())
-    barriers = {
-        name: float(np.min(values[i, [0, -1]]) - np.min(values[i])) for i, name in enumerate(names)
-    }
-    return PathResult(
-        ts=ts,
-        losses=losses,
-        barrier=float(peak - np.max(ends)),
-        barrier_mean=float(peak - np.mean(ends)),
-        t_max=float(ts[int(np.argmax(ranked))]),
+    # the coefficients sum to one, so φ(t) = P_0 + Σ_{k≥1} c_k(t)·(P_k − P_0)
+    plan = PointPlan(
+        kind="path",
+        origin=P[0],
+        basis=P[1:] - P[0],
+        coeffs=curve.coefficients(ts)[:, 1:],
+        fixed={"ts": ts},
+        identity={"curve": curve.kind, "metrics": list(names)},
+    )
+    out = evaluate_plan(
+        objective,
+        plan,
         metric_names=names,
-        metric_values=values,
-        metric_barriers=barriers,
+        chunk_size=chunk_size,
+        executor=executor,
+        objective_factory=objective_factory,
+        store=store,
+        progress=progress,
+        metadata={
+            "curve": {"kind": curve.kind, "n_bends": int(curve.points.shape[0] - 2)},
+            "user": dict(metadata or {}),
+        },
+    )
+    _check_endpoint_losses(own, [path, end], out.losses[[0, -1]], dtype)
+    return _path_result(
+        ts,
+        out.losses,
+        out.computed,
+        names,
+        out.metric_values(),
         kind=curve.kind,
-        n_loss_evals=int(ts.size),
-        n_metric_evals=int(ts.size) if names else 0,
+        n_loss_evals=out.n_evaluated,
+        n_metric_evals=out.n_metric_evals,
+        metadata=out.metadata,
     )

@@ -1,12 +1,19 @@
 """The probe engine: a plan of points, evaluated in chunks, through an executor, into a store.
 
-Every probe (lines, planes, rays, paths) hands the engine an origin, a basis and the
-coefficients of its points. The engine cuts them into chunks of ``chunk_size`` points,
-evaluates each chunk through :meth:`Objective.losses_in_span` (memory
-``O(chunk_size · dim)`` however large the plan), serially or on any
-:class:`concurrent.futures.Executor` (the objective pickled, or built once per worker by
-a factory), writes each finished chunk to a :class:`~probecore._probes.store.RunStore`
-when asked, skips chunks a store already holds, and shows a progress bar.
+Every probe that evaluates fixed points (lines, planes, paths) describes them as a
+:class:`PointPlan`, the points ``origin + coeffs[i] @ basis``, and hands it to
+:func:`evaluate_plan`. The engine
+
+1. cuts the plan into chunks of ``chunk_size`` points (:func:`chunking`);
+2. opens the run's store, if any, and reads back the chunks it holds (:class:`RunState`);
+3. evaluates the missing chunks (:func:`span_chunk`: one
+   :meth:`Objective.losses_in_span` call, so memory ``O(chunk_size · dim)`` however large
+   the plan), serially or on any :class:`concurrent.futures.Executor`, the objective
+   pickled or built once per worker by a factory (:func:`run_chunks`);
+4. writes each finished chunk to the store as it arrives and advances a progress bar.
+
+Rays draw their directions inside each chunk, so they bring their own chunk task but go
+through the same :class:`RunState` and :func:`run_chunks`.
 """
 
 from __future__ import annotations
@@ -17,8 +24,9 @@ import os
 import platform
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,24 +37,144 @@ from probecore._probes.store import RunStore
 from probecore._version import __version__
 
 __all__ = [
+    "IN_FLIGHT",
     "Factory",
+    "PlanValues",
+    "PointPlan",
+    "RunState",
     "check_executor",
     "check_point",
     "chunking",
+    "evaluate_plan",
     "metric_names",
     "objective_record",
     "progress_bar",
     "resolve",
     "run_chunks",
-    "span_probe",
+    "span_chunk",
     "task_spec",
 ]
+
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True, eq=False)
+class PointPlan:
+    """The points a probe evaluates: ``origin + coeffs[i] @ basis`` for each row ``i``.
+
+    Attributes
+    ----------
+    kind : str
+        What the points are (``"line"``, ``"plane"``, ``"path"``): the store's kind and
+        the progress bar's label.
+    origin : numpy.ndarray
+        ``(dim,)``, in the objective's dtype.
+    basis : numpy.ndarray
+        ``(k, dim)``, same dtype as ``origin``.
+    coeffs : numpy.ndarray
+        ``(n_points, k)`` float64 coordinates of the points in ``basis``.
+    fixed : mapping of str to numpy.ndarray
+        Arrays stored with the run (the grid, the path's ``ts``); with ``origin``,
+        ``basis`` and ``coeffs`` they must be bitwise equal for a store to resume.
+    identity : mapping
+        JSON-serialisable settings that must also match to resume (directions' recipe,
+        curve kind, metric names).
+
+    Examples
+    --------
+    >>> plan = PointPlan(kind="line", origin=np.zeros(3), basis=np.eye(3)[:1],
+    ...                  coeffs=np.array([[-1.0], [0.0], [1.0]]))
+    >>> plan.n_points, plan.points(2, 3).tolist()
+    (3, [[1.0, 0.0, 0.0]])
+    """
+
+    kind: str
+    origin: np.ndarray
+    basis: np.ndarray
+    coeffs: np.ndarray
+    fixed: Mapping[str, np.ndarray] = field(default_factory=dict)
+    identity: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        origin, basis = np.asarray(self.origin), np.asarray(self.basis)
+        coeffs = np.asarray(self.coeffs, dtype=np.float64)
+        if origin.ndim != 1 or basis.ndim != 2 or basis.shape[1] != origin.size:
+            raise ValueError(
+                f"a plan needs origin (dim,) and basis (k, dim); got {origin.shape} and "
+                f"{basis.shape}."
+            )
+        if coeffs.ndim != 2 or coeffs.shape[1] != basis.shape[0]:
+            raise ValueError(
+                f"a plan's coeffs must have shape (n_points, {basis.shape[0]}); got {coeffs.shape}."
+            )
+        object.__setattr__(self, "origin", origin)
+        object.__setattr__(self, "basis", basis)
+        object.__setattr__(self, "coeffs", coeffs)
+
+    @property
+    def n_points(self) -> int:
+        """Number of points."""
+        return int(self.coeffs.shape[0])
+
+    def points(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Points ``start:stop`` as rows, in the origin's dtype (materialised: small plans)."""
+        c = self.coeffs[start:stop]
+        return self.origin + (c @ self.basis).astype(self.origin.dtype, copy=False)
+
+
+@dataclass(frozen=True, eq=False)
+class PlanValues:
+    """What :func:`evaluate_plan` returns: the values at every point of a plan.
+
+    Attributes
+    ----------
+    values : dict of str to numpy.ndarray
+        ``"loss"`` and each metric, float64 of shape ``(n_points,)``; NaN where not
+        computed.
+    computed : numpy.ndarray
+        Mask of the points computed (by this call or read from the store).
+    metric_names : tuple of str
+        The metrics recorded besides the loss.
+    n_evaluated : int
+        Points evaluated by this call (0 for points read from a store).
+    metadata : dict
+        The objective's record, the caller's metadata and the store's path.
+    """
+
+    values: dict[str, np.ndarray]
+    computed: np.ndarray
+    metric_names: tuple[str, ...]
+    n_evaluated: int
+    metadata: dict
+
+    @property
+    def losses(self) -> np.ndarray:
+        """The loss at each point."""
+        return self.values["loss"]
+
+    @property
+    def n_metric_evals(self) -> int:
+        """Metric evaluations spent by this call (one per evaluated point, if any metrics)."""
+        return self.n_evaluated if self.metric_names else 0
+
+    def metric_values(self, shape: Sequence[int] | None = None) -> np.ndarray:
+        """Metric values as ``(n_metrics, *shape)``, ``shape`` default ``(n_points,)``."""
+        shape = tuple(shape) if shape is not None else self.computed.shape
+        rows = [self.values[m].reshape(shape) for m in self.metric_names]
+        return np.array(rows).reshape(len(self.metric_names), *shape)
+
 
 # --------------------------------------------------------------------------- execution
 
 
 class Factory:
-    """A picklable recipe that workers call once to build their own objective."""
+    """A picklable recipe that workers call once to build their own objective.
+
+    Parameters
+    ----------
+    fn : callable
+        Zero-argument function that returns the objective.
+    """
 
     def __init__(self, fn: Callable[[], Any]) -> None:
         self.fn = fn
@@ -58,6 +186,7 @@ IN_FLIGHT = 16  # chunks submitted to an executor at any one time
 
 
 def resolve(spec: Any) -> Any:
+    """The objective a task runs on: ``spec``, or a Factory's build (once per worker and run)."""
     if isinstance(spec, Factory):
         obj = WORKER_OBJECTIVES.get(spec.token)
         if obj is None:
@@ -70,7 +199,22 @@ def resolve(spec: Any) -> Any:
 def span_chunk(
     spec: Any, origin: np.ndarray, basis: np.ndarray, coeffs: np.ndarray, metric_names: tuple
 ) -> dict[str, np.ndarray]:
-    """Losses (and metrics) at ``origin + coeffs @ basis``: one unit of work."""
+    """Losses (and metrics) at ``origin + coeffs @ basis``: one unit of work.
+
+    Parameters
+    ----------
+    spec : Objective or Factory
+        The objective, or the recipe a worker builds it from (:func:`resolve`).
+    origin, basis, coeffs : numpy.ndarray
+        The chunk's points, as in :class:`PointPlan`.
+    metric_names : tuple of str
+        Metrics to record at each point (one ``objective.metrics`` call per point).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``"loss"`` and each metric, float64 (NaN for a metric the objective did not report).
+    """
     obj = resolve(spec)
     out = {"loss": np.asarray(obj.losses_in_span(origin, basis, coeffs), dtype=np.float64)}
     if metric_names:
@@ -84,8 +228,91 @@ def span_chunk(
     return out
 
 
+@dataclass(eq=False)
+class RunState:
+    """A run's values so far: the value arrays, the done mask and the store they go to.
+
+    Attributes
+    ----------
+    values : dict of str to numpy.ndarray
+        One float64 array per field, NaN where not done.
+    done : numpy.ndarray
+        Mask of the points done.
+    store : RunStore or None
+        Where each finished chunk is written.
+    """
+
+    values: dict[str, np.ndarray]
+    done: np.ndarray
+    store: RunStore | None = None
+
+    @classmethod
+    def start(
+        cls,
+        store: str | os.PathLike | None,
+        *,
+        kind: str,
+        n_points: int,
+        chunk_size: int,
+        fields: Sequence[str],
+        fixed: Mapping[str, np.ndarray],
+        identity: dict,
+        metadata: dict,
+    ) -> RunState:
+        """Empty values, or what the store at ``store`` holds of the same run.
+
+        Parameters
+        ----------
+        store : path or None
+            The run's Zarr directory (created if missing); None keeps nothing on disk.
+        kind, n_points, chunk_size, fields, fixed, identity, metadata
+            As for :class:`~probecore._probes.store.RunStore`.
+
+        Returns
+        -------
+        RunState
+        """
+        values = {name: np.full(n_points, np.nan) for name in fields}
+        done = np.zeros(n_points, dtype=bool)
+        if store is None:
+            return cls(values, done)
+        rs = RunStore(
+            store,
+            kind=kind,
+            n_points=n_points,
+            chunk_size=chunk_size,
+            fields=list(fields),
+            fixed=fixed,
+            identity=identity,
+            metadata=metadata,
+        )
+        done[:] = rs.done()
+        for name in fields:
+            values[name][done] = rs.read(name)[done]
+        return cls(values, done, rs)
+
+    def record(self, start: int, stop: int, out: Mapping[str, np.ndarray]) -> None:
+        """Keep one finished chunk: values, then the store, then the done mask.
+
+        Parameters
+        ----------
+        start, stop : int
+            The chunk's points.
+        out : mapping of str to numpy.ndarray
+            The chunk task's values.
+        """
+        for name, arr in self.values.items():
+            arr[start:stop] = out[name]
+        if self.store is not None:
+            self.store.write(start, stop, out)
+        self.done[start:stop] = True
+
 
 def progress_bar(total: int, done: int, desc: str, progress: bool | None) -> Any:
+    """A tqdm bar over ``total`` chunks, ``done`` of them already done (read from a store).
+
+    ``progress``: True always shows it, False never, None only when stderr is a terminal.
+    """
     from tqdm.auto import tqdm
 
     # disable=None: tqdm turns itself off when stderr is not a terminal
@@ -98,29 +325,45 @@ def run_chunks(
     task: Callable[..., dict[str, np.ndarray]],
     args_of: Callable[[int, int, int], tuple],
     spec: Any,
-    fields: list[str],
-    values: dict[str, np.ndarray],
-    done: np.ndarray,
+    state: RunState,
     *,
-    store: RunStore | None,
     executor: Executor | None,
     progress: bool | None,
     desc: str,
 ) -> int:
     """Evaluate the chunks not yet done; record each as it finishes.
 
-    Returns the number of points (rays) evaluated. Points already done (read from a
-    store) are not evaluated again.
+    Parameters
+    ----------
+    chunks : list of (int, int)
+        ``(start, stop)`` of every chunk of the run (:func:`chunking`).
+    task : callable
+        ``task(spec, *args_of(i, start, stop))`` evaluates chunk ``i`` and returns its
+        values by field; it must be picklable (a module-level function) for an executor.
+    args_of : callable
+        The task's arguments for chunk ``i``, points ``start:stop``.
+    spec : Objective or Factory
+        From :func:`task_spec`.
+    state : RunState
+        Values so far; chunks whose points are all done are skipped.
+    executor : concurrent.futures.Executor or None
+        None: serial, here. Otherwise at most :data:`IN_FLIGHT` chunks are submitted at a
+        time, and each is recorded as it finishes (in any order).
+    progress : bool or None
+        As for :func:`progress_bar`.
+    desc : str
+        The progress bar's label.
+
+    Returns
+    -------
+    int
+        Number of points (rays) evaluated by this call.
     """
-    todo = [(i, s, e) for i, (s, e) in enumerate(chunks) if not np.all(done[s:e])]
+    todo = [(i, s, e) for i, (s, e) in enumerate(chunks) if not np.all(state.done[s:e])]
     bar = progress_bar(len(chunks), len(chunks) - len(todo), desc, progress)
 
     def record(s: int, e: int, out: dict[str, np.ndarray]) -> None:
-        for name in fields:
-            values[name][s:e] = out[name]
-        if store is not None:
-            store.write(s, e, out)
-        done[s:e] = True
+        state.record(s, e, out)
         bar.update(1)
 
     try:
@@ -167,7 +410,11 @@ def run_chunks(
     return sum(e - s for _, s, e in todo)
 
 
+# --------------------------------------------------------------------------- checks
+
+
 def check_executor(executor: Any, objective_factory: Any) -> Any:
+    """Check ``executor`` and ``objective_factory`` (a factory needs an executor)."""
     if executor is not None and not isinstance(executor, Executor):
         raise TypeError(
             "`executor` must be a concurrent.futures.Executor (a process pool, or "
@@ -186,12 +433,14 @@ def check_executor(executor: Any, objective_factory: Any) -> Any:
 
 
 def task_spec(objective: Any, executor: Any, objective_factory: Any) -> Any:
+    """What each task carries: the objective, or a :class:`Factory` when one is given."""
     if executor is not None and objective_factory is not None:
         return Factory(objective_factory)
     return objective
 
 
 def versions(objective: Any) -> dict[str, str]:
+    """Versions of probecore, numpy, Python, the objective's package and loaded frameworks."""
     out = {"probecore": __version__, "numpy": np.__version__, "python": platform.python_version()}
     root = type(objective).__module__.split(".")[0]
     for dist in {root.replace("_", "-"), root}:
@@ -205,6 +454,7 @@ def versions(objective: Any) -> dict[str, str]:
 
 
 def objective_record(objective: Any) -> dict[str, Any]:
+    """What a run records about its objective: type, dim, dtype, data size, versions."""
     return {
         "type": f"{type(objective).__module__}.{type(objective).__qualname__}",
         "dim": int(objective.dim),
@@ -215,6 +465,7 @@ def objective_record(objective: Any) -> dict[str, Any]:
 
 
 def chunking(n: int, chunk_size: int | None, objective: Any) -> tuple[int, list]:
+    """The chunk size (None: ``objective.chunk_size``, else 64) and each ``(start, stop)``."""
     if chunk_size is None:
         chunk_size = int(getattr(objective, "chunk_size", 64) or 64)
     chunk_size = check_int("chunk_size", chunk_size, lo=1)
@@ -222,6 +473,7 @@ def chunking(n: int, chunk_size: int | None, objective: Any) -> tuple[int, list]
 
 
 def check_point(objective: Any, x: Any) -> np.ndarray:
+    """A probe's origin, ``(dim,)`` in the objective's dtype: ``x`` checked, or ``objective.x0``."""
     require_objective(objective, "losses_in_span")
     if x is None:
         x = getattr(objective, "x0", None)
@@ -231,6 +483,7 @@ def check_point(objective: Any, x: Any) -> np.ndarray:
 
 
 def metric_names(objective: Any, metrics: Any, origin: np.ndarray) -> tuple:
+    """Metrics to record: all of ``objective.metrics(origin)`` (True), none, or those named."""
     if metrics is False or metrics is None:
         return ()
     if metrics is True:
@@ -248,60 +501,90 @@ def metric_names(objective: Any, metrics: Any, origin: np.ndarray) -> tuple:
     return names
 
 
-# --------------------------------------------------------------------------- span probes
+# --------------------------------------------------------------------------- entry point
 
 
-def span_probe(
-    objective,
-    origin,
-    basis,
-    coeffs,
+def evaluate_plan(
+    objective: Any,
+    plan: PointPlan,
     *,
-    kind,
-    fixed,
-    identity,
-    metric_names,
-    chunk_size,
-    executor,
-    objective_factory,
-    store,
-    progress,
-    metadata,
-):
-    n = coeffs.shape[0]
+    metric_names: Sequence[str] = (),
+    chunk_size: int | None = None,
+    executor: Executor | None = None,
+    objective_factory: Callable[[], Any] | None = None,
+    store: str | os.PathLike | None = None,
+    progress: bool | None = None,
+    metadata: dict | None = None,
+) -> PlanValues:
+    """Loss (and metrics) at every point of ``plan``: chunks → executor → store → progress.
+
+    Parameters
+    ----------
+    objective : Objective
+        The loss; ``origin`` and ``basis`` must be in its dtype.
+    plan : PointPlan
+        The points.
+    metric_names : sequence of str
+        Metrics to record (checked by the caller, see :func:`metric_names`).
+    chunk_size : int, optional
+        Points per unit of work (default ``objective.chunk_size``, else 64).
+    executor : concurrent.futures.Executor, optional
+        Runs the chunks; the objective is pickled with each, unless ``objective_factory``.
+    objective_factory : callable, optional
+        With an executor: builds the objective once per worker.
+    store : path, optional
+        Zarr directory; each chunk is written as it finishes, and a rerun of the same
+        plan on the same path computes only the chunks it does not hold.
+    progress : bool, optional
+        Progress bar over chunks (default: only when stderr is a terminal).
+    metadata : dict, optional
+        Recorded with the run, beside the objective's record.
+
+    Returns
+    -------
+    PlanValues
+
+    Examples
+    --------
+    >>> from probecore.analytic import Quadratic
+    >>> q = Quadratic.from_spectrum([1.0, 4.0], rng=0)
+    >>> plan = PointPlan(kind="line", origin=q.x0, basis=np.eye(2)[:1],
+    ...                  coeffs=np.linspace(-1, 1, 5)[:, None])
+    >>> out = evaluate_plan(q, plan, chunk_size=2)
+    >>> out.n_evaluated, bool(out.computed.all()), out.losses.shape
+    (5, True, (5,))
+    """
+    check_executor(executor, objective_factory)
+    names = tuple(metric_names)
+    n = plan.n_points
     chunk_size, chunks = chunking(n, chunk_size, objective)
-    fields = ["loss", *metric_names]
-    values = {name: np.full(n, np.nan) for name in fields}
-    done = np.zeros(n, dtype=bool)
-    meta = {"objective": objective_record(objective), **metadata}
-    rs = None
-    if store is not None:
-        rs = RunStore(
-            store,
-            kind=kind,
-            n_points=n,
-            chunk_size=chunk_size,
-            fields=fields,
-            fixed={**fixed, "coeffs": coeffs, "origin": origin, "basis": basis},
-            identity=identity,
-            metadata=meta,
-        )
-        done[:] = rs.done()
-        for name in fields:
-            values[name][done] = rs.read(name)[done]
-    spec = task_spec(objective, executor, objective_factory)
-    n_evals = run_chunks(
+    meta = {"objective": objective_record(objective), **(metadata or {})}
+    state = RunState.start(
+        store,
+        kind=plan.kind,
+        n_points=n,
+        chunk_size=chunk_size,
+        fields=["loss", *names],
+        fixed={**plan.fixed, "coeffs": plan.coeffs, "origin": plan.origin, "basis": plan.basis},
+        identity=dict(plan.identity),
+        metadata=meta,
+    )
+    origin, basis, coeffs = plan.origin, plan.basis, plan.coeffs
+    n_evaluated = run_chunks(
         chunks,
         span_chunk,
-        lambda i, s, e: (origin, basis, coeffs[s:e], metric_names),
-        spec,
-        fields,
-        values,
-        done,
-        store=rs,
+        lambda i, s, e: (origin, basis, coeffs[s:e], names),
+        task_spec(objective, executor, objective_factory),
+        state,
         executor=executor,
         progress=progress,
-        desc=kind,
+        desc=plan.kind,
     )
     meta["store"] = None if store is None else os.fspath(store)
-    return values, done, n_evals, meta
+    return PlanValues(
+        values=state.values,
+        computed=state.done,
+        metric_names=names,
+        n_evaluated=n_evaluated,
+        metadata=meta,
+    )

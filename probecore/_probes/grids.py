@@ -11,7 +11,13 @@ import numpy as np
 
 from probecore._contract.validation import check_vector
 from probecore._probes.directions import Directions
-from probecore._probes.engine import check_executor, check_point, metric_names, span_probe
+from probecore._probes.engine import (
+    PointPlan,
+    check_executor,
+    check_point,
+    evaluate_plan,
+    metric_names,
+)
 from probecore._probes.results import LineResult, PlaneResult
 
 __all__ = ["interpolate", "line", "plane"]
@@ -72,6 +78,7 @@ def _describe_directions(directions: Any) -> dict:
     return {"kind": "given"}
 
 
+# --------------------------------------------------------------------------- probes
 
 
 def line(
@@ -138,15 +145,17 @@ def line(
     t = _grid("coords", coords, 51, -1.0, 1.0)
     names = metric_names(objective, metrics, origin)
     check_executor(executor, objective_factory)
-    identity = {"directions": _describe_directions(direction), "metrics": list(names)}
-    values, done, n_evals, meta = span_probe(
-        objective,
-        origin,
-        D,
-        t[:, None],
+    plan = PointPlan(
         kind="line",
+        origin=origin,
+        basis=D,
+        coeffs=t[:, None],
         fixed={"coords": t},
-        identity=identity,
+        identity={"directions": _describe_directions(direction), "metrics": list(names)},
+    )
+    out = evaluate_plan(
+        objective,
+        plan,
         metric_names=names,
         chunk_size=chunk_size,
         executor=executor,
@@ -157,13 +166,13 @@ def line(
     )
     return LineResult(
         coords=t,
-        losses=values["loss"],
-        computed=done,
+        losses=out.losses,
+        computed=out.computed,
         metric_names=names,
-        metric_values=np.array([values[m] for m in names]).reshape(len(names), t.size),
-        n_loss_evals=n_evals,
-        n_metric_evals=n_evals if names else 0,
-        metadata=meta,
+        metric_values=out.metric_values(),
+        n_loss_evals=out.n_evaluated,
+        n_metric_evals=out.n_metric_evals,
+        metadata=out.metadata,
     )
 
 
@@ -178,7 +187,27 @@ def interpolate(
     """Loss along the straight path ``(1 − t)·x_a + t·x_b`` (default 26 points in [0, 1]).
 
     ``t = 0`` is ``x_a`` and ``t = 1`` is ``x_b``; values outside ``[0, 1]`` extrapolate.
-    Other keyword arguments are those of :func:`line`.
+
+    Parameters
+    ----------
+    objective : Objective
+        The loss.
+    x_a, x_b : numpy.ndarray
+        The two points.
+    coords : array-like, optional
+        Strictly increasing ``t`` values (default 26 points in ``[0, 1]``).
+    **kwargs
+        ``metrics``, ``chunk_size``, ``executor``, ``objective_factory``, ``store``,
+        ``progress``, ``metadata``: as for :func:`line`.
+
+    Returns
+    -------
+    LineResult
+        A line from ``x_a`` along ``x_b − x_a``.
+
+    See Also
+    --------
+    probecore.evaluate_path : the same segment (or a curve) with barrier heights.
 
     Examples
     --------
@@ -249,15 +278,17 @@ def plane(
     check_executor(executor, objective_factory)
     A, B = np.meshgrid(a, b)  # (nb, na): row i is b = betas[i]
     coeffs = np.column_stack([A.ravel(), B.ravel()])
-    identity = {"directions": _describe_directions(directions), "metrics": list(names)}
-    values, done, n_evals, meta = span_probe(
-        objective,
-        origin,
-        D,
-        coeffs,
+    plan = PointPlan(
         kind="plane",
+        origin=origin,
+        basis=D,
+        coeffs=coeffs,
         fixed={"alphas": a, "betas": b},
-        identity=identity,
+        identity={"directions": _describe_directions(directions), "metrics": list(names)},
+    )
+    out = evaluate_plan(
+        objective,
+        plan,
         metric_names=names,
         chunk_size=chunk_size,
         executor=executor,
@@ -270,13 +301,11 @@ def plane(
     return PlaneResult(
         alphas=a,
         betas=b,
-        losses=values["loss"].reshape(shape),
-        computed=done.reshape(shape),
+        losses=out.losses.reshape(shape),
+        computed=out.computed.reshape(shape),
         metric_names=names,
-        metric_values=np.array([values[m].reshape(shape) for m in names]).reshape(
-            len(names), *shape
-        ),
-        n_loss_evals=n_evals,
-        n_metric_evals=n_evals if names else 0,
-        metadata=meta,
+        metric_values=out.metric_values(shape),
+        n_loss_evals=out.n_evaluated,
+        n_metric_evals=out.n_metric_evals,
+        metadata=out.metadata,
     )

@@ -13,6 +13,7 @@ import numpy as np
 
 from probecore._contract.validation import as_rng, check_float, check_int
 from probecore._probes.engine import (
+    RunState,
     check_executor,
     check_point,
     chunking,
@@ -22,15 +23,31 @@ from probecore._probes.engine import (
     task_spec,
 )
 from probecore._probes.results import RayResult
-from probecore._probes.store import RunStore
 
-__all__ = ["default_ray_eps", "ray_directions", "rays"]
+__all__ = ["default_ray_eps", "ray_directions", "ray_stats", "rays"]
+
+# --------------------------------------------------------------------------- directions
+
 
 def ray_directions(seed: int, indices: Any, dim: int) -> np.ndarray:
     """The unit directions of rays ``indices`` of a :func:`rays` run with ``rng=seed``.
 
     Ray ``i`` is drawn from its own stream, ``SeedSequence(seed, spawn_key=(i,))``, so it
     does not depend on chunking, executors or the order in which rays are evaluated.
+
+    Parameters
+    ----------
+    seed : int
+        The run's seed (``RayResult.seed``).
+    indices : int or array-like of int
+        Which rays.
+    dim : int
+        Length of each direction.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(len(indices), dim)`` float64 rows of unit norm.
 
     Examples
     --------
@@ -48,7 +65,11 @@ def ray_directions(seed: int, indices: Any, dim: int) -> np.ndarray:
 def _ray_chunk(
     spec: Any, origin: np.ndarray, entropy: int, start: int, n: int, eps: float
 ) -> dict[str, np.ndarray]:
-    """Losses at ``origin ± eps·d_i`` for rays ``start, ..., start + n - 1``."""
+    """Losses at ``origin ± eps·d_i`` for rays ``start, ..., start + n - 1``.
+
+    The chunk task of :func:`rays`: the directions are drawn here, in the worker, so a
+    task carries a seed instead of ``n × dim`` numbers.
+    """
     obj = resolve(spec)
     D = ray_directions(entropy, np.arange(start, start + n), origin.size)
     coeffs = np.concatenate([eps * np.eye(n), -eps * np.eye(n)])
@@ -56,8 +77,6 @@ def _ray_chunk(
         obj.losses_in_span(origin, D.astype(origin.dtype), coeffs), dtype=np.float64
     )
     return {"loss_plus": losses[:n], "loss_minus": losses[n:]}
-
-
 
 
 # --------------------------------------------------------------------------- rays
@@ -71,11 +90,41 @@ def default_ray_eps(dtype: Any) -> float:
     balance at ``ε ∝ eps_mach^{1/4}`` when the loss and its fourth derivative along a unit
     direction are of order one. See docs/landscape.md for ``κ`` against ``ε`` on a real
     model.
+
+    Parameters
+    ----------
+    dtype : numpy dtype or str
+        The objective's dtype.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> round(default_ray_eps("float32"), 4)
+    0.0186
     """
     return float(np.finfo(np.dtype(dtype)).eps ** 0.25)
 
 
 def ray_stats(kappa: np.ndarray, confidence: float) -> dict[str, Any]:
+    """Summary of ray curvatures: mean, spread and the intervals of :class:`RayResult`.
+
+    Parameters
+    ----------
+    kappa : numpy.ndarray
+        Curvatures of the computed rays (non-finite ones are left out).
+    confidence : float
+        Level of the Student-t interval on the mean and the Wilson interval on the
+        negative fraction.
+
+    Returns
+    -------
+    dict
+        ``n_finite``, ``mean``, ``std``, ``sem``, ``mean_ci``, ``negative_fraction``,
+        ``negative_fraction_ci`` (NaN where too few rays).
+    """
     from scipy import stats
 
     k = kappa[np.isfinite(kappa)]
@@ -147,7 +196,7 @@ def rays(
     confidence : float
         Level of the intervals on the mean and on the negative fraction.
     rng : int, numpy.random.Generator or None
-        Source of the directions. Chunk ``i`` draws its rays from its own stream
+        Source of the directions. Ray ``i`` is drawn from its own stream
         (``SeedSequence(seed, spawn_key=(i,))``), so a resumed or parallel run draws the
         same rays.
     chunk_size, executor, objective_factory, store, progress, metadata
@@ -184,9 +233,6 @@ def rays(
     gen, seed = as_rng(rng)
     entropy = int(seed) if isinstance(seed, int) else int(gen.integers(2**63))
     chunk_size, chunks = chunking(n_rays, chunk_size, objective)
-    fields = ["loss_plus", "loss_minus"]
-    values = {name: np.full(n_rays, np.nan) for name in fields}
-    done = np.zeros(n_rays, dtype=bool)
     # L(x) through the same route as L(x ± εd), so that both round alike
     zero = np.zeros((1, origin.size), dtype=origin.dtype)
     loss0 = float(objective.losses_in_span(origin, zero, np.zeros((1, 1)))[0])
@@ -197,38 +243,30 @@ def rays(
         "confidence": confidence,
         "user": dict(metadata or {}),
     }
-    rs = None
-    if store is not None:
-        rs = RunStore(
-            store,
-            kind="rays",
-            n_points=n_rays,
-            chunk_size=chunk_size,
-            fields=fields,
-            fixed={"origin": origin},
-            identity={"eps": eps, "entropy": entropy},
-            metadata=meta,
-        )
-        if rs.resumed:  # the stored losses go with the stored L(x)
-            loss0 = float(rs.metadata["loss0"])
-            meta["loss0"] = loss0
-        done[:] = rs.done()
-        for name in fields:
-            values[name][done] = rs.read(name)[done]
-    spec = task_spec(objective, executor, objective_factory)
+    state = RunState.start(
+        store,
+        kind="rays",
+        n_points=n_rays,
+        chunk_size=chunk_size,
+        fields=["loss_plus", "loss_minus"],
+        fixed={"origin": origin},
+        identity={"eps": eps, "entropy": entropy},
+        metadata=meta,
+    )
+    if state.store is not None and state.store.resumed:  # stored losses go with stored L(x)
+        loss0 = float(state.store.metadata["loss0"])
+        meta["loss0"] = loss0
     n_evals = 1 + 2 * run_chunks(
         chunks,
         _ray_chunk,
         lambda i, s, e: (origin, entropy, s, e - s, eps),
-        spec,
-        fields,
-        values,
-        done,
-        store=rs,
+        task_spec(objective, executor, objective_factory),
+        state,
         executor=executor,
         progress=progress,
         desc="rays",
     )
+    values, done = state.values, state.done
     kappa = np.full(n_rays, np.nan)
     with np.errstate(invalid="ignore", over="ignore"):
         kappa[done] = (values["loss_plus"][done] - 2 * loss0 + values["loss_minus"][done]) / eps**2

@@ -1,4 +1,4 @@
-"""Results of the landscape probes: lines, planes and rays."""
+"""Results of the landscape probes: lines, planes and rays (paths: ``_geometry.paths``)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ class WithMetrics(ResultBase):
 
 
 class GridBase(WithMetrics):
+    """Results on a fixed set of points, with a ``computed`` mask (lines, planes, paths)."""
+
     __slots__ = ()
 
     @property
@@ -153,7 +155,7 @@ class RayResult(ResultBase):
     n_loss_evals : int
         Loss evaluations spent by this call.
     seed : int or dict
-        Reproduces the directions (ray ``i`` is drawn from its chunk's own stream).
+        Reproduces the directions (ray ``i`` is drawn from its own stream).
     """
 
     _array_fields: ClassVar[tuple[str, ...]] = (

@@ -1,8 +1,17 @@
-"""Stored runs read back as results."""
+"""Stored runs read back as results.
+
+:func:`load_run` reads a run's store into a :class:`StoredRun` and hands it to the reader
+registered for the run's kind. Lines, planes and rays are read here; modules above this
+layer register their own kinds with :func:`register_reader` (``"path"``:
+``probecore._geometry.paths``), so that this module never imports them.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -10,54 +19,173 @@ from probecore._probes.rays import ray_stats
 from probecore._probes.results import LineResult, PlaneResult, RayResult
 from probecore._probes.store import open_run
 
-__all__ = ["load_run"]
+__all__ = ["READERS", "StoredRun", "load_run", "register_reader"]
+
+
+@dataclass(frozen=True, eq=False)
+class StoredRun:
+    """A run as its store holds it, before it becomes a result.
+
+    Attributes
+    ----------
+    kind : str
+        ``"line"``, ``"plane"``, ``"rays"``, ``"path"``, ...
+    values : dict of str to numpy.ndarray
+        Every value field (``"loss"``, metrics, ...), NaN where not computed.
+    computed : numpy.ndarray
+        Mask of the points computed.
+    identity : dict
+        The settings a resume must match (``fields``, ``chunk_size``, the kind's own).
+    metadata : dict
+        What the run recorded, with ``"store"``: the path.
+    group : zarr.Group
+        The store itself, for the fixed arrays (:meth:`array`).
+    """
+
+    kind: str
+    values: dict[str, np.ndarray]
+    computed: np.ndarray
+    identity: dict
+    metadata: dict
+    group: Any
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The value fields other than ``"loss"``, in stored order."""
+        return tuple(f for f in self.identity["fields"] if f != "loss")
+
+    def array(self, name: str) -> np.ndarray:
+        """A fixed array of the run (``"coords"``, ``"ts"``, ``"origin"``, ...).
+
+        Parameters
+        ----------
+        name : str
+            The array's name in the store.
+
+        Returns
+        -------
+        numpy.ndarray
+        """
+        return np.asarray(self.group[name][...])
+
+    def metric_values(self, shape: tuple[int, ...] | None = None) -> np.ndarray:
+        """Metric values stacked as ``(n_metrics, *shape)`` (``shape`` default ``(n_points,)``).
+
+        Parameters
+        ----------
+        shape : tuple of int, optional
+            Shape of one metric's values.
+
+        Returns
+        -------
+        numpy.ndarray
+        """
+        shape = tuple(shape) if shape is not None else self.computed.shape
+        names = self.metric_names
+        return np.array([self.values[m].reshape(shape) for m in names]).reshape(len(names), *shape)
+
+
+READERS: dict[str, Callable[[StoredRun], Any]] = {}
+
+
+def register_reader(kind: str) -> Callable[[Callable[[StoredRun], Any]], Callable]:
+    """Decorator: ``reader(run: StoredRun) -> result`` reads stored runs of ``kind``.
+
+    Parameters
+    ----------
+    kind : str
+        The store's kind (the ``kind`` of the run's :class:`PointPlan`).
+
+    Returns
+    -------
+    callable
+        The decorator; it returns the reader unchanged.
+    """
+
+    def add(reader: Callable[[StoredRun], Any]) -> Callable[[StoredRun], Any]:
+        READERS[kind] = reader
+        return reader
+
+    return add
+
 
 # --------------------------------------------------------------------------- reload
 
 
-def load_run(path: str | os.PathLike) -> LineResult | PlaneResult | RayResult:
-    """Read a stored line, plane or ray run back as its result (complete or not).
+def load_run(path: str | os.PathLike) -> Any:
+    """Read a stored line, plane, ray or path run back as its result (complete or not).
 
-    Points not computed are NaN in the values and False in ``computed``.
+    Points not computed are NaN in the values and False in ``computed``; the counts of
+    evaluations are 0 (nothing was evaluated to read the run).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``store=`` directory of :func:`line`, :func:`interpolate`, :func:`plane`,
+        :func:`rays` or :func:`probecore.evaluate_path`.
+
+    Returns
+    -------
+    LineResult, PlaneResult, RayResult or PathResult
+        By the run's kind.
     """
     group, record = open_run(path)
     kind = record["kind"]
+    reader = READERS.get(kind)
+    if reader is None:
+        raise ValueError(
+            f"{os.fspath(path)!r} holds a {kind!r} run, which this probecore cannot read "
+            f"(it reads {sorted(READERS)})."
+        )
     done = np.asarray(group["done"][...], dtype=bool)
     fields = record["identity"]["fields"]
-    meta = {**record["metadata"], "store": os.fspath(path)}
-    vals = {name: np.where(done, np.asarray(group[name][...]), np.nan) for name in fields}
-    names = tuple(f for f in fields if f != "loss")
-    if kind == "line":
-        t = np.asarray(group["coords"][...])
-        return LineResult(
-            coords=t,
-            losses=vals["loss"],
-            computed=done,
-            metric_names=names,
-            metric_values=np.array([vals[m] for m in names]).reshape(len(names), t.size),
-            metadata=meta,
-        )
-    if kind == "plane":
-        a, b = np.asarray(group["alphas"][...]), np.asarray(group["betas"][...])
-        shape = (b.size, a.size)
-        return PlaneResult(
-            alphas=a,
-            betas=b,
-            losses=vals["loss"].reshape(shape),
-            computed=done.reshape(shape),
-            metric_names=names,
-            metric_values=np.array([vals[m].reshape(shape) for m in names]).reshape(
-                len(names), *shape
-            ),
-            metadata=meta,
-        )
-    ident = record["identity"]
-    eps, loss0 = float(ident["eps"]), float(record["metadata"]["loss0"])
+    run = StoredRun(
+        kind=kind,
+        values={name: np.where(done, np.asarray(group[name][...]), np.nan) for name in fields},
+        computed=done,
+        identity=record["identity"],
+        metadata={**record["metadata"], "store": os.fspath(path)},
+        group=group,
+    )
+    return reader(run)
+
+
+@register_reader("line")
+def _line(run: StoredRun) -> LineResult:
+    return LineResult(
+        coords=run.array("coords"),
+        losses=run.values["loss"],
+        computed=run.computed,
+        metric_names=run.metric_names,
+        metric_values=run.metric_values(),
+        metadata=run.metadata,
+    )
+
+
+@register_reader("plane")
+def _plane(run: StoredRun) -> PlaneResult:
+    a, b = run.array("alphas"), run.array("betas")
+    shape = (b.size, a.size)
+    return PlaneResult(
+        alphas=a,
+        betas=b,
+        losses=run.values["loss"].reshape(shape),
+        computed=run.computed.reshape(shape),
+        metric_names=run.metric_names,
+        metric_values=run.metric_values(shape),
+        metadata=run.metadata,
+    )
+
+
+@register_reader("rays")
+def _rays(run: StoredRun) -> RayResult:
+    done, vals, ident = run.computed, run.values, run.identity
+    eps, loss0 = float(ident["eps"]), float(run.metadata["loss0"])
     kappa = np.full(done.size, np.nan)
     with np.errstate(invalid="ignore", over="ignore"):
         kappa[done] = (vals["loss_plus"][done] - 2 * loss0 + vals["loss_minus"][done]) / eps**2
-    confidence = float(record["metadata"].get("confidence", 0.95))
-    dtype = np.dtype(record["metadata"]["objective"]["dtype"])
+    confidence = float(run.metadata.get("confidence", 0.95))
+    dtype = np.dtype(run.metadata["objective"]["dtype"])
     return RayResult(
         kappa=kappa,
         losses_plus=vals["loss_plus"],
@@ -69,6 +197,6 @@ def load_run(path: str | os.PathLike) -> LineResult | PlaneResult | RayResult:
         rounding_error=4 * float(np.finfo(dtype).eps) * abs(loss0) / eps**2,
         n_loss_evals=0,
         seed=ident["entropy"],
-        metadata=meta,
+        metadata=run.metadata,
         **ray_stats(kappa[done], confidence),
     )
