@@ -111,6 +111,7 @@ def save(result: Any, path: str | os.PathLike, *, metadata: dict | None = None) 
     Examples
     --------
     >>> import tempfile, os
+    >>> from probecore import TraceResult
     >>> r = TraceResult(estimate=3.0, std_error=0.1, samples=np.ones(4), method="hutchinson",
     ...                 n_matvecs=4)
     >>> p = save(r, os.path.join(tempfile.mkdtemp(), "trace"), metadata={"model": "toy"})
