@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from probecore._contract.objective import require_objective
+from probecore._contract.objective import Objective, require_objective
 from probecore._contract.results import ResultBase, register
 from probecore._contract.validation import check_int
 from probecore._geometry.curve_fit import CurveFit
@@ -168,7 +168,7 @@ def _check_endpoint_losses(own: list, given: list, ends: np.ndarray, dtype: np.d
 
 
 def evaluate_path(
-    objective: Any,
+    objective: Objective,
     path: Any,
     end: Any = None,
     *,

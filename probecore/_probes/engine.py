@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from probecore._contract.objective import require_objective
+from probecore._contract.objective import Objective, require_objective
 from probecore._contract.validation import check_bool, check_int, check_vector
 from probecore._probes.store import RunStore
 from probecore._version import __version__
@@ -432,14 +432,14 @@ def check_executor(executor: Any, objective_factory: Any) -> Any:
     return executor
 
 
-def task_spec(objective: Any, executor: Any, objective_factory: Any) -> Any:
+def task_spec(objective: Objective, executor: Any, objective_factory: Any) -> Any:
     """What each task carries: the objective, or a :class:`Factory` when one is given."""
     if executor is not None and objective_factory is not None:
         return Factory(objective_factory)
     return objective
 
 
-def versions(objective: Any) -> dict[str, str]:
+def versions(objective: Objective) -> dict[str, str]:
     """Versions of probecore, numpy, Python, the objective's package and loaded frameworks."""
     out = {"probecore": __version__, "numpy": np.__version__, "python": platform.python_version()}
     root = type(objective).__module__.split(".")[0]
@@ -453,7 +453,7 @@ def versions(objective: Any) -> dict[str, str]:
     return out
 
 
-def objective_record(objective: Any) -> dict[str, Any]:
+def objective_record(objective: Objective) -> dict[str, Any]:
     """What a run records about its objective: type, dim, dtype, data size, versions."""
     return {
         "type": f"{type(objective).__module__}.{type(objective).__qualname__}",
@@ -464,7 +464,7 @@ def objective_record(objective: Any) -> dict[str, Any]:
     }
 
 
-def chunking(n: int, chunk_size: int | None, objective: Any) -> tuple[int, list]:
+def chunking(n: int, chunk_size: int | None, objective: Objective) -> tuple[int, list]:
     """The chunk size (None: ``objective.chunk_size``, else 64) and each ``(start, stop)``."""
     if chunk_size is None:
         chunk_size = int(getattr(objective, "chunk_size", 64) or 64)
@@ -472,7 +472,7 @@ def chunking(n: int, chunk_size: int | None, objective: Any) -> tuple[int, list]
     return chunk_size, [(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]
 
 
-def check_point(objective: Any, x: Any) -> np.ndarray:
+def check_point(objective: Objective, x: Any) -> np.ndarray:
     """A probe's origin, ``(dim,)`` in the objective's dtype: ``x`` checked, or ``objective.x0``."""
     require_objective(objective, "losses_in_span")
     if x is None:
@@ -482,7 +482,7 @@ def check_point(objective: Any, x: Any) -> np.ndarray:
     return check_vector("x", x, dim=objective.dim, dtype=np.dtype(objective.dtype))
 
 
-def metric_names(objective: Any, metrics: Any, origin: np.ndarray) -> tuple:
+def metric_names(objective: Objective, metrics: Any, origin: np.ndarray) -> tuple:
     """Metrics to record: all of ``objective.metrics(origin)`` (True), none, or those named."""
     if metrics is False or metrics is None:
         return ()
@@ -505,7 +505,7 @@ def metric_names(objective: Any, metrics: Any, origin: np.ndarray) -> tuple:
 
 
 def evaluate_plan(
-    objective: Any,
+    objective: Objective,
     plan: PointPlan,
     *,
     metric_names: Sequence[str] = (),

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from probecore._contract.objective import Objective
 from probecore._contract.validation import check_vector
 from probecore._probes.directions import Directions
 from probecore._probes.engine import (
@@ -82,7 +83,7 @@ def _describe_directions(directions: Any) -> dict:
 
 
 def line(
-    objective: Any,
+    objective: Objective,
     direction: Any,
     *,
     x: np.ndarray | None = None,
@@ -177,7 +178,7 @@ def line(
 
 
 def interpolate(
-    objective: Any,
+    objective: Objective,
     x_a: np.ndarray,
     x_b: np.ndarray,
     *,
@@ -226,7 +227,7 @@ def interpolate(
 
 
 def plane(
-    objective: Any,
+    objective: Objective,
     directions: Any,
     *,
     x: np.ndarray | None = None,

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from probecore._contract.objective import Objective
 from probecore._contract.validation import as_rng, check_float, check_int
 from probecore._probes.engine import (
     RunState,
@@ -163,7 +164,7 @@ def ray_stats(kappa: np.ndarray, confidence: float) -> dict[str, Any]:
 
 
 def rays(
-    objective: Any,
+    objective: Objective,
     *,
     n_rays: int = 100,
     eps: float | None = None,

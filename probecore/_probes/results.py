@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -18,6 +18,9 @@ class WithMetrics(ResultBase):
     """Results with ``metric_names`` and matching rows of ``metric_values``."""
 
     __slots__ = ()
+    if TYPE_CHECKING:  # fields of the dataclasses below
+        metric_names: tuple
+        metric_values: Any
 
     def metric(self, name: str) -> np.ndarray:
         """Values of one metric (NaN where not computed)."""
@@ -31,6 +34,8 @@ class GridBase(WithMetrics):
     """Results on a fixed set of points, with a ``computed`` mask (lines, planes, paths)."""
 
     __slots__ = ()
+    if TYPE_CHECKING:
+        computed: Any
 
     @property
     def complete(self) -> bool:
