@@ -131,6 +131,7 @@ def run_probe(args: argparse.Namespace) -> int:
     say(f"probecore {args.command}: {args.target}: {obj.dim:,} parameters, {obj.dtype}")
     cmd = args.command
     files = []
+    r: Any  # each probe's own result type
     if cmd == "eigenvalues":
         r = pc.lanczos(obj, k=args.k, which=args.which, tol=args.tol, rng=args.seed)
         files.append(_save(r, out, "eigenvalues", args.target))
