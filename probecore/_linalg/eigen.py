@@ -23,6 +23,7 @@ from probecore._contract.validation import (
     check_option,
     check_vector,
 )
+from probecore._linalg.lanczos import Krylov, expand, orthogonalize, unit_complement
 from probecore._linalg.operators import Counted, as_operator
 from probecore._linalg.results import EigResult, PowerIterationResult
 
@@ -35,8 +36,6 @@ _BASIS_ENTRIES = 2**28  # default cap on ncv·dim: 2 GiB in float64, 1 GiB in fl
 # that the true residuals of the Ritz pairs cost no further HVP (else k HVPs at the end).
 _IMAGE_BYTES = 2**28
 METHODS = ("lanczos", "eigsh")
-
-
 
 
 def _default_tol(dtype: np.dtype) -> float:
@@ -177,34 +176,6 @@ def power_iteration(
 # --------------------------------------------------------------------------- lanczos
 
 
-def _orthogonalize(w: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Remove from ``w`` its components along the orthonormal rows of ``B`` (twice)."""
-    if B.shape[0] == 0:
-        return w, np.zeros(0)
-    h = B @ w
-    w = w - h @ B
-    h2 = B @ w
-    w = w - h2 @ B
-    return w, h + h2
-
-
-def _unit_complement(w: np.ndarray, D: np.ndarray, B: np.ndarray) -> np.ndarray | None:
-    """Unit vector along the part of ``w`` orthogonal to the rows of ``D`` and ``B``.
-
-    Returns None when that part is rounding noise: after normalising, a further
-    projection must keep at least half of the norm (the DGKS criterion), otherwise the
-    vector was (numerically) inside the span and would corrupt the basis.
-    """
-    for attempt in range(2):
-        w, _ = _orthogonalize(w, D)
-        w, _ = _orthogonalize(w, B)
-        norm = float(np.linalg.norm(w))
-        if norm == 0.0 or not np.isfinite(norm) or (attempt == 1 and norm < 0.5):
-            return None
-        w = w / norm
-    return w
-
-
 def _converged_early(T, j, beta, k, which, tol, anorm, m) -> bool:
     """Whether the wanted Ritz pairs of the first ``j + 1`` columns already converged.
 
@@ -261,48 +232,41 @@ def _thick_restart(
     restarts, whether the ``k`` wanted pairs converged, and the operator norm estimate.
     """
     n, dtype = matvec.n, matvec.dtype
-    eps = np.finfo(dtype).eps
     m = ncv
     V = np.zeros((m + 1, n), dtype=dtype)
     # images H·V[j] exactly as the operator returned them (before orthogonalization)
     W = np.zeros((m, n), dtype=dtype) if m * n * dtype.itemsize <= _IMAGE_BYTES else None
     T = np.zeros((m, m))
-    v, _ = _orthogonalize(v.astype(dtype), D)
+    tnorm = np.zeros(1)  # ‖T̂‖₁ of all cycles, for the kernel's breakdown test
+    v, _ = orthogonalize(v.astype(dtype), D)
     V[0] = v / np.linalg.norm(v)
     start = 0  # first column to expand in this cycle
     restarts = 0
+
+    def fresh(i: int, j: int) -> np.ndarray | None:
+        # invariant subspace: continue with a random direction if any is left
+        return unit_complement(gen.standard_normal(n).astype(dtype), D, V[: j + 1])
+
+    def early(j: int, broke: np.ndarray) -> bool:
+        # after every step: ‖H‖ estimate; end the cycle if the wanted pairs converged
+        nonlocal anorm
+        anorm = max(anorm, float(np.max(np.abs(T[: j + 1, j]))))
+        if broke[0]:
+            return False
+        return _converged_early(T, j, K.beta[0, j], k, which, tol, anorm, m)
+
     while True:
-        m_eff = m
-        beta_m = 0.0
-        for j in range(start, m):
-            w = matvec(V[j])
-            if W is not None:
-                W[j] = w
-            w, _ = _orthogonalize(w, D)
-            w, h = _orthogonalize(w, V[: j + 1])
-            T[: j + 1, j] = h
-            T[j, : j + 1] = h
-            anorm = max(anorm, float(np.max(np.abs(h))))
-            beta = float(np.linalg.norm(w))
-            u = None
-            if beta > np.sqrt(n) * eps * max(anorm, np.finfo(float).tiny):
-                u = _unit_complement(w / beta, D, V[: j + 1])
-            if u is not None:
-                V[j + 1] = u
-                beta_m = beta
-                if _converged_early(T, j, beta, k, which, tol, anorm, m):
-                    m_eff = j + 1  # stop this cycle: the wanted pairs already converged
-                    break
-                continue
-            # invariant subspace found: continue with a fresh random direction if any is left
-            beta_m = 0.0
-            if j + 1 == m:
-                break
-            u = _unit_complement(gen.standard_normal(n).astype(dtype), D, V[: j + 1])
-            if u is None:
-                m_eff = j + 1  # the whole (deflated) space is spanned
-                break
-            V[j + 1] = u
+        K = Krylov(
+            V=V[None],
+            T=T[None],
+            beta=np.zeros((1, m)),
+            tnorm=tnorm,
+            active=np.ones(1, dtype=bool),
+            deflate=D,
+            images=None if W is None else W[None],
+        )
+        m_eff = int(expand(matvec, K, start, m, check=True, fresh=fresh, done=early)[0])
+        beta_m = float(K.beta[0, m_eff - 1])
         theta, S = scipy.linalg.eigh(T[:m_eff, :m_eff])
         anorm = max(anorm, float(np.max(np.abs(theta))))
         res = np.abs(beta_m * S[m_eff - 1, :])
