@@ -290,7 +290,7 @@ def expand(
         else:
             HQ = np.ascontiguousarray(matvec(V[idx, r].T).T)
         broke = np.zeros(p, dtype=bool)
-        for w, i in zip(HQ, idx, strict=True):
+        for w, i in zip(HQ, idx.tolist(), strict=True):
             if K.images is not None:
                 K.images[i, j] = w
             if K.full:
