@@ -16,7 +16,7 @@ from scipy.sparse.linalg import LinearOperator
 from scipy.stats import wasserstein_distance
 
 import probecore as pc
-from probecore.analytic import nn_like_spectrum
+from probecore.analytic import Quadratic, nn_like_spectrum
 
 N = 100_000
 EPS32 = float(np.finfo(np.float32).eps)
@@ -168,3 +168,37 @@ def test_sequences_in_lockstep_equal_sequences_run_alone(n, steps, p, full, seed
         assert expand(Counted(_diagonal(lam, np.float32)), alone, 0, m)[0] == taken[i]
         np.testing.assert_array_equal(alone.T[0], together.T[i])
         np.testing.assert_array_equal(alone.beta[0], together.beta[i])
+
+
+@given(dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+@settings(max_examples=6, deadline=None)
+def test_slq_measure_is_exact_on_a_dense_operator_with_few_values(dtype, seed):
+    # A dense product rounds by up to about √n·ε‖H‖, more than τ_j leaves for it: the
+    # probes need not stop at the 5 distinct values (they may run every step, splitting
+    # a value's weight among copies of its node), but the measure stays that of H.
+    # Bound: each step's residual is below τ_m + √n·ε‖H‖, so the m-step subspace is
+    # invariant up to δ = √m·(τ_m + √n·ε‖H‖) (‖F‖); nodes carrying weight sit within δ of
+    # an eigenvalue, and a value's total weight moves by at most 2δ/gap (Davis–Kahan on
+    # the spectral projector) plus 2ε for rounding the probe.
+    n, m, p = 300, 12, 3
+    values = np.array([-2.0, 0.5, 1.0, 3.0, 7.0])
+    lam = np.repeat(values, n // values.size)
+    q = Quadratic.from_spectrum(lam, rng=seed, dtype=dtype)
+    r = pc.spectral_density(q, n_probes=p, n_steps=m, rng=seed)
+    eps = float(np.finfo(dtype).eps)
+    norm = float(np.max(np.abs(values)))
+    tau = 2 * (1 + np.sqrt(m)) * eps * 3 * norm
+    delta = np.sqrt(m) * (tau + np.sqrt(n) * eps * norm)
+    gap = float(np.min(np.diff(values)))
+    Z = np.random.default_rng(r.seed).standard_normal((n, p))
+    Z /= np.linalg.norm(Z, axis=0)
+    w64, U = np.linalg.eigh(q.hessian())
+    nearest = np.argmin(np.abs(r.nodes[..., None] - values), axis=-1)
+    for i in range(p):
+        coeff = U.T @ Z[:, i]
+        expect = np.array([np.sum(coeff[np.abs(w64 - v) < gap / 2] ** 2) for v in values])
+        got = np.array([r.weights[i, nearest[i] == k].sum() for k in range(values.size)])
+        np.testing.assert_allclose(got, expect, rtol=0, atol=2 * delta / gap + 2 * eps)
+        heavy = r.weights[i] > 2 * delta / gap + 2 * eps
+        off = np.min(np.abs(r.nodes[i, heavy, None] - values), axis=-1)
+        assert np.all(off <= delta), (off.max(), delta)

@@ -68,11 +68,15 @@ def spectral_density(
 
     Notes
     -----
-    A probe stops before ``n_steps`` only at a breakdown, ``β_j ≤ 2(1 + √(j+1))·ε·‖T̂_j‖₁``
-    relative to its own tridiagonal matrix (the Lanczos kernel's test,
+    A probe stops before ``n_steps`` only at a breakdown, ``β_j ≤ 2(1 + √s)·ε·‖T̂_j‖₁``
+    relative to its own tridiagonal matrix (``s = j + 1``, or 2 without
+    reorthogonalization; the Lanczos kernel's test,
     :func:`probecore._linalg.lanczos.expand`): its Krylov space is invariant and its
     quadrature exact. The test does not grow with ``dim``, so float32 runs at scale take
-    every step on a network-like spectrum.
+    every step on a network-like spectrum. A product that rounds by more than that (a
+    dense matrix, an HVP) can keep a probe going past an invariant subspace: it then
+    takes all ``n_steps``, and its extra nodes repeat eigenvalues already found, sharing
+    their weight, so the measure is unchanged.
 
     References
     ----------

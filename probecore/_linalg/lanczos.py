@@ -240,9 +240,10 @@ def expand(
     removes them; what no pass removes is the rounding of the accumulation itself. Its
     ``s`` partial sums have norm at most ``‖h‖₂`` (orthonormal ``qᵢ``), each rounds with
     relative error at most ``ε``, and ``s`` errors of random sign add to about
-    ``√s·ε‖h‖₂``; the subtraction from ``w`` adds ``ε‖w‖``. With ``‖w‖ = ‖Hq_j‖ =
-    ‖(h, β_j)‖₂ ≤ ‖T̂_j‖₂`` and ``‖h‖₂ ≤ ‖T̂_j‖₂`` one pass leaves at most
-    ``(1 + √s) ε ‖T̂_j‖₂``. The factor 2 allows the same again for the second pass (in
+    ``√s·ε‖h‖₂`` (``s·ε‖h‖₂`` in the worst case, which this test does not assume); the
+    subtraction from ``w`` adds ``ε‖w‖``. With ``‖w‖ = ‖Hq_j‖ = ‖(h, β_j)‖₂``, which the
+    current column ``‖(h, β_j)‖₁ ≤ ‖T̂_j‖₁`` bounds, one pass leaves about
+    ``(1 + √s) ε ‖T̂_j‖₁``. The factor 2 allows the same again for the second pass (in
     practice far less: it acts on a ``w`` of size ``β_j``), which also covers the rounding
     of ``q_j`` to the working precision and that of a diagonal or sparse product ``Hq_j``
     (about ``(ε/2)‖H‖`` each); for the three-term recurrence, which has no second pass,
@@ -255,8 +256,10 @@ def expand(
 
     *Why a low threshold is harmless and a high one is not.* When noise above ``τ_j`` is
     taken for a new vector, ``q_{j+1}`` starts a new Krylov sequence coupled to ``T_j`` by
-    ``β_j = O(ε‖T̂_j‖)``: the old Ritz values move by ``O(β_j)`` and the new nodes carry
-    quadrature weight ``(e₁ᵀs)² = O(β_j²/gap²) = O(ε²)`` (or share the weight of an
+    ``β_j``, the size of the rounding in ``w`` (the step's own, ``O(ε‖T̂_j‖)``, plus the
+    product's, up to about ``√n·ε‖H‖`` for a dense one): the old Ritz values move by
+    ``O(β_j)`` and the new nodes carry
+    quadrature weight ``(e₁ᵀs)² = O(β_j²/gap²)`` (or share the weight of an
     old node at the same place), and the eigensolver, which normalises and projects it
     once more (``check``), uses it exactly like the fresh random vector it draws after a
     breakdown, as a restart direction. A threshold above the couplings that carry
@@ -267,8 +270,13 @@ def expand(
     along, and where Ritz values have converged to eigenvalues of multiplicity above one
     it amplifies them (by factors of order ``‖T‖/gap``): at an invariant subspace of a tight cluster
     of repeated eigenvalues ``β_j`` can then exceed any ``O(ε‖T‖)`` threshold, and the
-    sequence continues as above. With a few well separated eigenvalues of comparable
-    weight it stops after as many steps (``tests/test_lanczos_kernel.py``).
+    sequence continues as above. So does one whose product rounds by more than ``τ_j``
+    (a dense ``n × n`` product, an HVP): on such an operator with few distinct
+    eigenvalues a probe may run all its steps, at the cost asked for, and its measure is
+    still that of ``H`` (nodes within rounding of the eigenvalues, each eigenvalue's
+    weight shared among copies of its node). With a diagonal operator and a few well
+    separated eigenvalues of comparable weight it stops after as many steps
+    (``tests/test_lanczos_kernel.py`` checks both).
     """
     V, T, beta, tnorm, active = K.V, K.T, K.beta, K.tnorm, K.active
     p, rows, _ = V.shape
