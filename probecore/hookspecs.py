@@ -71,7 +71,9 @@ def probecore_add_commands(subparsers: Any) -> None:
 
     This hook runs on every ``probecore`` call, so the module that implements it must be
     cheap to import: import the subcommand's heavy dependencies inside ``func``. A name
-    that is already taken (a built-in subcommand or another plugin's) makes argparse raise.
+    that is already taken (a built-in subcommand or another plugin's) makes argparse
+    raise; ``probecore`` reports that, like a plugin that fails to load, as a one-line
+    warning and goes on with the subcommands added so far.
 
     Parameters
     ----------

@@ -52,7 +52,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
     Returns
     -------
     pluggy.PluginManager
-        With the built-in backend and every entry-point backend registered.
+        With the built-in backend and every entry-point plugin (backends, subcommands) registered.
     """
     pm = pluggy.PluginManager("probecore")
     pm.add_hookspecs(hookspecs)

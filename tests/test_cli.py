@@ -58,6 +58,25 @@ def test_study_without_its_plugin_names_the_fix():
     assert proc.returncode == 2 and "invalid choice: 'nonsense'" in proc.stderr
 
 
+def test_a_broken_plugin_leaves_the_built_in_probes_working(monkeypatch, capsys):
+    import probecore.plugins
+
+    def broken():
+        raise ModuleNotFoundError("No module named 'probecore_missing'")
+
+    monkeypatch.setattr(probecore.plugins, "get_plugin_manager", broken)
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("probecore ")
+    assert "a plugin failed to load" in out.err and "probecore_missing" in out.err
+    assert "PROBECORE_DISABLE_PLUGIN_AUTOLOAD" in out.err
+    with pytest.raises(SystemExit) as exc:
+        main(["eigenvalues", "--help"])
+    assert exc.value.code == 0
+
+
 def test_the_core_and_its_command_leave_torch_and_the_study_out():
     code = (
         "import sys, probecore, probecore.cli\n"

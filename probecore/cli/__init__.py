@@ -17,13 +17,14 @@ from collections.abc import Sequence
 
 __all__ = ["main"]
 
-# Subcommands that first-party plugins add, and how to install each: `probecore study`
-# without its plugin names the fix instead of argparse's "invalid choice".
-PLUGIN_COMMANDS = {
+# The one thing the core knows of first-party plugins: the names of their subcommands and
+# how to install them, so that `probecore study` without its plugin names the fix instead
+# of argparse's "invalid choice". The commands themselves come from the plugins.
+_PLUGIN_COMMANDS = {
     "study": (
         "probecore-study",
         "pip install probecore-study, or from a probecore checkout: python3 -m pip install "
-        "./backends/study ./backends/torch torch==2.13.0",
+        "./backends/study (it brings the PyTorch backend)",
     ),
 }
 
@@ -42,11 +43,20 @@ def _parser() -> tuple[argparse.ArgumentParser, list[str]]:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     add_probe_parsers(sub)
-    get_plugin_manager().hook.probecore_add_commands(subparsers=sub)
-    missing = [name for name in PLUGIN_COMMANDS if name not in sub.choices]
+    try:
+        get_plugin_manager().hook.probecore_add_commands(subparsers=sub)
+    except Exception as exc:  # a broken plugin must not take the built-in probes down
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(
+            f"probecore: warning: a plugin failed to load or to add its subcommands "
+            f"({type(exc).__name__}: {first}); only the built-in probes are available. "
+            "Reinstall or remove the plugin, or set PROBECORE_DISABLE_PLUGIN_AUTOLOAD=1.",
+            file=sys.stderr,
+        )
+    missing = [name for name in _PLUGIN_COMMANDS if name not in sub.choices]
     if missing:
         parser.epilog = "Subcommands not installed: " + "; ".join(
-            f"{name} (pip install {PLUGIN_COMMANDS[name][0]})" for name in missing
+            f"{name} (pip install {_PLUGIN_COMMANDS[name][0]})" for name in missing
         )
     return parser, missing
 
@@ -58,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The top-level options take no value, so the first word that is not one is the command.
     command = next((a for a in argv if not a.startswith("-")), None)
     if command in missing:
-        dist, install = PLUGIN_COMMANDS[command]
+        dist, install = _PLUGIN_COMMANDS[command]
         print(
             f"probecore {command}: error: `probecore {command}` comes from the plugin "
             f"{dist}, which is not installed: {install}",
