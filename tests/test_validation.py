@@ -1,6 +1,6 @@
 """Bad input raises TypeError (wrong kind) or ValueError (wrong value) naming the parameter.
 
-Messages name the parameter in backticks (see probecore/_validation.py), so each test
+Messages name the parameter in backticks (see probecore/_contract/validation.py), so each test
 matches on the backticked name.
 """
 

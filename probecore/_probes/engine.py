@@ -18,11 +18,7 @@ through the same :class:`RunState` and :func:`run_chunks`.
 
 from __future__ import annotations
 
-import contextlib
-import importlib.metadata
 import os
-import platform
-import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
@@ -33,8 +29,8 @@ import numpy as np
 
 from probecore._contract.objective import Objective, require_objective
 from probecore._contract.validation import check_bool, check_int, check_vector
+from probecore._probes.provenance import objective_record
 from probecore._probes.store import RunStore
-from probecore._version import __version__
 
 __all__ = [
     "IN_FLIGHT",
@@ -47,7 +43,6 @@ __all__ = [
     "chunking",
     "evaluate_plan",
     "metric_names",
-    "objective_record",
     "progress_bar",
     "resolve",
     "run_chunks",
@@ -437,31 +432,6 @@ def task_spec(objective: Objective, executor: Any, objective_factory: Any) -> An
     if executor is not None and objective_factory is not None:
         return Factory(objective_factory)
     return objective
-
-
-def versions(objective: Objective) -> dict[str, str]:
-    """Versions of probecore, numpy, Python, the objective's package and loaded frameworks."""
-    out = {"probecore": __version__, "numpy": np.__version__, "python": platform.python_version()}
-    root = type(objective).__module__.split(".")[0]
-    for dist in {root.replace("_", "-"), root}:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            out[dist] = importlib.metadata.version(dist)
-    for framework in ("torch", "jax"):
-        mod = sys.modules.get(framework)  # recorded when loaded, never imported here
-        if mod is not None and hasattr(mod, "__version__"):
-            out[framework] = mod.__version__
-    return out
-
-
-def objective_record(objective: Objective) -> dict[str, Any]:
-    """What a run records about its objective: type, dim, dtype, data size, versions."""
-    return {
-        "type": f"{type(objective).__module__}.{type(objective).__qualname__}",
-        "dim": int(objective.dim),
-        "dtype": str(np.dtype(objective.dtype)),
-        "n_examples": getattr(objective, "n_examples", None),
-        "versions": versions(objective),
-    }
 
 
 def chunking(n: int, chunk_size: int | None, objective: Objective) -> tuple[int, list]:

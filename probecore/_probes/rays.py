@@ -18,11 +18,11 @@ from probecore._probes.engine import (
     check_executor,
     check_point,
     chunking,
-    objective_record,
     resolve,
     run_chunks,
     task_spec,
 )
+from probecore._probes.provenance import objective_record
 from probecore._probes.results import RayResult
 
 __all__ = ["default_ray_eps", "ray_directions", "ray_stats", "rays"]
