@@ -60,7 +60,6 @@ def test_doc_examples_run_and_match(page, tmp_path):
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=600,
         env={"MPLBACKEND": "Agg", "PATH": "", "PYTHONHASHSEED": "0"},
     )
     assert proc.returncode == 0, proc.stderr[-4000:]

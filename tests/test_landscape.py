@@ -385,7 +385,7 @@ def test_dask_local_cluster_equals_serial(tmp_path):
             n_workers=2,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: 8787 may be taken by another server
             local_directory=str(tmp_path),
         ) as cluster,
         distributed.Client(cluster) as client,

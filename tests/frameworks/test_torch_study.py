@@ -34,7 +34,6 @@ def _run(out, *extra):
         capture_output=True,
         text=True,
         env=env,
-        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
