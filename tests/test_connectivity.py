@@ -392,3 +392,28 @@ def test_path_results_saved_before_paths_were_stored_load_as_complete():
         ts=np.array([0.0, 1.0]), losses=np.zeros(2), barrier=0.0, barrier_mean=0.0, t_max=0.0
     )
     assert r.computed.tolist() == [True, True] and r.complete
+
+
+class _OverflowAtTheEnd(pc.AbstractObjective):
+    """``½‖x‖²``, but infinite (overflow) where ``x[0] > 0.9``."""
+
+    dim, dtype = 2, np.dtype(np.float64)
+    layout = pc.Layout.single(2)
+    x0 = np.zeros(2)
+
+    def loss(self, x):
+        return np.inf if x[0] > 0.9 else 0.5 * float(x @ x)
+
+    def grad(self, x):
+        return np.asarray(x, dtype=np.float64)
+
+    def hvp(self, x, v):
+        return np.asarray(v, dtype=np.float64)
+
+
+@pytest.mark.parametrize("end", [np.array([1.0, 0.0]), np.array([0.95, 0.0])])
+def test_a_path_ending_at_an_infinite_loss_has_an_infinite_barrier(end):
+    r = pc.evaluate_path(_OverflowAtTheEnd(), np.zeros(2), end, n_points=5, metrics=False)
+    assert np.isinf(r.losses[-1])
+    assert r.barrier == np.inf and r.barrier_mean == np.inf
+    assert r.t_max == 1.0

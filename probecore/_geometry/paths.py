@@ -116,8 +116,9 @@ def _path_result(
         ts=ts,
         losses=losses,
         computed=computed,
-        barrier=float(peak - np.max(ends)),
-        barrier_mean=float(peak - np.mean(ends)),
+        # an infinite peak is an infinite barrier, even at an endpoint (not inf − inf = NaN)
+        barrier=peak if np.isinf(peak) else float(peak - np.max(ends)),
+        barrier_mean=peak if np.isinf(peak) else float(peak - np.mean(ends)),
         t_max=float(ts[int(np.argmax(ranked))]),
         metric_names=names,
         metric_values=values,
