@@ -171,6 +171,19 @@ def wrong():
 
 def not_a_model():
     return object(), len, ([1.0], [0])
+
+
+def raises():
+    raise KeyError("no such data set")
+
+
+class _Breaks(Ring):
+    def hvp(self, x, v):
+        raise RuntimeError("derivative for aten::something is not implemented")
+
+
+def breaks_at_first_hvp():
+    return _Breaks()
 """
 
 
@@ -225,10 +238,22 @@ def test_probe_subcommands_on_an_analytic_target(target, tmp_path, capsys, argv,
         (["connect", "{t}:ring_a"], "connect needs --end"),
         (["dimension", "{t}:ring_a"], "dimension needs an objective with data"),
         (["trace", "{t}:logreg", "--n-matvecs", "0"], "`n_matvecs`"),
+        (["eigenvalues", "{t}:raises"], "targets.py:raises raised KeyError: 'no such data set'"),
+        (
+            ["eigenvalues", "{t}:breaks_at_first_hvp", "--k", "1"],
+            "RuntimeError: derivative for aten::something is not implemented",
+        ),
+        (["eigenvalues", "{bad}:f"], "importing '"),
+        (["eigenvalues", "{bad}:f"], "SyntaxError: "),
+        (["eigenvalues", "{boom}:f"], "failed: ZeroDivisionError: division by zero"),
     ],
 )
 def test_bad_probe_arguments_give_one_line(target, tmp_path, capsys, argv, message):
-    argv = [a.replace("{t}", target) for a in argv] + ["--out", str(tmp_path / "o"), "--quiet"]
+    bad, boom = tmp_path / "bad.py", tmp_path / "boom.py"
+    bad.write_text("def f(:\n    pass\n", encoding="utf-8")
+    boom.write_text("x = 1 / 0\n", encoding="utf-8")
+    argv = [a.replace("{t}", target).replace("{bad}", str(bad)).replace("{boom}", str(boom))
+            for a in argv] + ["--out", str(tmp_path / "o"), "--quiet"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err

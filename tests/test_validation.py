@@ -422,3 +422,21 @@ def test_lanczos_convergence_error_carries_partial_result():
     )
     assert returned.converged is False
     np.testing.assert_array_equal(returned.eigenvalues, r.eigenvalues)
+
+
+def test_a_value_beyond_float32_is_refused_not_cast_to_inf():
+    from probecore.analytic import Quadratic
+    from probecore.backend import check_matrix, check_vector
+
+    x = np.zeros(4)
+    x[2] = 1e39  # finite in float64, inf in float32
+    with pytest.raises(ValueError, match=r"`x` does not fit in float32: entry 2 is 1e\+39"):
+        check_vector("x", x, dim=4, dtype=np.dtype(np.float32))
+    assert check_vector("x", x, dim=4, dtype=np.dtype(np.float64)) is x
+    q = Quadratic.from_spectrum(np.arange(1.0, 5.0), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"`v` does not fit in float32"):
+        q.hvp(np.zeros(4, np.float32), x)
+    V = np.zeros((2, 4))
+    V[1, 3] = -1e39
+    with pytest.raises(ValueError, match=r"`V` does not fit in float32: entry 7"):
+        check_matrix("V", V, dim=4, dtype=np.dtype(np.float32))

@@ -130,7 +130,7 @@ def check_vector(name: str, x: Any, *, dim: int, dtype: np.dtype | None = None) 
             f"({int(np.sum(~np.isfinite(x)))} non-finite in all)."
         )
     if dtype is not None and x.dtype != dtype:
-        x = x.astype(dtype)
+        x = _cast_finite(name, x, dtype)
     return x
 
 
@@ -149,8 +149,24 @@ def check_matrix(name: str, V: Any, *, dim: int, dtype: np.dtype | None = None) 
             f"`{name}` must be finite; it has {int(np.sum(~np.isfinite(V)))} non-finite entries."
         )
     if dtype is not None and V.dtype != dtype:
-        V = V.astype(dtype)
+        V = _cast_finite(name, V, dtype)
     return V
+
+
+def _cast_finite(name: str, a: np.ndarray, dtype: Any) -> np.ndarray:
+    """``a`` in ``dtype``, refusing entries that the cast turns into infinities."""
+    with np.errstate(over="ignore"):
+        out = a.astype(dtype)
+    if not all_finite(out):
+        bad = int(np.flatnonzero(~np.isfinite(out.reshape(-1)))[0])
+        big = float(np.finfo(dtype).max)
+        raise ValueError(
+            f"`{name}` does not fit in {np.dtype(dtype)}: entry {bad} is "
+            f"{a.reshape(-1)[bad]:.6g}, beyond its largest value {big:.4g} "
+            f"({int(np.sum(~np.isfinite(out)))} such entries). Scale it down, or use an "
+            f"objective in {a.dtype}."
+        )
+    return out
 
 
 def as_rng(rng: Any) -> tuple[np.random.Generator, int | dict | None]:

@@ -12,6 +12,7 @@ PyTorch networks — the core itself never imports a framework.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -84,4 +85,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CLIError, ValueError, TypeError, ImportError, OSError, ConvergenceError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"probecore {args.command}: error: {first}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # e.g. the framework failing inside a probe
+        if os.environ.get("PROBECORE_TRACEBACK"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(
+            f"probecore {args.command}: error: {type(exc).__name__}: {first} "
+            "(PROBECORE_TRACEBACK=1 shows where)",
+            file=sys.stderr,
+        )
         return 2

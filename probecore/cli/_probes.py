@@ -30,6 +30,14 @@ class CLIError(Exception):
 # --------------------------------------------------------------------------- targets
 
 
+def _one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, with the place of a syntax error."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        text = f"{exc.msg} ({os.path.basename(exc.filename)}, line {exc.lineno})"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _import(target: str) -> Any:
     if ":" not in target:
         raise CLIError(
@@ -46,16 +54,23 @@ def _import(target: str) -> Any:
         )
         module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
         sys.path.insert(0, os.path.dirname(os.path.abspath(mod_name)))
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        try:
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+        except Exception as exc:
+            raise CLIError(f"importing {mod_name!r} failed: {_one_line(exc)}") from None
     else:
         sys.path.insert(0, os.getcwd())
         try:
             module = importlib.import_module(mod_name)
         except ModuleNotFoundError as exc:
+            if exc.name != mod_name.split(".")[0] and exc.name != mod_name:
+                raise CLIError(f"importing {mod_name!r} failed: {_one_line(exc)}") from None
             raise CLIError(
                 f"cannot import module {mod_name!r} ({exc}); run from the folder that "
                 "contains it, add it to PYTHONPATH, or give a path to the .py file."
             ) from None
+        except Exception as exc:
+            raise CLIError(f"importing {mod_name!r} failed: {_one_line(exc)}") from None
     fn = getattr(module, fn_name, None)
     if fn is None or not callable(fn):
         raise CLIError(f"module {mod_name!r} has no function {fn_name!r}.")
@@ -67,7 +82,10 @@ def load_objective(target: str) -> Any:
     import probecore as pc
 
     fn = _import(target)
-    got = fn()
+    try:
+        got = fn()
+    except Exception as exc:
+        raise CLIError(f"{target} raised {_one_line(exc)}") from None
     if hasattr(got, "loss_and_grad") and hasattr(got, "dim"):
         return got
     options: dict = {}
@@ -89,6 +107,10 @@ def load_objective(target: str) -> Any:
         return pc.objective(*got, **options)
     except pc.NoBackendError as exc:
         raise CLIError(str(exc).splitlines()[0]) from None
+    except (TypeError, ValueError):
+        raise
+    except Exception as exc:  # the framework, evaluating the model for the first time
+        raise CLIError(f"building the objective of {target} failed: {_one_line(exc)}") from None
 
 
 # --------------------------------------------------------------------------- probes

@@ -180,6 +180,17 @@ def test_bad_input_gives_clear_errors():
         obj.loss(np.zeros(3))
 
 
+def test_a_float64_point_beyond_float32_is_refused():
+    X, y = digits(50)
+    obj = pc.objective(mlp().float().eval(), F.cross_entropy, (X.float(), y))
+    x = obj.x0.astype(np.float64)
+    x[0] = 1e39  # finite in float64; in float32 it would become inf
+    with pytest.raises(ValueError, match="`x` does not fit in float32: entry 0"):
+        obj.loss(x)
+    with pytest.raises(ValueError, match="`v` does not fit in float32: entry 0"):
+        obj.hvp(obj.x0, x)
+
+
 def test_layout_roles_from_named_parameters():
     model = (
         nn.Sequential(
