@@ -652,6 +652,16 @@ def test_error_batches_of_mismatched_length():
         JaxObjective(M.mlp_loss, M.init_mlp(), [("a", "b")])
 
 
+def test_error_non_finite_data_is_named():
+    X, y = M.digits(30)
+    X = np.asarray(X).copy()
+    X[4, 9] = np.inf
+    with pytest.raises(ValueError, match=r"batch 0 of `data` holds 1 non-finite .* index \(4, 9\)"):
+        JaxObjective(M.mlp_loss, M.init_mlp(), (X, y))
+    with pytest.raises(ValueError, match=r"batch 1 of `data` holds 1 non-finite"):
+        JaxObjective(M.mlp_loss, M.init_mlp(), [(X[10:20], y[10:20]), (X[:10], y[:10])])
+
+
 def test_error_non_finite_loss_at_x0():
     with pytest.raises(ValueError, match=r"loss at the model's parameters \(x0\) is inf"):
         JaxObjective(lambda p, b: M.mlp_loss(p, b) / 0.0, M.init_mlp(), M.digits(10))

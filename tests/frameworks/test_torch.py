@@ -180,6 +180,21 @@ def test_bad_input_gives_clear_errors():
         obj.loss(np.zeros(3))
 
 
+def test_bad_data_and_losses_are_named_at_construction():
+    X, y = digits(50)
+    Xinf = X.clone()
+    Xinf[7, 3] = float("inf")
+    with pytest.raises(ValueError, match=r"batch 0 of `data`: its inputs hold 1 non-finite"):
+        pc.objective(mlp().eval(), F.cross_entropy, (Xinf, y))
+    loader = DataLoader(TensorDataset(Xinf, y), batch_size=5)
+    with pytest.raises(ValueError, match=r"batch 1 of `data`: its inputs hold 1 non-finite"):
+        pc.objective(mlp().eval(), F.cross_entropy, loader)
+    with pytest.raises(ValueError, match="`data` holds no examples"):
+        pc.objective(mlp().eval(), F.cross_entropy, (X[:0], y[:0]))
+    with pytest.raises(TypeError, match="it returned float. Do not call .item"):
+        pc.objective(mlp().eval(), lambda o, t: F.cross_entropy(o, t).item(), (X, y))
+
+
 def test_a_float64_point_beyond_float32_is_refused():
     X, y = digits(50)
     obj = pc.objective(mlp().float().eval(), F.cross_entropy, (X.float(), y))

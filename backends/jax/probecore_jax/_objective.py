@@ -301,7 +301,18 @@ def _convert_batch(index: int, batch: Any, dtype: np.dtype) -> tuple[Any, int]:
                 "leaf must be an array whose leading dimension indexes examples."
             )
         leaf_dtype = np.dtype(leaf.dtype)
-        converted.append(_as_jax(leaf, dtype if _is_float(leaf_dtype) else None))
+        array = _as_jax(leaf, dtype if _is_float(leaf_dtype) else None)
+        if _is_float(leaf_dtype):
+            bad = ~jnp.isfinite(array)
+            if bool(bad.any()):
+                where = tuple(int(k) for k in np.argwhere(np.asarray(bad))[0])
+                raise ValueError(
+                    f"batch {index} of `data` holds {int(bad.sum())} non-finite values (the "
+                    f"first, {float(array[where])}, at index {where} of a leaf of shape "
+                    f"{tuple(array.shape)}); every gradient and HVP would be NaN. Clean or "
+                    "drop those examples."
+                )
+        converted.append(array)
     shapes = [tuple(a.shape) for a in converted]
     if any(len(s) == 0 for s in shapes) or len({s[0] for s in shapes}) != 1:
         raise ValueError(

@@ -209,6 +209,12 @@ class TorchObjective(AbstractObjective):
         with torch.no_grad():
             for batch in self._batches:
                 out = self._batch_loss(flat, batch)
+                if not isinstance(out, torch.Tensor):
+                    raise TypeError(
+                        "`loss_fn` must return a scalar torch tensor (the batch mean, with its "
+                        f"graph), so that it can be differentiated; it returned "
+                        f"{type(out).__name__}. Do not call .item() or float() on it."
+                    )
                 if out.ndim != 0:
                     raise ValueError(
                         "`loss_fn` must return a scalar (the batch mean); it returned a tensor "
@@ -501,6 +507,8 @@ def _read_batches(
             raise ValueError(
                 f"`data` inputs and targets differ in length: {len(inputs)} vs {len(targets)}."
             )
+        if len(targets) == 0:
+            raise ValueError("`data` holds no examples: its inputs and targets are empty.")
         size = len(targets) if batch_size is None else check_int("batch_size", batch_size, lo=1)
         batches = [
             (inputs[i : i + size], targets[i : i + size]) for i in range(0, len(targets), size)
@@ -527,4 +535,19 @@ def _read_batches(
     batches = [b for b in batches if len(b[1])]
     if not batches:
         raise ValueError("`data` holds no examples.")
+    for i, (inputs, targets) in enumerate(batches):
+        for what, tensors in (
+            ("inputs", inputs if isinstance(inputs, tuple) else (inputs,)),
+            ("targets", (targets,)),
+        ):
+            for t in tensors:
+                if isinstance(t, torch.Tensor) and t.is_floating_point():
+                    bad = ~torch.isfinite(t)
+                    if bool(bad.any()):
+                        where = tuple(int(k) for k in torch.nonzero(bad)[0])
+                        raise ValueError(
+                            f"batch {i} of `data`: its {what} hold {int(bad.sum())} non-finite "
+                            f"values (the first, {float(t[where])}, at index {where}); every "
+                            "gradient and HVP would be NaN. Clean or drop those examples."
+                        )
     return batches
