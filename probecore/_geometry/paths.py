@@ -20,7 +20,13 @@ from probecore._contract.results import ResultBase, register
 from probecore._contract.validation import check_int
 from probecore._geometry.curve_fit import CurveFit
 from probecore._geometry.curves import Curve, check_endpoint, linear_curve
-from probecore._probes.engine import PointPlan, check_executor, evaluate_plan, metric_names
+from probecore._probes.engine import (
+    PointPlan,
+    check_executor,
+    evaluate_plan,
+    metric_discovery_evals,
+    metric_names,
+)
 from probecore._probes.results import GridBase
 from probecore._probes.runs import StoredRun, register_reader
 
@@ -56,7 +62,8 @@ class PathResult(GridBase):
     kind : str
         The curve's kind.
     n_loss_evals, n_metric_evals : int
-        Evaluations spent by this call (0 for points read back from a store).
+        Evaluations spent by this call (0 for points read back from a store); metrics also
+        count the one evaluation at the start that finds their names.
     """
 
     _array_fields: ClassVar[tuple[str, ...]] = ("ts", "losses", "computed", "metric_values")
@@ -297,6 +304,6 @@ def evaluate_path(
         out.metric_values(),
         kind=curve.kind,
         n_loss_evals=out.n_evaluated,
-        n_metric_evals=out.n_metric_evals,
+        n_metric_evals=out.n_metric_evals + metric_discovery_evals(metrics),
         metadata=out.metadata,
     )

@@ -42,6 +42,7 @@ __all__ = [
     "check_point",
     "chunking",
     "evaluate_plan",
+    "metric_discovery_evals",
     "metric_names",
     "progress_bar",
     "resolve",
@@ -469,6 +470,11 @@ def metric_names(objective: Objective, metrics: Any, origin: np.ndarray) -> tupl
             f"{sorted(available)}."
         )
     return names
+
+
+def metric_discovery_evals(metrics: Any) -> int:
+    """Metric evaluations :func:`metric_names` spends on finding the names: one, if any."""
+    return 0 if metrics is False or metrics is None else 1
 
 
 # --------------------------------------------------------------------------- entry point

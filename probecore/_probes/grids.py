@@ -17,6 +17,7 @@ from probecore._probes.engine import (
     check_executor,
     check_point,
     evaluate_plan,
+    metric_discovery_evals,
     metric_names,
 )
 from probecore._probes.results import LineResult, PlaneResult
@@ -172,7 +173,7 @@ def line(
         metric_names=names,
         metric_values=out.metric_values(),
         n_loss_evals=out.n_evaluated,
-        n_metric_evals=out.n_metric_evals,
+        n_metric_evals=out.n_metric_evals + metric_discovery_evals(metrics),
         metadata=out.metadata,
     )
 
@@ -307,6 +308,6 @@ def plane(
         metric_names=names,
         metric_values=out.metric_values(shape),
         n_loss_evals=out.n_evaluated,
-        n_metric_evals=out.n_metric_evals,
+        n_metric_evals=out.n_metric_evals + metric_discovery_evals(metrics),
         metadata=out.metadata,
     )

@@ -63,7 +63,8 @@ class LineResult(GridBase):
     n_loss_evals : int
         Loss evaluations spent by this call (0 for points read back from a store).
     n_metric_evals : int
-        Metric evaluations spent by this call (one per point with ``metrics``).
+        Metric evaluations spent by this call: one per evaluated point, plus the one at the
+        origin that finds the metrics' names (whenever ``metrics`` is asked for).
     """
 
     _array_fields: ClassVar[tuple[str, ...]] = ("coords", "losses", "computed", "metric_values")
@@ -97,7 +98,8 @@ class PlaneResult(GridBase):
     n_loss_evals : int
         Loss evaluations spent by this call.
     n_metric_evals : int
-        Metric evaluations spent by this call.
+        Metric evaluations spent by this call: one per evaluated point, plus the one at the
+        origin that finds the metrics' names (whenever ``metrics`` is asked for).
     """
 
     _array_fields: ClassVar[tuple[str, ...]] = (
