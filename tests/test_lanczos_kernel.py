@@ -1,7 +1,7 @@
 """The Lanczos kernel in float32 at scale: breakdown relative to ‖T_j‖, not to √n.
 
 Diagonal ``LinearOperator``s (products cost ``O(n)``) with ``n = 10⁵`` and network-like
-spectra. The kernel stops a sequence when ``β_j ≤ τ_j = 2(1 + √(j+1))·ε·‖T̂_j‖₁``
+spectra. The kernel stops a sequence when ``β_j ≤ δ_j = 2(1 + √(j+1))·ε·‖T̂_j‖₁``
 (``probecore/_linalg/lanczos.py``); the former SLQ test ``β_j ≤ 100·√n·ε·‖H‖`` was
 ``3.8·10⁻³‖H‖`` here in float32, above the couplings inside the bulk, so probes stopped
 after 12–16 of 30 steps.
@@ -31,9 +31,9 @@ def _diagonal(lam: np.ndarray, dtype) -> LinearOperator:
 
 
 def _tau_bound(steps: int, lam: np.ndarray) -> float:
-    """The kernel's τ_j at the last of ``steps`` steps, with ‖T̂‖₁ bounded by 3‖H‖.
+    """The kernel's δ_j at the last of ``steps`` steps, with ‖T̂‖₁ bounded by 3‖H‖.
 
-    τ_j = 2(1 + √(j+1))·ε·‖T̂_j‖₁ grows with j, and ‖T̂‖₁ = max |α_i| + β_{i−1} + β_i is at
+    δ_j = 2(1 + √(j+1))·ε·‖T̂_j‖₁ grows with j, and ‖T̂‖₁ = max |α_i| + β_{i−1} + β_i is at
     most 3‖H‖ since |α_i|, β_i <= ‖H‖.
     """
     return 2 * (1 + np.sqrt(steps)) * EPS32 * 3 * float(np.max(np.abs(lam)))
@@ -57,7 +57,7 @@ def _network_spectrum(seed: int, bulk_scale: float, top: float, m: int) -> np.nd
 @settings(max_examples=3)
 def test_slq_float32_takes_every_step_on_a_network_spectrum(seed, bulk_scale, top):
     # n distinct eigenvalues >> m: the Krylov space of a probe does not become invariant
-    # within m steps, and every coupling (>= W/5) is far above τ_j, so no probe stops.
+    # within m steps, and every coupling (>= W/5) is far above δ_j, so no probe stops.
     m, p = 30, 4
     lam = _network_spectrum(seed, bulk_scale, top, m)
     d = pc.spectral_density(_diagonal(lam, np.float32), n_probes=p, n_steps=m, rng=seed)
@@ -173,7 +173,7 @@ def test_sequences_in_lockstep_equal_sequences_run_alone(n, steps, p, full, seed
 @given(dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
 @settings(max_examples=6, deadline=None)
 def test_slq_measure_is_exact_on_a_dense_operator_with_few_values(dtype, seed):
-    # A dense product rounds by up to about √n·ε‖H‖, more than τ_j leaves for it: the
+    # A dense product rounds by up to about √n·ε‖H‖, more than δ_j leaves for it: the
     # probes need not stop at the 5 distinct values (they may run every step, splitting
     # a value's weight among copies of its node), but the measure stays that of H.
     # Bound: each step's residual is below τ_m + √n·ε‖H‖, so the m-step subspace is

@@ -79,7 +79,7 @@ def unit_complement(w: np.ndarray, D: np.ndarray, B: np.ndarray) -> np.ndarray |
 
 
 def breakdown_threshold(j: int, tnorm: float, eps: float, full: bool) -> float:
-    """The breakdown threshold ``τ_j`` of step ``j`` (0-based); see :func:`expand`.
+    """The breakdown threshold ``δ_j`` of step ``j`` (0-based); see :func:`expand`.
 
     Parameters
     ----------
@@ -96,7 +96,7 @@ def breakdown_threshold(j: int, tnorm: float, eps: float, full: bool) -> float:
     Returns
     -------
     float
-        ``τ_j = 2 (1 + √s) ε ‖T̂_j‖₁``.
+        ``δ_j = 2 (1 + √s) ε ‖T̂_j‖₁``.
     """
     s = j + 1 if full else 2
     return 2.0 * (1.0 + math.sqrt(s)) * eps * max(tnorm, _TINY)
@@ -194,7 +194,7 @@ def expand(
     against ``q_0, …, q_j``; the coefficients ``h`` fill column ``j`` of ``T``, so a
     thick-restart arrowhead column comes out right) or the three-term recurrence
     ``w − α_j q_j − β_{j−1} q_{j−1}``. With ``β_j = ‖w‖`` the step breaks down when
-    ``β_j ≤ τ_j`` (or, with ``check``, when the normalised ``w`` fails the DGKS test of
+    ``β_j ≤ δ_j`` (or, with ``check``, when the normalised ``w`` fails the DGKS test of
     :func:`unit_complement`); otherwise ``q_{j+1} = w/β_j``.
 
     Parameters
@@ -226,7 +226,7 @@ def expand(
     -----
     **The breakdown threshold** is relative to the projected matrix, not to ``√n``:
 
-    .. math:: \tau_j = 2\,(1 + \sqrt{s})\,\varepsilon\,\lVert\hat T_j\rVert_1,
+    .. math:: \delta_j = 2\,(1 + \sqrt{s})\,\varepsilon\,\lVert\hat T_j\rVert_1,
 
     with ``s = j + 1`` under full reorthogonalization and ``s = 2`` for the three-term
     recurrence, ``ε`` the machine epsilon of the basis dtype and
@@ -254,7 +254,7 @@ def expand(
     (at ``n = 3·10⁵``, ``100√n·ε`` is 0.65% of ``‖H‖``, larger than the couplings inside
     a network's bulk).
 
-    *Why a low threshold is harmless and a high one is not.* When noise above ``τ_j`` is
+    *Why a low threshold is harmless and a high one is not.* When noise above ``δ_j`` is
     taken for a new vector, ``q_{j+1}`` starts a new Krylov sequence coupled to ``T_j`` by
     ``β_j``, the size of the rounding in ``w`` (the step's own, ``O(ε‖T̂_j‖)``, plus the
     product's, up to about ``√n·ε‖H‖`` for a dense one): the old Ritz values move by
@@ -265,12 +265,12 @@ def expand(
     breakdown, as a restart direction. A threshold above the couplings that carry
     information instead ends a probe early, and its quadrature keeps only ``j + 1`` nodes.
 
-    ``τ_j`` bounds the rounding of the step itself. The rounding of earlier steps left
+    ``δ_j`` bounds the rounding of the step itself. The rounding of earlier steps left
     components outside the exact Krylov space in ``q_j``; the recurrence carries them
     along, and where Ritz values have converged to eigenvalues of multiplicity above one
     it amplifies them (by factors of order ``‖T‖/gap``): at an invariant subspace of a tight cluster
     of repeated eigenvalues ``β_j`` can then exceed any ``O(ε‖T‖)`` threshold, and the
-    sequence continues as above. So does one whose product rounds by more than ``τ_j``
+    sequence continues as above. So does one whose product rounds by more than ``δ_j``
     (a dense ``n × n`` product, an HVP): on such an operator with few distinct
     eigenvalues a probe may run all its steps, at the cost asked for, and its measure is
     still that of ``H`` (nodes within rounding of the eigenvalues, each eigenvalue's

@@ -32,7 +32,7 @@ _PLUGIN_COMMANDS = {
 
 def _parser() -> tuple[argparse.ArgumentParser, list[str]]:
     """The command's parser, and the first-party plugin commands that are not installed."""
-    from probecore.cli._probes import add_probe_parsers
+    from probecore.cli._probes import add_probe_parsers, one_line
     from probecore.plugins import get_plugin_manager
 
     parser = argparse.ArgumentParser(
@@ -47,10 +47,9 @@ def _parser() -> tuple[argparse.ArgumentParser, list[str]]:
     try:
         get_plugin_manager().hook.probecore_add_commands(subparsers=sub)
     except Exception as exc:  # a broken plugin must not take the built-in probes down
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         print(
             f"probecore: warning: a plugin failed to load or to add its subcommands "
-            f"({type(exc).__name__}: {first}); only the built-in probes are available. "
+            f"({one_line(exc)}); only the built-in probes are available. "
             "Reinstall or remove the plugin, or set PROBECORE_DISABLE_PLUGIN_AUTOLOAD=1.",
             file=sys.stderr,
         )
@@ -78,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args = parser.parse_args(argv)
     from probecore._contract.errors import ConvergenceError
-    from probecore.cli._probes import CLIError
+    from probecore.cli._probes import CLIError, one_line
 
     try:
         return int(args.func(args))
@@ -89,9 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # e.g. the framework failing inside a probe
         if os.environ.get("PROBECORE_TRACEBACK"):
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         print(
-            f"probecore {args.command}: error: {type(exc).__name__}: {first} "
+            f"probecore {args.command}: error: {one_line(exc)} "
             "(PROBECORE_TRACEBACK=1 shows where)",
             file=sys.stderr,
         )

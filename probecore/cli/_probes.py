@@ -30,7 +30,7 @@ class CLIError(Exception):
 # --------------------------------------------------------------------------- targets
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     """``Type: first line of the message``, with the place of a syntax error."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, SyntaxError) and exc.filename:
@@ -57,20 +57,20 @@ def _import(target: str) -> Any:
         try:
             spec.loader.exec_module(module)  # type: ignore[union-attr]
         except Exception as exc:
-            raise CLIError(f"importing {mod_name!r} failed: {_one_line(exc)}") from None
+            raise CLIError(f"importing {mod_name!r} failed: {one_line(exc)}") from None
     else:
         sys.path.insert(0, os.getcwd())
         try:
             module = importlib.import_module(mod_name)
         except ModuleNotFoundError as exc:
             if exc.name != mod_name.split(".")[0] and exc.name != mod_name:
-                raise CLIError(f"importing {mod_name!r} failed: {_one_line(exc)}") from None
+                raise CLIError(f"importing {mod_name!r} failed: {one_line(exc)}") from None
             raise CLIError(
                 f"cannot import module {mod_name!r} ({exc}); run from the folder that "
                 "contains it, add it to PYTHONPATH, or give a path to the .py file."
             ) from None
         except Exception as exc:
-            raise CLIError(f"importing {mod_name!r} failed: {_one_line(exc)}") from None
+            raise CLIError(f"importing {mod_name!r} failed: {one_line(exc)}") from None
     fn = getattr(module, fn_name, None)
     if fn is None or not callable(fn):
         raise CLIError(f"module {mod_name!r} has no function {fn_name!r}.")
@@ -85,7 +85,7 @@ def load_objective(target: str) -> Any:
     try:
         got = fn()
     except Exception as exc:
-        raise CLIError(f"{target} raised {_one_line(exc)}") from None
+        raise CLIError(f"{target} raised {one_line(exc)}") from None
     if hasattr(got, "loss_and_grad") and hasattr(got, "dim"):
         return got
     options: dict = {}
@@ -110,7 +110,7 @@ def load_objective(target: str) -> Any:
     except (TypeError, ValueError):
         raise
     except Exception as exc:  # the framework, evaluating the model for the first time
-        raise CLIError(f"building the objective of {target} failed: {_one_line(exc)}") from None
+        raise CLIError(f"building the objective of {target} failed: {one_line(exc)}") from None
 
 
 # --------------------------------------------------------------------------- probes

@@ -536,18 +536,21 @@ def _read_batches(
     if not batches:
         raise ValueError("`data` holds no examples.")
     for i, (inputs, targets) in enumerate(batches):
-        for what, tensors in (
-            ("inputs", inputs if isinstance(inputs, tuple) else (inputs,)),
-            ("targets", (targets,)),
-        ):
-            for t in tensors:
-                if isinstance(t, torch.Tensor) and t.is_floating_point():
-                    bad = ~torch.isfinite(t)
-                    if bool(bad.any()):
-                        where = tuple(int(k) for k in torch.nonzero(bad)[0])
-                        raise ValueError(
-                            f"batch {i} of `data`: its {what} hold {int(bad.sum())} non-finite "
-                            f"values (the first, {float(t[where])}, at index {where}); every "
-                            "gradient and HVP would be NaN. Clean or drop those examples."
-                        )
+        for t in inputs if isinstance(inputs, tuple) else (inputs,):
+            _refuse_non_finite(i, "inputs", t)
+        _refuse_non_finite(i, "targets", targets)
     return batches
+
+
+def _refuse_non_finite(batch: int, what: str, t: Any) -> None:
+    """Raise if a floating tensor of the data holds NaN or infinity (naming where)."""
+    if not (isinstance(t, torch.Tensor) and t.is_floating_point()):
+        return
+    bad = ~torch.isfinite(t)
+    if bool(bad.any()):
+        where = tuple(int(k) for k in torch.nonzero(bad)[0])
+        raise ValueError(
+            f"batch {batch} of `data`: its {what} hold {int(bad.sum())} non-finite values "
+            f"(the first, {float(t[where])}, at index {where}); every gradient and HVP would "
+            "be NaN. Clean or drop those examples."
+        )
