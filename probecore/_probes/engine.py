@@ -47,6 +47,7 @@ __all__ = [
     "progress_bar",
     "resolve",
     "run_chunks",
+    "stack_metrics",
     "span_chunk",
     "task_spec",
 ]
@@ -155,9 +156,24 @@ class PlanValues:
 
     def metric_values(self, shape: Sequence[int] | None = None) -> np.ndarray:
         """Metric values as ``(n_metrics, *shape)``, ``shape`` default ``(n_points,)``."""
-        shape = tuple(shape) if shape is not None else self.computed.shape
-        rows = [self.values[m].reshape(shape) for m in self.metric_names]
-        return np.array(rows).reshape(len(self.metric_names), *shape)
+        return stack_metrics(
+            self.values, self.metric_names, self.computed.shape if shape is None else shape
+        )
+
+
+def stack_metrics(
+    values: Mapping[str, np.ndarray], names: Sequence[str], shape: Sequence[int]
+) -> np.ndarray:
+    """The metrics ``names`` of ``values``, each reshaped to ``shape``, as one array.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(len(names), *shape)``; ``(0, *shape)`` without metrics.
+    """
+    shape = tuple(shape)
+    rows = [values[m].reshape(shape) for m in names]
+    return np.array(rows).reshape(len(names), *shape)
 
 
 # --------------------------------------------------------------------------- execution

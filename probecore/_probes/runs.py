@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from probecore._probes.engine import stack_metrics
 from probecore._probes.rays import ray_stats
 from probecore._probes.results import LineResult, PlaneResult, RayResult
 from probecore._probes.store import open_run
@@ -80,9 +81,9 @@ class StoredRun:
         -------
         numpy.ndarray
         """
-        shape = tuple(shape) if shape is not None else self.computed.shape
-        names = self.metric_names
-        return np.array([self.values[m].reshape(shape) for m in names]).reshape(len(names), *shape)
+        return stack_metrics(
+            self.values, self.metric_names, self.computed.shape if shape is None else shape
+        )
 
 
 READERS: dict[str, Callable[[StoredRun], Any]] = {}
