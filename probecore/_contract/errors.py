@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ConvergenceError", "NoBackendError", "ObjectiveCheckError"]
+__all__ = ["ConvergenceError", "InvalidResultError", "NoBackendError", "ObjectiveCheckError"]
 
 
 class ConvergenceError(RuntimeError):
@@ -22,6 +22,32 @@ class ConvergenceError(RuntimeError):
     def __init__(self, message: str, result: Any) -> None:
         super().__init__(message)
         self.result = result
+
+
+class InvalidResultError(ValueError):
+    """A file given to :func:`probecore.load` is not a valid probecore result.
+
+    Raised for every way a file can fail to be one -- not an ``.npz`` archive, a missing,
+    malformed or tampered JSON header, unknown or missing fields, values of the wrong type,
+    arrays that are not numeric, or members declaring more data than the file can hold.
+    The message starts with ``"not a probecore result: "`` and names the file and what is
+    wrong with it. A subclass of :class:`ValueError`.
+
+    Attributes
+    ----------
+    path : str
+        The file that was refused.
+    reason : str
+        What is wrong with it.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"not a probecore result: {path!r}: {reason}")
+        self.path = path
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable, e.g. across processes
+        return (type(self), (self.path, self.reason))
 
 
 class NoBackendError(LookupError):
