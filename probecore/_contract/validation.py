@@ -7,6 +7,7 @@ Every message names the parameter, the constraint and the value it got. Wrong ki
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -200,3 +201,95 @@ def _jsonable_state(state: Any) -> Any:
     if isinstance(state, np.ndarray):
         return state.tolist()
     return state
+
+
+#: Environment variable that sets the memory budget of a probe's per-point arrays, in
+#: bytes (``"2e9"`` and ``"2000000000"`` both work); see :func:`grid_memory_budget`.
+MAX_GRID_BYTES_ENV = "PROBECORE_MAX_GRID_BYTES"
+_FALLBACK_GRID_BYTES = 8 * 2**30
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes in decimal units, e.g. ``"6.4 GB"``."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def grid_memory_budget() -> tuple[int, str]:
+    """The memory budget of a probe's per-point arrays, and the rule that set it.
+
+    ``PROBECORE_MAX_GRID_BYTES`` (bytes, > 0) when set; otherwise half the machine's
+    physical memory (``os.sysconf``), or 8 GiB where that is not available.
+
+    Returns
+    -------
+    budget : int
+        Bytes.
+    rule : str
+        Where the number comes from, for messages.
+    """
+    raw = os.environ.get(MAX_GRID_BYTES_ENV, "").strip()
+    if raw:
+        try:
+            budget = float(raw)
+        except ValueError:
+            budget = float("nan")
+        if not np.isfinite(budget) or budget <= 0:
+            raise ValueError(
+                f"{MAX_GRID_BYTES_ENV} must be a positive number of bytes (such as 4e9); "
+                f"got {raw!r}."
+            )
+        return int(budget), f"{MAX_GRID_BYTES_ENV}={raw}"
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        physical = -1
+    if physical > 0:
+        return physical // 2, f"half the physical memory of {format_bytes(physical)}"
+    return _FALLBACK_GRID_BYTES, "8 GiB, as the physical memory is unknown"
+
+
+def check_points_budget(
+    name: str, n_points: int, *, floats_per_point: int, advice: str = ""
+) -> int:
+    """Refuse a probe whose per-point arrays would not fit in :func:`grid_memory_budget`.
+
+    Call it before allocating anything proportional to ``n_points``. The estimate is
+    ``n_points · (8·floats_per_point + 1)`` bytes: the float64 arrays the run holds at its
+    peak (the caller counts them: coefficients, one array per recorded field, the
+    result's copies, temporaries) and the one-byte done mask.
+
+    Parameters
+    ----------
+    name : str
+        What sets the number of points, as the user wrote it (``"`n_points` = 10**9"``,
+        ``"`alphas` × `betas` (20000 × 20000)"``).
+    n_points : int
+    floats_per_point : int
+    advice : str
+        How to proceed, appended to the message.
+
+    Returns
+    -------
+    int
+        The estimated bytes, when within the budget.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, the number of points, the bytes they would take, the budget
+        and its rule, and ``advice``.
+    """
+    nbytes = int(n_points) * (8 * int(floats_per_point) + 1)
+    budget, rule = grid_memory_budget()
+    if nbytes > budget:
+        raise ValueError(
+            f"{name} asks for {int(n_points):,} points, whose arrays would take "
+            f"{format_bytes(nbytes)} of memory, more than the budget of "
+            f"{format_bytes(budget)} ({rule}); refused before allocating them. "
+            f"{advice} To allow more, set {MAX_GRID_BYTES_ENV} (bytes)."
+        )
+    return nbytes
