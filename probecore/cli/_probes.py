@@ -7,110 +7,123 @@ and optionally ``options`` (backend options such as ``dtype``), or an Objective 
 The backend is picked by the plugin system. Each subcommand prints a short summary and
 writes its result (``.npz``, readable with :func:`probecore.load`) and a figure to
 ``--out``.
+
+Every option is checked by :func:`check_args` before the target is imported, against
+what the probe's library function requires, so that a wrong value costs no model
+building. This module imports nothing heavy at import time (no numpy, scipy or
+matplotlib): ``probecore --help`` builds its parsers from it.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
+import math
 import os
-import sys
 from typing import Any
 
-import numpy as np
+from probecore.cli._targets import CLIError, check_target, load_objective, one_line
+
+__all__ = ["CLIError", "add_probe_parsers", "check_args", "one_line", "run_probe"]
 
 PROBES = ("eigenvalues", "trace", "density", "plane", "rays", "connect", "sharpness", "dimension")
 
 
-class CLIError(Exception):
-    """A user error reported as one line (no traceback)."""
+# --------------------------------------------------------------------------- options
 
 
-# --------------------------------------------------------------------------- targets
+def _flag(dest: str) -> str:
+    return f"`--{dest.replace('_', '-')}`"
 
 
-def one_line(exc: BaseException) -> str:
-    """``Type: first line of the message``, with the place of a syntax error."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, SyntaxError) and exc.filename:
-        text = f"{exc.msg} ({os.path.basename(exc.filename)}, line {exc.lineno})"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+def _at_least(args: argparse.Namespace, dest: str, lo: int, why: str = "") -> None:
+    value = getattr(args, dest)
+    if value < lo:
+        raise CLIError(f"{_flag(dest)} must be >= {lo}{why}; got {value}.")
 
 
-def _import(target: str) -> Any:
-    if ":" not in target:
-        raise CLIError(
-            f"target {target!r} must be 'module:function' (or 'path/to/file.py:function')."
-        )
-    mod_name, _, fn_name = target.rpartition(":")
-    if not mod_name or not fn_name:
-        raise CLIError(f"target {target!r} must be 'module:function'.")
-    if mod_name.endswith(".py") or os.sep in mod_name:
-        if not os.path.isfile(mod_name):
-            raise CLIError(f"no such file: {mod_name!r} (from target {target!r}).")
-        spec = importlib.util.spec_from_file_location(
-            f"_probecore_target_{abs(hash(mod_name))}", mod_name
-        )
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        sys.path.insert(0, os.path.dirname(os.path.abspath(mod_name)))
-        try:
-            spec.loader.exec_module(module)  # type: ignore[union-attr]
-        except Exception as exc:
-            raise CLIError(f"importing {mod_name!r} failed: {one_line(exc)}") from None
-    else:
-        sys.path.insert(0, os.getcwd())
-        try:
-            module = importlib.import_module(mod_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod_name.split(".")[0] and exc.name != mod_name:
-                raise CLIError(f"importing {mod_name!r} failed: {one_line(exc)}") from None
+def _positive(args: argparse.Namespace, dest: str, why: str = "") -> None:
+    value = getattr(args, dest)
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise CLIError(f"{_flag(dest)} must be a finite number > 0{why}; got {value}.")
+
+
+def _check_out(out: str) -> None:
+    """``--out`` must be a folder, or creatable as one."""
+    if os.path.exists(out):
+        if not os.path.isdir(out):
+            raise CLIError(f"`--out` {out!r} is not a folder (a file of that name exists).")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise CLIError(f"`--out` {out!r} is a folder that is not writable.")
+        return
+    parent = os.path.dirname(os.path.abspath(out))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise CLIError(f"`--out` {out!r} cannot be created: {parent!r} is a file.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CLIError(f"`--out` {out!r} cannot be created: {parent!r} is not writable.")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Check every option of a probe subcommand, before its target is imported.
+
+    The constraints are those of the library function each probe calls (``--k >= 1`` for
+    :func:`probecore.lanczos`, ``--n-matvecs >= 4`` for :func:`probecore.hutchpp`, ...);
+    the ones that depend on the model (``--k`` at most its dimension, ``--batch-size`` at
+    most half its data) are checked once it is built.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line of one probe subcommand.
+
+    Raises
+    ------
+    CLIError
+        Naming the option, the constraint and the value, for the first bad one.
+    """
+    cmd = args.command
+    check_target(args.target)
+    if cmd == "connect":
+        check_target(args.end, "`--end`")
+    _check_out(args.out)
+    if args.seed < 0:
+        raise CLIError(f"`--seed` must be a non-negative integer; got {args.seed}.")
+    if cmd == "eigenvalues":
+        _at_least(args, "k", 1, " (the number of eigenvalues)")
+        if args.tol is not None and not (math.isfinite(args.tol) and args.tol >= 0):
+            raise CLIError(f"`--tol` must be a finite number >= 0; got {args.tol}.")
+    elif cmd == "trace":
+        # hutchpp: a third of the budget sketches, a third is exact, and at least 2
+        # Hutchinson probes remain; hutchinson: 2 probes for a standard error.
+        lo = 4 if args.method == "hutchpp" else 2
+        _at_least(args, "n_matvecs", lo, f" with --method {args.method}")
+    elif cmd == "density":
+        _at_least(args, "n_probes", 1)
+        _at_least(args, "n_steps", 1, " (Lanczos steps per probe)")
+    elif cmd == "plane":
+        _at_least(args, "n", 2, " (points per axis: the contour needs a grid)")
+        _positive(args, "extent", " (the grid spans [-extent, extent])")
+    elif cmd == "rays":
+        _at_least(args, "n_rays", 1)
+        _positive(args, "eps", " (the finite-difference step)")
+    elif cmd == "connect":
+        _at_least(args, "bends", 1, " (free control points)")
+        _at_least(args, "epochs", 1)
+        _at_least(args, "batch_size", 1)
+        _positive(args, "lr")
+        _at_least(args, "points", 2, " (the two ends at least)")
+    elif cmd == "sharpness":
+        _positive(args, "eps", " (the size of the box)")
+        _at_least(args, "maxiter", 1)
+    elif cmd == "dimension":
+        _at_least(args, "batch_size", 1)
+        share = args.share
+        if not (math.isfinite(share) and 0 < share <= 1):
+            hint = f" (for {share:g}% pass {share / 100:g})" if 1 < share <= 100 else ""
             raise CLIError(
-                f"cannot import module {mod_name!r} ({exc}); run from the folder that "
-                "contains it, add it to PYTHONPATH, or give a path to the .py file."
-            ) from None
-        except Exception as exc:
-            raise CLIError(f"importing {mod_name!r} failed: {one_line(exc)}") from None
-    fn = getattr(module, fn_name, None)
-    if fn is None or not callable(fn):
-        raise CLIError(f"module {mod_name!r} has no function {fn_name!r}.")
-    return fn
-
-
-def load_objective(target: str) -> Any:
-    """The Objective that ``module:function`` describes."""
-    import probecore as pc
-
-    fn = _import(target)
-    try:
-        got = fn()
-    except Exception as exc:
-        raise CLIError(f"{target} raised {one_line(exc)}") from None
-    if hasattr(got, "loss_and_grad") and hasattr(got, "dim"):
-        return got
-    options: dict = {}
-    if isinstance(got, dict):
-        missing = [k for k in ("model", "loss_fn", "data") if k not in got]
-        if missing:
-            raise CLIError(
-                f"{target} returned a dict without {missing}; it must have 'model', "
-                "'loss_fn' and 'data' (and optionally 'options')."
+                f"`--share` must be a fraction in (0, 1] of the variance; got {share:g}{hint}."
             )
-        options = dict(got.get("options") or {})
-        got = (got["model"], got["loss_fn"], got["data"])
-    if not isinstance(got, tuple) or len(got) != 3:
-        raise CLIError(
-            f"{target} returned {type(got).__name__}; it must return (model, loss_fn, data), "
-            "a dict with those keys, or a probecore Objective."
-        )
-    try:
-        return pc.objective(*got, **options)
-    except pc.NoBackendError as exc:
-        raise CLIError(str(exc).splitlines()[0]) from None
-    except (TypeError, ValueError):
-        raise
-    except Exception as exc:  # the framework, evaluating the model for the first time
-        raise CLIError(f"building the objective of {target} failed: {one_line(exc)}") from None
 
 
 # --------------------------------------------------------------------------- probes
@@ -123,6 +136,8 @@ def _save(result: Any, out: str, name: str, target: str) -> str:
 
 
 def _figure(ax: Any, out: str, name: str) -> str:
+    import numpy as np
+
     path = os.path.join(out, name)
     fig = np.atleast_1d(ax)[0].figure
     fig.tight_layout()
@@ -143,11 +158,21 @@ def _plt() -> Any:
 
 
 def run_probe(args: argparse.Namespace) -> int:
+    """Run the probe subcommand ``args.command``; returns the exit status.
+
+    Every option is checked (:func:`check_args`) before the target is imported.
+    """
+    check_args(args)
+    import numpy as np
+
     import probecore as pc
     from probecore import plot
 
     out = args.out
-    os.makedirs(out, exist_ok=True)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"`--out` {out!r} cannot be created: {exc.strerror or exc}.") from exc
     obj = load_objective(args.target)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     say(f"probecore {args.command}: {args.target}: {obj.dim:,} parameters, {obj.dtype}")
@@ -188,8 +213,6 @@ def run_probe(args: argparse.Namespace) -> int:
         ax.set_ylabel("density")
         files.append(_figure(ax, out, "density.png"))
     elif cmd == "plane":
-        if args.n < 2:
-            raise CLIError(f"--n must be at least 2 (points per axis); got {args.n}.")
         d = pc.random_directions(obj, k=2, rng=args.seed, normalization=args.normalization)
         grid = np.linspace(-args.extent, args.extent, args.n)
         r = pc.plane(
@@ -219,9 +242,7 @@ def run_probe(args: argparse.Namespace) -> int:
         _plt()
         files.append(_figure(plot.ray_histogram(r), out, "rays.png"))
     elif cmd == "connect":
-        if not args.end:
-            raise CLIError("connect needs --end module:function (the second model).")
-        end = load_objective(args.end)
+        end = load_objective(args.end, "`--end`")
         line = pc.evaluate_path(obj, obj, end, n_points=args.points)
         fit = pc.fit_curve(
             obj,
@@ -261,10 +282,10 @@ def run_probe(args: argparse.Namespace) -> int:
         n = getattr(obj, "n_examples", None)
         if n is None:
             raise CLIError("dimension needs an objective with data (mini-batch gradients).")
-        if not 1 <= args.batch_size < n:
+        if args.batch_size > n // 2:
             raise CLIError(
-                f"--batch-size must be between 1 and {n - 1} (the data has {n} examples); "
-                f"got {args.batch_size}."
+                f"`--batch-size` must be <= {n // 2} (half the {n} examples: the effective "
+                f"dimension needs at least 2 mini-batch gradients); got {args.batch_size}."
             )
         gen = np.random.default_rng(args.seed)
         perm = gen.permutation(n)
@@ -301,6 +322,12 @@ def add_probe_parsers(sub: Any) -> None:
         )
         p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
         p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+        p.add_argument(
+            "--traceback",
+            action="store_true",
+            default=argparse.SUPPRESS,  # keeps `probecore --traceback <probe>` working
+            help="on an error, print the full traceback instead of one line",
+        )
         p.set_defaults(func=run_probe)
 
     p = sub.add_parser(
@@ -382,7 +409,12 @@ def add_probe_parsers(sub: Any) -> None:
         "fitted curve (Garipov et al. 2018).",
     )
     common(p)
-    p.add_argument("--end", required=False, help="module:function of the second model")
+    p.add_argument(
+        "--end",
+        required=True,
+        metavar="module:function",
+        help="the second model, as module:function (or path/to/file.py:function)",
+    )
     p.add_argument(
         "--kind", default="bezier", choices=("bezier", "chain"), help="curve (default: %(default)s)"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .cli_cases import EXAMPLES, cases, check
+from .cli_cases import EXAMPLES, cases, check, check_refused, refused
 
 TARGET = str(EXAMPLES / "jax_digits.py") + ":mlp"
 
@@ -12,3 +12,10 @@ TARGET = str(EXAMPLES / "jax_digits.py") + ":mlp"
 @pytest.mark.parametrize("argv, result", cases(TARGET, TARGET, TARGET))
 def test_probe_subcommand_on_the_example(tmp_path, capsys, argv, result):
     check(tmp_path, capsys, argv, result)
+
+
+@pytest.mark.parametrize("argv, message", refused(TARGET, TARGET))
+def test_bad_options_are_refused_before_the_model_is_built(
+    tmp_path, capsys, monkeypatch, argv, message
+):
+    check_refused(tmp_path, capsys, monkeypatch, argv, message)
