@@ -33,11 +33,16 @@ all_finite, FLOAT_DTYPES, as_rng
     A memory-light finiteness test, the supported dtypes, and ``rng`` normalisation.
 require_objective
     The structural check of an objective argument that the algorithms use.
+digest, callable_name
+    Content digests and function names for an objective's optional ``fingerprint()``:
+    what a run store records to refuse resuming with other data, another loss function
+    or another model (``docs/plugins.md``).
 """
 
 from __future__ import annotations
 
 from probecore._contract.errors import NoBackendError
+from probecore._contract.fingerprint import callable_name, digest
 from probecore._contract.layout import ROLES, Block, Layout
 from probecore._contract.objective import AbstractObjective, Objective, require_objective
 from probecore._contract.validation import (
@@ -65,6 +70,7 @@ __all__ = [
     "Objective",
     "all_finite",
     "as_rng",
+    "callable_name",
     "check_bool",
     "check_dtype",
     "check_float",
@@ -72,6 +78,7 @@ __all__ = [
     "check_matrix",
     "check_option",
     "check_vector",
+    "digest",
     "hookimpl",
     "require_objective",
 ]

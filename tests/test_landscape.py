@@ -213,7 +213,8 @@ def test_store_round_trip_and_resume_computes_nothing_twice(tmp_path):
     path = tmp_path / "plane.zarr"
     first = pc.plane(q, D, store=path, **grid)
     again = pc.plane(q, D, store=path, **grid)
-    assert first.n_loss_evals == 99 and again.n_loss_evals == 0
+    # each stored call also evaluates the origin, which identifies the objective
+    assert first.n_loss_evals == 1 + 99 and again.n_loss_evals == 1
     np.testing.assert_array_equal(again.losses, full.losses)
     back = pc.load_run(path)
     np.testing.assert_array_equal(back.losses, full.losses)
@@ -238,7 +239,7 @@ def test_interrupted_run_resumes_with_identical_values(tmp_path, monkeypatch):
 
     def flaky(self, origin, basis, coeffs):
         calls["n"] += 1
-        if calls["n"] == 5:
+        if calls["n"] == 6:  # call 1 is the loss at the origin, the store's fingerprint
             raise KeyboardInterrupt  # the user pressed Ctrl-C during chunk 5
         return original(self, origin, basis, coeffs)
 
@@ -251,7 +252,7 @@ def test_interrupted_run_resumes_with_identical_values(tmp_path, monkeypatch):
     assert np.isnan(partial.losses[~partial.computed]).all()
     monkeypatch.setattr(Quadratic, "losses_in_span", original)
     resumed = pc.plane(q, D, store=path, **grid)
-    assert resumed.n_loss_evals == 100 - 32
+    assert resumed.n_loss_evals == 1 + 100 - 32  # the origin, then the missing chunks
     np.testing.assert_array_equal(resumed.losses, full.losses)
 
 
@@ -323,7 +324,7 @@ def test_sigkill_mid_run_then_restart_gives_bitwise_identical_values(tmp_path, k
     script = tmp_path / "run.py"
     script.write_text(_KILL_SCRIPT)
     saved, evaluated, path, fresh = kill_and_resume(script, tmp_path, total=441, at_least=100)
-    assert evaluated == 441 - saved  # none of the saved points recomputed
+    assert evaluated == 1 + 441 - saved  # none of the saved points recomputed (1: the origin)
     np.testing.assert_array_equal(pc.load_run(path).losses, pc.load_run(fresh).losses)
 
 
@@ -421,3 +422,137 @@ def test_plots_write_non_empty_pngs(tmp_path):
         assert os.path.getsize(tmp_path / f"{name}.png") > 5000, name
     with pytest.raises(TypeError, match="PlaneResult"):
         plot.contour(lines[0])
+
+
+# --------------------------------------------------------------------------- grid size
+
+
+class _Counting(AbstractObjective):
+    """A small quadratic that counts every evaluation (loss, span, metrics)."""
+
+    def __init__(self) -> None:
+        self.q = Quadratic.from_spectrum([1.0, 3.0], rng=0)
+        self.dim, self.dtype, self.layout, self.x0 = 2, self.q.dtype, self.q.layout, self.q.x0
+        self.calls = 0
+
+    def loss(self, x):
+        self.calls += 1
+        return self.q.loss(x)
+
+    def grad(self, x):
+        return self.q.grad(x)
+
+    def hvp(self, x, v):
+        return self.q.hvp(x, v)
+
+    def losses_in_span(self, origin, basis, coeffs):
+        self.calls += 1
+        return super().losses_in_span(origin, basis, coeffs)
+
+    def metrics(self, x):
+        self.calls += 1
+        return {"a": 0.0, "b": 1.0}
+
+
+def test_oversized_plane_is_refused_before_allocating(monkeypatch):
+    # issue 13: a 2e4 x 2e4 plane allocated 6 GB and ran 50 s before a MemoryError
+    import tracemalloc
+
+    monkeypatch.setenv("PROBECORE_MAX_GRID_BYTES", "2e9")
+    obj = _Counting()
+    a = np.linspace(-1.0, 1.0, 20_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError) as info:
+            pc.plane(obj, np.eye(2), alphas=a, betas=a, metrics=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 10e6, peak
+    assert obj.calls == 0  # not one loss, not even the metrics' discovery
+    msg = str(info.value)
+    assert "`alphas` × `betas` (20,000 × 20,000)" in msg
+    assert "400,000,000 points" in msg
+    assert "16.4 GB" in msg  # 4e8 points x 41 bytes
+    assert "budget of 2.0 GB (PROBECORE_MAX_GRID_BYTES=2e9)" in msg
+    assert "tiles" in msg and "alphas=alphas[i:j]" in msg
+
+
+def test_default_grid_budget_is_half_the_physical_memory(monkeypatch):
+    from probecore._contract.validation import grid_memory_budget
+
+    monkeypatch.delenv("PROBECORE_MAX_GRID_BYTES", raising=False)
+    budget, rule = grid_memory_budget()
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        physical = -1
+    if physical > 0:
+        assert budget == physical // 2 and rule.startswith("half the physical memory")
+    else:
+        assert budget == 8 * 2**30
+    # a 1e6 x 1e6 plane (41 TB) exceeds any machine's budget
+    a = np.linspace(-1.0, 1.0, 1_000_000)
+    with pytest.raises(ValueError, match="41.0 TB"):
+        pc.plane(_Counting(), np.eye(2), alphas=a, betas=a)
+
+
+def test_grid_budget_estimate_and_normal_grids(monkeypatch):
+    obj = _Counting()
+    monkeypatch.delenv("PROBECORE_MAX_GRID_BYTES", raising=False)
+    r = pc.plane(obj, np.eye(2), alphas=np.linspace(-1, 1, 101), betas=np.linspace(-1, 1, 101))
+    assert r.losses.shape == (101, 101) and r.complete
+    # an 11 x 11 plane without metrics: 121 points x (8 x 5 + 1) bytes = 4961 bytes
+    grid = {"alphas": np.linspace(-1, 1, 11), "betas": np.linspace(-1, 1, 11)}
+    monkeypatch.setenv("PROBECORE_MAX_GRID_BYTES", "4961")
+    assert pc.plane(obj, np.eye(2), **grid).complete
+    monkeypatch.setenv("PROBECORE_MAX_GRID_BYTES", "4960")
+    with pytest.raises(ValueError, match=r"121 points, whose arrays would take 5.0 kB"):
+        pc.plane(obj, np.eye(2), **grid)
+    # two metrics add 2 x 2 floats a point; found by one metrics call, then refused
+    monkeypatch.setenv("PROBECORE_MAX_GRID_BYTES", "8000")
+    assert pc.plane(obj, np.eye(2), **grid).complete
+    obj.calls = 0
+    with pytest.raises(ValueError, match=r"121 points, whose arrays would take 8.8 kB"):
+        pc.plane(obj, np.eye(2), metrics=True, **grid)
+    assert obj.calls == 1
+
+
+def test_oversized_lines_and_paths_are_refused_naming_the_parameter(monkeypatch):
+    import tracemalloc
+
+    monkeypatch.setenv("PROBECORE_MAX_GRID_BYTES", "1e6")
+    obj = _Counting()
+    coords = np.linspace(-1.0, 1.0, 100_000)
+    ts = np.linspace(0.0, 1.0, 100_000)
+    a, b = obj.x0, obj.x0 + 1.0
+    cases = {
+        "line": (lambda: pc.line(obj, np.eye(2)[0], coords=coords), "`coords` asks for 100,000"),
+        "interpolate": (lambda: pc.interpolate(obj, a, b, coords=coords), "`coords` asks"),
+        "path_n_points": (
+            lambda: pc.evaluate_path(obj, a, b, n_points=10**10),
+            "`n_points` asks for 10,000,000,000 points",
+        ),
+        "path_ts": (lambda: pc.evaluate_path(obj, a, b, ts=ts), "`ts` asks for 100,000 points"),
+    }
+    for name, (call, text) in cases.items():
+        tracemalloc.start()
+        try:
+            with pytest.raises(ValueError) as info:
+                call()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert text in str(info.value), name
+        assert "budget of 1.0 MB" in str(info.value), name
+        assert peak < 1e6, (name, peak)
+    assert obj.calls == 0
+    monkeypatch.setenv("PROBECORE_MAX_GRID_BYTES", "1e9")
+    assert pc.line(obj, np.eye(2)[0], coords=coords).complete
+
+
+@pytest.mark.parametrize("value", ["lots", "0", "-5", "nan"])
+def test_grid_budget_variable_must_be_a_positive_number(monkeypatch, value):
+    monkeypatch.setenv("PROBECORE_MAX_GRID_BYTES", value)
+    with pytest.raises(ValueError, match="PROBECORE_MAX_GRID_BYTES must be a positive"):
+        pc.plane(_Counting(), np.eye(2))

@@ -17,7 +17,7 @@ import numpy as np
 
 from probecore._contract.objective import Objective, require_objective
 from probecore._contract.results import ResultBase, register
-from probecore._contract.validation import check_int
+from probecore._contract.validation import check_int, check_points_budget
 from probecore._geometry.curve_fit import CurveFit
 from probecore._geometry.curves import Curve, check_endpoint, linear_curve
 from probecore._probes.engine import (
@@ -62,8 +62,9 @@ class PathResult(GridBase):
     kind : str
         The curve's kind.
     n_loss_evals, n_metric_evals : int
-        Evaluations spent by this call (0 for points read back from a store); metrics also
-        count the one evaluation at the start that finds their names.
+        Evaluations spent by this call (0 for points read back from a store; with a store,
+        one more loss at the start, which identifies the objective to the store); metrics
+        also count the one evaluation at the start that finds their names.
     """
 
     _array_fields: ClassVar[tuple[str, ...]] = ("ts", "losses", "computed", "metric_values")
@@ -175,6 +176,23 @@ def _check_endpoint_losses(own: list, given: list, ends: np.ndarray, dtype: np.d
             )
 
 
+def _check_path_budget(what: str, n_points: int, n_coeffs: int, n_metrics: int) -> None:
+    """Refuse a path whose arrays would not fit in memory (see ``check_points_budget``).
+
+    Per point: ``ts``, the curve's ``n_coeffs`` coefficients, one float64 array per
+    recorded field (the loss and ``n_metrics`` metrics), the result's copy of the
+    metrics and the done mask.
+    """
+    n_fields = 1 + n_metrics
+    check_points_budget(
+        what,
+        n_points,
+        floats_per_point=1 + n_coeffs + n_fields + n_metrics,
+        advice="Use fewer points, or evaluate the path in pieces, one call per slice of "
+        "`ts` (0 and 1 are added to each).",
+    )
+
+
 def evaluate_path(
     objective: Objective,
     path: Any,
@@ -234,6 +252,13 @@ def evaluate_path(
         Losses, metrics, barrier heights and the number of evaluations this call spent
         (points read back from ``store`` cost none).
 
+    Raises
+    ------
+    ValueError
+        If the arrays for ``n_points`` (or ``ts``) would take more memory than the
+        budget: ``PROBECORE_MAX_GRID_BYTES`` bytes if set, else half the physical memory.
+        Refused before allocating them, naming the size.
+
     Examples
     --------
     >>> from probecore.analytic import Ring
@@ -260,8 +285,17 @@ def evaluate_path(
         curve = linear_curve(
             check_endpoint("path", path, objective), check_endpoint("end", end, objective)
         )
+    # the memory check comes before any array of n_points values, and before the metrics
+    # cost an evaluation; it is repeated once the number of metrics is known
+    n_coeffs = int(curve.points.shape[0])
     if ts is None:
-        ts = np.linspace(0.0, 1.0, check_int("n_points", n_points, lo=2))
+        n_points = check_int("n_points", n_points, lo=2)
+        what = "`n_points`"
+        _check_path_budget(what, n_points, n_coeffs, 0)
+        ts = np.linspace(0.0, 1.0, n_points)
+    else:
+        what = "`ts`"
+        _check_path_budget(what, np.size(ts), n_coeffs, 0)
     ts = np.asarray(ts, dtype=np.float64)
     if ts.ndim != 1 or ts.size == 0 or not np.all(np.isfinite(ts)):
         raise ValueError(f"`ts` must be a non-empty 1-D array of finite values; got {ts!r}.")
@@ -272,6 +306,7 @@ def evaluate_path(
     dtype = np.dtype(objective.dtype)
     P = curve.points.astype(dtype)
     names = metric_names(objective, metrics, P[0])
+    _check_path_budget(what, ts.size, n_coeffs, len(names))
     # the coefficients sum to one, so φ(t) = P_0 + Σ_{k≥1} c_k(t)·(P_k − P_0)
     plan = PointPlan(
         kind="path",
@@ -303,7 +338,7 @@ def evaluate_path(
         names,
         out.metric_values(),
         kind=curve.kind,
-        n_loss_evals=out.n_evaluated,
+        n_loss_evals=out.n_loss_evals,
         n_metric_evals=out.n_metric_evals + metric_discovery_evals(metrics),
         metadata=out.metadata,
     )

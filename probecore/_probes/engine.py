@@ -27,8 +27,17 @@ from typing import Any
 
 import numpy as np
 
-from probecore._contract.objective import Objective, require_objective
-from probecore._contract.validation import check_bool, check_int, check_vector
+from probecore._contract.fingerprint import objective_fingerprint
+from probecore._contract.objective import Objective
+from probecore._contract.validation import check_bool
+from probecore._probes.checks import (
+    check_executor,
+    check_point,
+    chunking,
+    metric_discovery_evals,
+    metric_names,
+    origin_loss,
+)
 from probecore._probes.provenance import objective_record
 from probecore._probes.store import RunStore
 
@@ -44,6 +53,7 @@ __all__ = [
     "evaluate_plan",
     "metric_discovery_evals",
     "metric_names",
+    "origin_loss",
     "progress_bar",
     "resolve",
     "run_chunks",
@@ -136,6 +146,9 @@ class PlanValues:
         Points evaluated by this call (0 for points read from a store).
     metadata : dict
         The objective's record, the caller's metadata and the store's path.
+    n_origin_evals : int
+        Loss evaluations at the origin that identify the objective to a store (1 with a
+        store, else 0).
     """
 
     values: dict[str, np.ndarray]
@@ -143,6 +156,12 @@ class PlanValues:
     metric_names: tuple[str, ...]
     n_evaluated: int
     metadata: dict
+    n_origin_evals: int = 0
+
+    @property
+    def n_loss_evals(self) -> int:
+        """Loss evaluations spent by this call: the points, and the origin for a store."""
+        return self.n_evaluated + self.n_origin_evals
 
     @property
     def losses(self) -> np.ndarray:
@@ -269,6 +288,7 @@ class RunState:
         fields: Sequence[str],
         fixed: Mapping[str, np.ndarray],
         identity: dict,
+        objective: dict | None,
         metadata: dict,
     ) -> RunState:
         """Empty values, or what the store at ``store`` holds of the same run.
@@ -277,12 +297,14 @@ class RunState:
         ----------
         store : path or None
             The run's Zarr directory (created if missing); None keeps nothing on disk.
-        kind, n_points, chunk_size, fields, fixed, identity, metadata
-            As for :class:`~probecore._probes.store.RunStore`.
+        kind, n_points, chunk_size, fields, fixed, identity, objective, metadata
+            As for :class:`~probecore._probes.store.RunStore` (``objective`` may be None
+            without a store).
 
         Returns
         -------
         RunState
+            Holding the store's lock, if any, until :meth:`close`.
         """
         values = {name: np.full(n_points, np.nan) for name in fields}
         done = np.zeros(n_points, dtype=bool)
@@ -296,12 +318,21 @@ class RunState:
             fields=list(fields),
             fixed=fixed,
             identity=identity,
+            objective=objective or {},
             metadata=metadata,
         )
-        done[:] = rs.done()
-        for name in fields:
-            values[name][done] = rs.read(name)[done]
+        try:
+            if rs.resumed:
+                done, values = rs.read_verified()
+        except BaseException:
+            rs.close()
+            raise
         return cls(values, done, rs)
+
+    def close(self) -> None:
+        """Release the store, if any, to other writers."""
+        if self.store is not None:
+            self.store.close()
 
     def record(self, start: int, stop: int, out: Mapping[str, np.ndarray]) -> None:
         """Keep one finished chunk: values, then the store, then the done mask.
@@ -316,8 +347,15 @@ class RunState:
         for name, arr in self.values.items():
             arr[start:stop] = out[name]
         if self.store is not None:
-            self.store.write(start, stop, out)
+            self.store.write(start // self.store.chunk_size, start, stop, out)
         self.done[start:stop] = True
+
+
+def task_spec(objective: Objective, executor: Any, objective_factory: Any) -> Any:
+    """What each task carries: the objective, or a :class:`Factory` when one is given."""
+    if executor is not None and objective_factory is not None:
+        return Factory(objective_factory)
+    return objective
 
 
 def progress_bar(total: int, done: int, desc: str, progress: bool | None) -> Any:
@@ -422,77 +460,6 @@ def run_chunks(
     return sum(e - s for _, s, e in todo)
 
 
-# --------------------------------------------------------------------------- checks
-
-
-def check_executor(executor: Any, objective_factory: Any) -> Any:
-    """Check ``executor`` and ``objective_factory`` (a factory needs an executor)."""
-    if executor is not None and not isinstance(executor, Executor):
-        raise TypeError(
-            "`executor` must be a concurrent.futures.Executor (a process pool, or "
-            f"dask.distributed.Client.get_executor()); got {type(executor).__name__}."
-        )
-    if objective_factory is not None and not callable(objective_factory):
-        raise TypeError(
-            f"`objective_factory` must be callable; got {type(objective_factory).__name__}."
-        )
-    if objective_factory is not None and executor is None:
-        raise ValueError(
-            "`objective_factory` builds the objective in executor workers; pass an "
-            "`executor` too (without one the objective is evaluated here, as given)."
-        )
-    return executor
-
-
-def task_spec(objective: Objective, executor: Any, objective_factory: Any) -> Any:
-    """What each task carries: the objective, or a :class:`Factory` when one is given."""
-    if executor is not None and objective_factory is not None:
-        return Factory(objective_factory)
-    return objective
-
-
-def chunking(n: int, chunk_size: int | None, objective: Objective) -> tuple[int, list]:
-    """The chunk size (None: ``objective.chunk_size``, else 64) and each ``(start, stop)``."""
-    if chunk_size is None:
-        chunk_size = int(getattr(objective, "chunk_size", 64) or 64)
-    chunk_size = check_int("chunk_size", chunk_size, lo=1)
-    return chunk_size, [(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]
-
-
-def check_point(objective: Objective, x: Any) -> np.ndarray:
-    """A probe's origin, ``(dim,)`` in the objective's dtype: ``x`` checked, or ``objective.x0``."""
-    require_objective(objective, "losses_in_span")
-    if x is None:
-        x = getattr(objective, "x0", None)
-        if x is None:
-            raise TypeError("`x` is required: the objective has no x0.")
-    return check_vector("x", x, dim=objective.dim, dtype=np.dtype(objective.dtype))
-
-
-def metric_names(objective: Objective, metrics: Any, origin: np.ndarray) -> tuple:
-    """Metrics to record: all of ``objective.metrics(origin)`` (True), none, or those named."""
-    if metrics is False or metrics is None:
-        return ()
-    if metrics is True:
-        return tuple(sorted(objective.metrics(origin)))
-    if isinstance(metrics, str):
-        metrics = (metrics,)
-    names = tuple(metrics)
-    available = set(objective.metrics(origin))
-    missing = [m for m in names if m not in available]
-    if missing:
-        raise ValueError(
-            f"`metrics` names {missing} that the objective does not report; it reports "
-            f"{sorted(available)}."
-        )
-    return names
-
-
-def metric_discovery_evals(metrics: Any) -> int:
-    """Metric evaluations :func:`metric_names` spends on finding the names: one, if any."""
-    return 0 if metrics is False or metrics is None else 1
-
-
 # --------------------------------------------------------------------------- entry point
 
 
@@ -525,8 +492,10 @@ def evaluate_plan(
     objective_factory : callable, optional
         With an executor: builds the objective once per worker.
     store : path, optional
-        Zarr directory; each chunk is written as it finishes, and a rerun of the same
-        plan on the same path computes only the chunks it does not hold.
+        Zarr directory (new, empty, or a store of this run); each chunk is written as it
+        finishes, and a rerun of the same plan with the same objective on the same path
+        computes only the chunks it does not hold. The objective is identified by its
+        fingerprint and its loss at the origin (one more loss evaluation).
     progress : bool, optional
         Progress bar over chunks (default: only when stderr is a terminal).
     metadata : dict, optional
@@ -551,6 +520,9 @@ def evaluate_plan(
     n = plan.n_points
     chunk_size, chunks = chunking(n, chunk_size, objective)
     meta = {"objective": objective_record(objective), **(metadata or {})}
+    fingerprint = None
+    if store is not None:  # the store recognises its objective by this, on resume
+        fingerprint = objective_fingerprint(objective, origin_loss(objective, plan.origin))
     state = RunState.start(
         store,
         kind=plan.kind,
@@ -559,19 +531,23 @@ def evaluate_plan(
         fields=["loss", *names],
         fixed={**plan.fixed, "coeffs": plan.coeffs, "origin": plan.origin, "basis": plan.basis},
         identity=dict(plan.identity),
+        objective=fingerprint,
         metadata=meta,
     )
     origin, basis, coeffs = plan.origin, plan.basis, plan.coeffs
-    n_evaluated = run_chunks(
-        chunks,
-        span_chunk,
-        lambda i, s, e: (origin, basis, coeffs[s:e], names),
-        task_spec(objective, executor, objective_factory),
-        state,
-        executor=executor,
-        progress=progress,
-        desc=plan.kind,
-    )
+    try:
+        n_evaluated = run_chunks(
+            chunks,
+            span_chunk,
+            lambda i, s, e: (origin, basis, coeffs[s:e], names),
+            task_spec(objective, executor, objective_factory),
+            state,
+            executor=executor,
+            progress=progress,
+            desc=plan.kind,
+        )
+    finally:
+        state.close()
     meta["store"] = None if store is None else os.fspath(store)
     return PlanValues(
         values=state.values,
@@ -579,4 +555,5 @@ def evaluate_plan(
         metric_names=names,
         n_evaluated=n_evaluated,
         metadata=meta,
+        n_origin_evals=0 if store is None else 1,
     )

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from probecore._contract.objective import Objective
-from probecore._contract.validation import check_vector
+from probecore._contract.validation import check_points_budget, check_vector
 from probecore._probes.directions import Directions
 from probecore._probes.engine import (
     PointPlan,
@@ -74,6 +74,41 @@ def _rows(name: str, directions: Any, k: int, dim: int, dtype: np.dtype) -> np.n
     return np.ascontiguousarray(D, dtype=dtype)
 
 
+def _check_line_budget(n: int, n_metrics: int) -> None:
+    """Refuse a line whose arrays would not fit in memory (see ``check_points_budget``).
+
+    Per point: the ``t`` grid (also the plan's coefficients), one float64 array per
+    recorded field (the loss and ``n_metrics`` metrics), the result's copy of the metrics
+    and the done mask.
+    """
+    n_fields = 1 + n_metrics
+    check_points_budget(
+        "`coords`",
+        n,
+        floats_per_point=1 + n_fields + n_metrics,
+        advice="Use fewer `coords`, or evaluate the line in pieces, one call per slice "
+        "of `coords` (with `store=` each piece resumes on its own).",
+    )
+
+
+def _check_plane_budget(a: np.ndarray, b: np.ndarray, n_metrics: int) -> None:
+    """Refuse a plane whose arrays would not fit in memory (see ``check_points_budget``).
+
+    Per point: the two meshgrid coordinates and the plan's two coefficients, one float64
+    array per recorded field (the loss and ``n_metrics`` metrics), the result's copy of
+    the metrics and the done mask.
+    """
+    n_fields = 1 + n_metrics
+    check_points_budget(
+        f"`alphas` × `betas` ({a.size:,} × {b.size:,})",
+        a.size * b.size,
+        floats_per_point=4 + n_fields + n_metrics,
+        advice="Use a coarser grid (fewer `alphas` or `betas`), or evaluate the plane in "
+        "tiles, one call per block of the grid: plane(..., alphas=alphas[i:j], "
+        "betas=betas[k:l]) (with `store=` each tile resumes on its own).",
+    )
+
+
 def _describe_directions(directions: Any) -> dict:
     if isinstance(directions, Directions):
         return directions.describe()
@@ -132,6 +167,13 @@ def line(
     -------
     LineResult
 
+    Raises
+    ------
+    ValueError
+        If the run's per-point arrays (grid, loss and metric values, done mask) would
+        take more memory than the budget: ``PROBECORE_MAX_GRID_BYTES`` bytes if set, else
+        half the physical memory. Refused before allocating them, naming the size.
+
     Examples
     --------
     >>> from probecore.analytic import Quadratic
@@ -144,8 +186,12 @@ def line(
     origin = check_point(objective, x)
     dtype = origin.dtype
     D = _rows("direction", direction, 1, objective.dim, dtype)
+    # the memory check comes before any array of len(coords) values (but coords), and
+    # before the metrics cost an evaluation; it is repeated once their number is known
+    _check_line_budget(51 if coords is None else int(np.size(coords)), 0)
     t = _grid("coords", coords, 51, -1.0, 1.0)
     names = metric_names(objective, metrics, origin)
+    _check_line_budget(t.size, len(names))
     check_executor(executor, objective_factory)
     plan = PointPlan(
         kind="line",
@@ -172,7 +218,7 @@ def line(
         computed=out.computed,
         metric_names=names,
         metric_values=out.metric_values(),
-        n_loss_evals=out.n_evaluated,
+        n_loss_evals=out.n_loss_evals,
         n_metric_evals=out.n_metric_evals + metric_discovery_evals(metrics),
         metadata=out.metadata,
     )
@@ -264,6 +310,14 @@ def plane(
     PlaneResult
         ``losses[i, j]`` is the loss at ``a = alphas[j]``, ``b = betas[i]``.
 
+    Raises
+    ------
+    ValueError
+        If the grid's arrays would take more memory than the budget (as for
+        :func:`line`): refused before allocating them, naming the size it would take. A
+        larger plane can be evaluated in tiles, one call per block of ``alphas`` and
+        ``betas``.
+
     Examples
     --------
     >>> from probecore.analytic import Quadratic
@@ -276,7 +330,9 @@ def plane(
     D = _rows("directions", directions, 2, objective.dim, origin.dtype)
     a = _grid("alphas", alphas, 51, -1.0, 1.0)
     b = _grid("betas", betas, 51, -1.0, 1.0)
+    _check_plane_budget(a, b, 0)  # before the meshgrid, and the metrics' evaluation
     names = metric_names(objective, metrics, origin)
+    _check_plane_budget(a, b, len(names))
     check_executor(executor, objective_factory)
     A, B = np.meshgrid(a, b)  # (nb, na): row i is b = betas[i]
     coeffs = np.column_stack([A.ravel(), B.ravel()])
@@ -307,7 +363,7 @@ def plane(
         computed=out.computed.reshape(shape),
         metric_names=names,
         metric_values=out.metric_values(shape),
-        n_loss_evals=out.n_evaluated,
+        n_loss_evals=out.n_loss_evals,
         n_metric_evals=out.n_metric_evals + metric_discovery_evals(metrics),
         metadata=out.metadata,
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from probecore._contract.fingerprint import objective_fingerprint
 from probecore._contract.objective import Objective
 from probecore._contract.validation import as_rng, check_float, check_int
 from probecore._probes.engine import (
@@ -18,6 +19,7 @@ from probecore._probes.engine import (
     check_executor,
     check_point,
     chunking,
+    origin_loss,
     resolve,
     run_chunks,
     task_spec,
@@ -58,9 +60,23 @@ def ray_directions(seed: int, indices: Any, dim: int) -> np.ndarray:
     idx = np.atleast_1d(np.asarray(indices, dtype=np.int64))
     D = np.empty((idx.size, int(dim)))
     for row, i in enumerate(idx):
-        gen = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(i),)))
-        D[row] = gen.standard_normal(int(dim))
-    return D / np.linalg.norm(D, axis=1, keepdims=True)
+        D[row] = _ray_direction(seed, i, dim)
+    return D
+
+
+def _ray_direction(seed: int, index: int, dim: int) -> np.ndarray:
+    """Direction of ray ``index``, ``(dim,)`` float64: row of :func:`ray_directions`.
+
+    Drawn and normalised in place, bit for bit as ``ray_directions`` always has (the
+    norm is ``np.linalg.norm`` over the row's axis of a ``(1, dim)`` array, as it was
+    over each row of the whole block): at most two float64 vectors at a time, the
+    direction and the squares inside ``np.linalg.norm``.
+    """
+    gen = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(index),)))
+    d = gen.standard_normal(int(dim))
+    row = d[None]  # a view: the norm and the division see the (1, dim) block
+    np.divide(row, np.linalg.norm(row, axis=1, keepdims=True), out=row)
+    return d
 
 
 def _ray_chunk(
@@ -69,15 +85,47 @@ def _ray_chunk(
     """Losses at ``origin ± eps·d_i`` for rays ``start, ..., start + n - 1``.
 
     The chunk task of :func:`rays`: the directions are drawn here, in the worker, so a
-    task carries a seed instead of ``n × dim`` numbers.
+    task carries a seed instead of ``n × dim`` numbers. One ray at a time: its direction
+    is drawn, cast to the objective's dtype, evaluated at ``origin + eps·d`` and at
+    ``origin - eps·d`` (one point per ``losses_in_span`` call, the route of ``L(x)``) and
+    dropped before the next is drawn, so that memory is a few vectors of ``dim`` whatever
+    ``n`` (see :func:`_ray_losses`).
     """
     obj = resolve(spec)
-    D = ray_directions(entropy, np.arange(start, start + n), origin.size)
-    coeffs = np.concatenate([eps * np.eye(n), -eps * np.eye(n)])
-    losses = np.asarray(
-        obj.losses_in_span(origin, D.astype(origin.dtype), coeffs), dtype=np.float64
+    plus = np.empty(n, dtype=np.float64)
+    minus = np.empty(n, dtype=np.float64)
+    for k in range(n):
+        plus[k], minus[k] = _ray_losses(obj, origin, entropy, start + k, eps)
+    return {"loss_plus": plus, "loss_minus": minus}
+
+
+def _ray_losses(
+    obj: Objective, origin: np.ndarray, entropy: int, index: int, eps: float
+) -> tuple[float, float]:
+    """``L(origin + eps·d)`` and ``L(origin - eps·d)`` for ray ``index``.
+
+    Each point is one ``losses_in_span`` call with one coefficient, the route of ``L(x)``.
+    The values are those of the batched call ``losses_in_span(origin, D, [eps·I; -eps·I])``
+    that chunks made before: a coefficient row with one non-zero entry forms the point
+    ``origin + (eps·d).astype(dtype)`` exactly, whatever the other rows. Backends that
+    evaluate the points of a call together (JAX's vmap) can round the loss differently in
+    the last bits for another number of points; one point per call is how they evaluate
+    ``L(x)``.
+
+    Memory beyond ``origin`` (the peak of a whole :func:`rays` run, whatever its chunk
+    size): the float64 direction and its squares while drawing (2 float64 vectors); then
+    the direction in the objective's dtype and what ``losses_in_span`` forms for one point.
+    With the default :meth:`~probecore.AbstractObjective.losses_in_span` in float32 that is
+    5 float32 vectors: the direction, and inside ``coeffs @ basis`` the basis cast to
+    float64 and the float64 product (tests/test_rays_memory.py, docs/benchmarks.md).
+    """
+    basis = _ray_direction(entropy, index, origin.size).astype(origin.dtype, copy=False)[None]
+    up = obj.losses_in_span(origin, basis, np.array([[eps]]))
+    down = obj.losses_in_span(origin, basis, np.array([[-eps]]))
+    return (
+        float(np.asarray(up, dtype=np.float64)[0]),
+        float(np.asarray(down, dtype=np.float64)[0]),
     )
-    return {"loss_plus": losses[:n], "loss_minus": losses[n:]}
 
 
 # --------------------------------------------------------------------------- rays
@@ -201,9 +249,10 @@ def rays(
         (``SeedSequence(seed, spawn_key=(i,))``), so a resumed or parallel run draws the
         same rays.
     chunk_size, executor, objective_factory, store, progress, metadata
-        As for :func:`line`; a chunk is ``chunk_size`` rays (``2·chunk_size`` points).
-        The directions are drawn by the worker that evaluates them and never stored: the
-        seed reproduces them.
+        As for :func:`line`; a chunk is ``chunk_size`` rays (``2·chunk_size`` points),
+        the unit of work, storage and resume. The directions are drawn by the worker that
+        evaluates them, one ray at a time, and never stored (the seed reproduces them):
+        memory is a few parameter vectors per worker whatever ``chunk_size``.
 
     Returns
     -------
@@ -234,9 +283,7 @@ def rays(
     gen, seed = as_rng(rng)
     entropy = int(seed) if isinstance(seed, int) else int(gen.integers(2**63))
     chunk_size, chunks = chunking(n_rays, chunk_size, objective)
-    # L(x) through the same route as L(x ± εd), so that both round alike
-    zero = np.zeros((1, origin.size), dtype=origin.dtype)
-    loss0 = float(objective.losses_in_span(origin, zero, np.zeros((1, 1)))[0])
+    loss0 = origin_loss(objective, origin)  # the route of L(x ± εd): both round alike
     meta = {
         "objective": objective_record(objective),
         "entropy": entropy,
@@ -252,21 +299,25 @@ def rays(
         fields=["loss_plus", "loss_minus"],
         fixed={"origin": origin},
         identity={"eps": eps, "entropy": entropy},
+        objective=None if store is None else objective_fingerprint(objective, loss0),
         metadata=meta,
     )
     if state.store is not None and state.store.resumed:  # stored losses go with stored L(x)
         loss0 = float(state.store.metadata["loss0"])
         meta["loss0"] = loss0
-    n_evals = 1 + 2 * run_chunks(
-        chunks,
-        _ray_chunk,
-        lambda i, s, e: (origin, entropy, s, e - s, eps),
-        task_spec(objective, executor, objective_factory),
-        state,
-        executor=executor,
-        progress=progress,
-        desc="rays",
-    )
+    try:
+        n_evals = 1 + 2 * run_chunks(
+            chunks,
+            _ray_chunk,
+            lambda i, s, e: (origin, entropy, s, e - s, eps),
+            task_spec(objective, executor, objective_factory),
+            state,
+            executor=executor,
+            progress=progress,
+            desc="rays",
+        )
+    finally:
+        state.close()
     values, done = state.values, state.done
     kappa = np.full(n_rays, np.nan)
     with np.errstate(invalid="ignore", over="ignore"):

@@ -61,7 +61,8 @@ class LineResult(GridBase):
     metric_values : numpy.ndarray
         Shape ``(n_metrics, n)``.
     n_loss_evals : int
-        Loss evaluations spent by this call (0 for points read back from a store).
+        Loss evaluations spent by this call (0 for points read back from a store; with a
+        store, one more at the origin, which identifies the objective to the store).
     n_metric_evals : int
         Metric evaluations spent by this call: one per evaluated point, plus the one at the
         origin that finds the metrics' names (whenever ``metrics`` is asked for).

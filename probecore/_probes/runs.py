@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from probecore._contract.fingerprint import digest
 from probecore._probes.engine import stack_metrics
 from probecore._probes.rays import ray_stats
 from probecore._probes.results import LineResult, PlaneResult, RayResult
-from probecore._probes.store import open_run
+from probecore._probes.store import open_run, verified_chunks
 
 __all__ = ["READERS", "StoredRun", "load_run", "register_reader"]
 
@@ -41,6 +42,8 @@ class StoredRun:
         What the run recorded, with ``"store"``: the path.
     group : zarr.Group
         The store itself, for the fixed arrays (:meth:`array`).
+    fixed_digests : dict
+        The record's digest of each fixed array, verified when it is read.
     """
 
     kind: str
@@ -49,6 +52,7 @@ class StoredRun:
     identity: dict
     metadata: dict
     group: Any
+    fixed_digests: dict
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -56,7 +60,7 @@ class StoredRun:
         return tuple(f for f in self.identity["fields"] if f != "loss")
 
     def array(self, name: str) -> np.ndarray:
-        """A fixed array of the run (``"coords"``, ``"ts"``, ``"origin"``, ...).
+        """A fixed array of the run (``"coords"``, ``"ts"``, ``"origin"``, ...), verified.
 
         Parameters
         ----------
@@ -67,7 +71,20 @@ class StoredRun:
         -------
         numpy.ndarray
         """
-        return np.asarray(self.group[name][...])
+        path = self.metadata["store"]
+        try:
+            value = np.asarray(self.group[name][...])
+        except Exception as exc:
+            raise ValueError(
+                f"`store` {path!r} is damaged: its {name!r} array cannot be read "
+                f"({type(exc).__name__}: {exc})."
+            ) from None
+        if digest(value) != self.fixed_digests.get(name):
+            raise ValueError(
+                f"`store` {path!r} is damaged: its {name!r} array does not match the digest "
+                "in its record."
+            )
+        return value
 
     def metric_values(self, shape: tuple[int, ...] | None = None) -> np.ndarray:
         """Metric values stacked as ``(n_metrics, *shape)`` (``shape`` default ``(n_points,)``).
@@ -138,15 +155,20 @@ def load_run(path: str | os.PathLike) -> Any:
             f"{os.fspath(path)!r} holds a {kind!r} run, which this probecore cannot read "
             f"(it reads {sorted(READERS)})."
         )
-    done = np.asarray(group["done"][...], dtype=bool)
-    fields = record["identity"]["fields"]
+    ident = record["identity"]
+    fields = list(ident["fields"])
+    done, values = verified_chunks(
+        group, os.fspath(path), fields, int(ident["chunk_size"]), int(ident["n_points"]),
+        action="reported as not computed",
+    )
     run = StoredRun(
         kind=kind,
-        values={name: np.where(done, np.asarray(group[name][...]), np.nan) for name in fields},
+        values=values,
         computed=done,
         identity=record["identity"],
         metadata={**record["metadata"], "store": os.fspath(path)},
         group=group,
+        fixed_digests=record["fixed"],
     )
     return reader(run)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from probecore._contract.fingerprint import digest
 from probecore._contract.layout import Layout
 from probecore._contract.objective import AbstractObjective
 from probecore._contract.validation import (
@@ -17,6 +18,7 @@ from probecore._contract.validation import (
 from probecore.analytic._quadratic import check_layout
 
 __all__ = ["Ring", "Rosenbrock"]
+
 
 class Rosenbrock(AbstractObjective):
     r"""n-dimensional Rosenbrock function.
@@ -56,6 +58,10 @@ class Rosenbrock(AbstractObjective):
             x0 = np.where(np.arange(self.dim) % 2 == 0, -1.2, 1.0)
         self.x0 = check_vector("x0", np.asarray(x0, dtype=self.dtype), dim=self.dim)
         self.layout = check_layout(layout, self.dim)
+
+    def fingerprint(self) -> dict[str, str]:
+        """What identifies this function to a run store: its constant ``a``."""
+        return {"function": digest("rosenbrock", self.a)}
 
     def _x(self, x: np.ndarray) -> np.ndarray:
         return check_vector("x", x, dim=self.dim).astype(np.float64)
@@ -137,6 +143,10 @@ class Ring(AbstractObjective):
             x0 = np.eye(1, self.dim)[0]
         self.x0 = check_vector("x0", np.asarray(x0, dtype=self.dtype), dim=self.dim)
         self.layout = check_layout(layout, self.dim)
+
+    def fingerprint(self) -> dict[str, str]:
+        """What identifies this function to a run store (it has no parameters but ``dim``)."""
+        return {"function": "ring"}
 
     def _x(self, x: np.ndarray) -> np.ndarray:
         return check_vector("x", x, dim=self.dim).astype(np.float64)

@@ -8,6 +8,7 @@ import numpy as np
 from scipy import special
 
 from probecore._contract.errors import ConvergenceError
+from probecore._contract.fingerprint import digest
 from probecore._contract.layout import Layout
 from probecore._contract.objective import AbstractObjective
 from probecore._contract.validation import (
@@ -19,6 +20,7 @@ from probecore._contract.validation import (
 )
 
 __all__ = ["LogisticRegression", "digits_logistic_regression"]
+
 
 class LogisticRegression(AbstractObjective):
     r"""Multinomial logistic regression with an L2 penalty on the weights.
@@ -96,6 +98,13 @@ class LogisticRegression(AbstractObjective):
         )
         self.n_examples = F.shape[0]
         self._onehot = np.eye(k)[self.labels]
+
+    def fingerprint(self) -> dict[str, str]:
+        """What identifies this objective to a run store: digests of the data and of ``l2``."""
+        return {
+            "data": digest(self.features, self.labels),
+            "function": digest(self.l2, self.n_classes),
+        }
 
     def _unpack(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = check_vector("x", x, dim=self.dim).astype(np.float64)

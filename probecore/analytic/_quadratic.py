@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from probecore._contract.fingerprint import digest
 from probecore._contract.layout import Layout
 from probecore._contract.objective import AbstractObjective
 from probecore._contract.validation import (
@@ -18,6 +19,7 @@ from probecore._contract.validation import (
 )
 
 __all__ = ["Quadratic", "check_layout", "default_layout", "nn_like_spectrum"]
+
 
 def default_layout(dim: int) -> Layout:
     """A layout shaped like one dense layer: a weight matrix, a bias and a remainder.
@@ -120,6 +122,10 @@ class Quadratic(AbstractObjective):
         self.layout = check_layout(layout, self.dim)
         self.eigenvalues: np.ndarray | None = None
         self.eigenvectors: np.ndarray | None = None
+
+    def fingerprint(self) -> dict[str, str]:
+        """What identifies this quadratic to a run store: a digest of ``A``, ``b`` and ``c``."""
+        return {"function": digest(self._A64, self.b, self.c)}
 
     @classmethod
     def from_spectrum(

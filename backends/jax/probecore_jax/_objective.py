@@ -29,11 +29,13 @@ from jax.flatten_util import ravel_pytree
 from probecore.backend import (
     AbstractObjective,
     Layout,
+    callable_name,
     check_bool,
     check_dtype,
     check_int,
     check_matrix,
     check_vector,
+    digest,
 )
 
 __all__ = ["JaxObjective", "param_layout"]
@@ -504,6 +506,7 @@ class JaxObjective(AbstractObjective):
         self._weights = tuple(np.asarray(n / total, dtype=dtype) for n in sizes)
         self._linearized: tuple[np.ndarray, list[Any]] | None = None
         self._use_linearize: bool | None = None
+        self._fingerprint: dict[str, str] | None = None  # the data changed: found again
 
     def _check_loss_output(self) -> np.dtype:
         x = jnp.asarray(self._params.x0)
@@ -739,6 +742,32 @@ class JaxObjective(AbstractObjective):
         return self._metric_keys
 
     # -- subsets ------------------------------------------------------------------------------
+
+    def fingerprint(self) -> dict[str, str]:
+        """What identifies this objective to a run store (computed once, on first use).
+
+        The loss and metrics functions' names, the parameter pytree's structure and leaf
+        shapes, its non-differentiated leaves, and the data (a digest of every batch). A
+        store refuses to resume when any of them differs.
+        """
+        if self._fingerprint is None:
+            p = self._params
+            shapes = [[str(a.dtype), list(a.shape)] for a in p.float_leaves]
+            self._fingerprint = {
+                "backend": "jax",
+                "params": digest(str(p.treedef), list(p.kinds), shapes),
+                "state": digest([np.asarray(c) for c in p.consts], [repr(v) for v in p.statics]),
+                "loss_fn": f"{callable_name(self._loss_fn)}"
+                + (f" metrics {callable_name(self._metrics_fn)}" if self._metrics_fn else ""),
+                "data": digest(
+                    [
+                        [np.asarray(a) for a in jax.tree_util.tree_leaves(b)]
+                        for b in self._batches
+                    ],
+                    str(jax.tree_util.tree_structure(self._batches[0])),
+                ),
+            }
+        return dict(self._fingerprint)
 
     def subset(self, indices: np.ndarray) -> JaxObjective:
         """The same objective on examples ``indices`` of the concatenated data set.

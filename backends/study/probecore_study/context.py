@@ -152,14 +152,17 @@ def trained_record(run: Any, obj: Any, test: Any) -> dict:
 def stored(path: str, probe: Any) -> Any:
     """``probe(store=path)``: resumes a run left in ``path``, replaces one of another run.
 
-    The study owns its output folder: a store from a run with other settings or other
-    trained weights (a changed torch, say) is stale, and recomputing it is the only
-    right answer.
+    The study owns its output folder: a store from a run with other settings, other
+    trained weights or other data (a changed torch, say), or in an older format, is
+    stale, and recomputing it is the only right answer.
     """
+    stale = ("holds a different run", "holds a run of another objective", "holds format")
     try:
         return probe(path)
     except ValueError as exc:
-        if "holds a different run" not in str(exc):
+        # Replaced: a store of other settings, another objective, or an older format.
+        # Not replaced: a store that another process is writing, or a damaged one.
+        if not any(reason in str(exc) for reason in stale):
             raise
         shutil.rmtree(path)
         return probe(path)

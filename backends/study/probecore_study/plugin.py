@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from probecore import hookimpl
+from probecore.backend import hookimpl
 from probecore_study.settings import STAGES
 
 

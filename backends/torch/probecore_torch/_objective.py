@@ -15,11 +15,13 @@ from torch.func import functional_call
 from probecore.backend import (
     AbstractObjective,
     Layout,
+    callable_name,
     check_bool,
     check_int,
     check_matrix,
     check_option,
     check_vector,
+    digest,
 )
 
 __all__ = ["TorchObjective"]
@@ -195,6 +197,7 @@ class TorchObjective(AbstractObjective):
         self._key_buffer: np.ndarray | None = None
         self._evaluator: tuple[nn.Module, list[torch.Tensor]] | None | bool = None
         self._graph: tuple[torch.Tensor, list[torch.Tensor]] | None = None
+        self._fingerprint: dict[str, str] | None = None
         if not np.all(np.isfinite(self.x0)):
             bad = int(np.flatnonzero(~np.isfinite(self.x0))[0])
             block = next(b for b in self.layout if b.offset <= bad < b.offset + b.size)
@@ -436,6 +439,36 @@ class TorchObjective(AbstractObjective):
                 seen += len(targets)
         return {"accuracy": correct / seen}
 
+    def fingerprint(self) -> dict[str, str]:
+        """What identifies this objective to a run store (computed once, on first use).
+
+        The model's structure (its repr: layer types and sizes) and trainable parameters'
+        names and shapes, its buffers and frozen parameters, the loss function, the data
+        (a digest of every input and target tensor) and the batch-norm mode. A store
+        refuses to resume when any of them differs.
+        """
+        if self._fingerprint is None:
+            loss_state = (
+                _tensors_digest(dict(self.loss_fn.state_dict()))
+                if isinstance(self.loss_fn, nn.Module)
+                else ""
+            )
+            loss_options = (
+                {k: v for k, v in vars(self.loss_fn).items() if _plain(k, v)}
+                if isinstance(self.loss_fn, nn.Module)
+                else {}
+            )
+            self._fingerprint = {
+                "backend": "torch",
+                "model": f"{type(self.model).__qualname__} "
+                + digest(repr(self.model), list(self._names), [list(s) for s in self._shapes]),
+                "state": _tensors_digest({**self._frozen, **self._buffers}),
+                "loss_fn": f"{callable_name(self.loss_fn)} {digest(loss_options, loss_state)}",
+                "data": _tensors_digest(self._batches),
+                "batchnorm": self.batchnorm,
+            }
+        return dict(self._fingerprint)
+
     def subset(self, indices: np.ndarray) -> TorchObjective:
         """The same objective on examples ``indices`` of the data set (same batch size)."""
         idx = np.asarray(indices)
@@ -449,6 +482,27 @@ class TorchObjective(AbstractObjective):
         options = {**self._options, "batch_size": self._batch_size_hint}
         options["dtype"] = self.dtype
         return TorchObjective(self.model, self.loss_fn, (inputs[sel], targets[sel]), **options)
+
+
+def _plain(key: str, value: Any) -> bool:
+    """A public setting of a loss module (``reduction``, ``label_smoothing``, ...)."""
+    return not key.startswith("_") and isinstance(value, int | float | str | bool | None)
+
+
+def _tensors_digest(value: Any) -> str:
+    """Digest of the tensors in nested tuples, lists and dicts (dtype, shape and bytes)."""
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, torch.Tensor):
+            t = v.detach().to("cpu").contiguous().reshape(-1)
+            return [str(v.dtype), list(v.shape), t.view(torch.uint8).numpy()]
+        if isinstance(v, dict):
+            return {str(k): walk(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [walk(x) for x in v]
+        return repr(v)
+
+    return digest(walk(value))
 
 
 def _same_point(x: np.ndarray, cached: np.ndarray) -> bool:

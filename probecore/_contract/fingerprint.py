@@ -1,0 +1,134 @@
+"""Content digests: how a run store tells one objective, data set or array from another.
+
+A stored run (``store=`` of the probes) is resumed only with the objective it was started
+with. An objective says what identifies it through an optional method ``fingerprint()``
+returning a flat dict of short strings (model structure, loss function, a digest of the
+data, ...); :func:`digest` is the hash the backends build those strings with, and the
+one the store uses for its chunks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+__all__ = ["callable_name", "digest", "objective_fingerprint"]
+
+
+def _feed(h: Any, value: Any) -> None:
+    """Add ``value`` to the hash ``h``, tagged with its kind so that kinds never collide."""
+    if value is None or isinstance(value, bool):
+        h.update(f"<{value!r}>".encode())
+    elif isinstance(value, str):
+        h.update(b"s%d:" % len(value.encode()) + value.encode())
+    elif isinstance(value, bytes | bytearray | memoryview):
+        b = bytes(value)
+        h.update(b"b%d:" % len(b) + b)
+    elif isinstance(value, numbers.Integral):
+        h.update(f"i{int(value)};".encode())
+    elif isinstance(value, numbers.Real):
+        h.update(f"f{float(value).hex()};".encode())
+    elif isinstance(value, np.ndarray | np.generic):
+        a = np.ascontiguousarray(value)
+        if a.dtype.hasobject:
+            raise TypeError("digest() takes numeric arrays, not object arrays.")
+        h.update(f"a{a.dtype.str}{a.shape};".encode())
+        h.update(a.reshape(-1).view(np.uint8).data)
+    elif isinstance(value, Mapping):
+        h.update(b"m%d{" % len(value))
+        for key in sorted(value, key=str):
+            _feed(h, str(key))
+            _feed(h, value[key])
+        h.update(b"}")
+    elif isinstance(value, list | tuple):
+        h.update(b"l%d[" % len(value))
+        for item in value:
+            _feed(h, item)
+        h.update(b"]")
+    else:
+        raise TypeError(
+            f"digest() takes arrays, numbers, strings, bytes, lists and dicts; got "
+            f"{type(value).__name__}."
+        )
+
+
+def digest(*values: Any) -> str:
+    """A 128-bit BLAKE2b digest (32 hex digits) of arrays, numbers, strings and containers.
+
+    Arrays are hashed with their dtype and shape, so ``float32`` and ``float64`` copies of
+    the same numbers differ, and dict keys are sorted, so insertion order does not matter.
+
+    Parameters
+    ----------
+    *values
+        numpy arrays, numbers, strings, bytes, None, and lists, tuples and dicts of them.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> digest(np.zeros(3)) == digest(np.zeros(3, dtype=np.float32))
+    False
+    >>> digest({"a": 1, "b": 2}) == digest({"b": 2, "a": 1})
+    True
+    """
+    h = hashlib.blake2b(digest_size=16)
+    for value in values:
+        _feed(h, value)
+    return h.hexdigest()
+
+
+def callable_name(fn: Any) -> str:
+    """A readable name of a function for a fingerprint: ``module.qualname`` or its repr."""
+    name = getattr(fn, "__qualname__", None)
+    module = getattr(fn, "__module__", None)
+    if name is None:  # an instance (a loss module, a partial): its class and repr
+        cls = type(fn)
+        return f"{cls.__module__}.{cls.__qualname__} {repr(fn)[:200]}"
+    return f"{module}.{name}" if module else str(name)
+
+
+def objective_fingerprint(objective: Any, loss_at_origin: float) -> dict[str, Any]:
+    """What a run store records to recognise ``objective`` when a run is resumed.
+
+    Parameters
+    ----------
+    objective : Objective
+        The objective; its optional ``fingerprint()`` adds what the backend knows (model
+        structure, loss function, a digest of the data).
+    loss_at_origin : float
+        The loss at the run's origin: a last check that catches other data or another loss
+        function even for objectives without a fingerprint.
+
+    Returns
+    -------
+    dict
+        ``type``, ``dim``, ``dtype``, ``n_examples``, the backend's entries and
+        ``loss_at_origin``.
+    """
+    record: dict[str, Any] = {
+        "type": f"{type(objective).__module__}.{type(objective).__qualname__}",
+        "dim": int(objective.dim),
+        "dtype": str(np.dtype(objective.dtype)),
+        "n_examples": getattr(objective, "n_examples", None),
+    }
+    extra = getattr(objective, "fingerprint", None)
+    if callable(extra):
+        entries = extra()
+        if not isinstance(entries, Mapping):
+            raise TypeError(
+                f"{type(objective).__name__}.fingerprint() must return a dict; got "
+                f"{type(entries).__name__}."
+            )
+        for key, value in entries.items():
+            record[str(key)] = value if isinstance(value, str | int | bool) else str(value)
+    loss = float(loss_at_origin)
+    record["loss_at_origin"] = loss if math.isfinite(loss) else str(loss)
+    return record

@@ -1,0 +1,48 @@
+"""Stored runs of JAX objectives know their data, loss function, parameters and precision."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from probecore_jax import JaxObjective
+
+import probecore as pc
+
+from . import models_jax as M
+
+pytest.importorskip("zarr")
+
+
+def _mse_loss(params, batch):
+    x, y = batch
+    onehot = jnp.eye(10)[y]
+    return jnp.mean((M.mlp_logits(params, x) - onehot) ** 2)
+
+
+def test_resume_with_other_data_loss_parameters_or_precision_is_refused(tmp_path):
+    X, y = M.digits(120)
+    f = JaxObjective(M.mlp_loss, M.init_mlp(0), (X, y))
+    path = tmp_path / "rays"
+    first = pc.rays(f, n_rays=8, rng=0, chunk_size=3, store=path)
+    X2 = X.copy()
+    X2[5, 9] += 0.25
+    others = {
+        r"data \(digest\)": JaxObjective(M.mlp_loss, M.init_mlp(0), (X2, y)),
+        "loss function": JaxObjective(_mse_loss, M.init_mlp(0), (X, y)),
+        r"precision \(dtype\)": JaxObjective(
+            M.mlp_loss, M.init_mlp(0), (X, y), dtype=np.float32
+        ),
+    }
+    for what, other in others.items():
+        with pytest.raises(ValueError, match=f"another objective: its {what}"):
+            pc.rays(other, n_rays=8, rng=0, chunk_size=3, store=path)
+    again = pc.rays(JaxObjective(M.mlp_loss, M.init_mlp(0), (X, y)), n_rays=8, rng=0,
+                    chunk_size=3, store=path)
+    assert again.n_loss_evals == 1 and np.array_equal(again.kappa, first.kappa)
+
+
+def test_a_subset_has_its_own_data_digest():
+    f = M.mlp_objective(n=60)
+    assert f.subset(np.arange(30)).fingerprint()["data"] != f.fingerprint()["data"]
+    assert f.subset(np.arange(60)).fingerprint()["data"] == f.fingerprint()["data"]
