@@ -4,37 +4,18 @@ The core works on an :class:`Objective` -- a scalar loss of one flat parameter v
 exact gradients and Hessian-vector products -- and never imports a deep-learning framework.
 Backends (``probecore-torch``, ``probecore-jax`` or your own) turn models into Objectives
 through :func:`objective`.
+
+The public names load on first use: ``import probecore`` costs milliseconds (the command
+line's ``--help`` and plugin discovery stay fast), and the first ``probecore.<name>``
+imports them all (:mod:`probecore._api`, numpy and scipy).
 """
 
-from probecore import analytic, plot  # plot imports matplotlib only when called
-from probecore._contract.errors import ConvergenceError, NoBackendError, ObjectiveCheckError
-from probecore._contract.layout import ROLES, Block, Layout
-from probecore._contract.objective import AbstractObjective, Objective
-from probecore._contract.results import load, save
-from probecore._geometry.curve_fit import CurveFit, curve_loss_and_grad, fit_curve
-from probecore._geometry.curves import Curve, linear_curve
-from probecore._geometry.paths import PathResult, evaluate_path
-from probecore._geometry.sharpness import SharpnessResult, epsilon_sharpness
-from probecore._geometry.subspace import EffectiveDimension, GradientSketch, effective_dimension
-from probecore._geometry.trajectory import TrajectoryPCA, trajectory_directions
-from probecore._linalg.density import spectral_density
-from probecore._linalg.eigen import eigenvalues, lanczos, power_iteration
-from probecore._linalg.operators import HessianOperator, as_operator
-from probecore._linalg.results import EigResult, PowerIterationResult, SpectralDensity, TraceResult
-from probecore._linalg.trace import hutchinson, hutchpp
-from probecore._probes.directions import (
-    Directions,
-    eigen_directions,
-    filter_normalize,
-    orthogonalize,
-    random_directions,
-)
-from probecore._probes.grids import interpolate, line, plane
-from probecore._probes.rays import default_ray_eps, ray_directions, rays
-from probecore._probes.results import LineResult, PlaneResult, RayResult
-from probecore._probes.runs import load_run
+from typing import TYPE_CHECKING, Any
+
 from probecore._version import __version__
-from probecore.plugins import backend_names, hookimpl, objective
+
+if TYPE_CHECKING:  # static analysers and IDEs see every public name
+    from probecore._api import *  # noqa: F403
 
 __all__ = [
     # The contract
@@ -100,6 +81,7 @@ __all__ = [
     "save",
     # Errors
     "ConvergenceError",
+    "InvalidResultError",
     "NoBackendError",
     "ObjectiveCheckError",
     # Submodules
@@ -107,3 +89,28 @@ __all__ = [
     "plot",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the public API on first use of any of its names (PEP 562)."""
+    if name in __all__:
+        from probecore import _api
+
+        module = globals()
+        for public in __all__:
+            module.setdefault(public, getattr(_api, public))
+        return module[name]
+    if not name.startswith("__"):  # a submodule not imported yet (plugins, testing, ...)
+        import importlib
+
+        try:
+            return importlib.import_module(f"probecore.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"probecore.{name}":
+                raise
+    raise AttributeError(f"module 'probecore' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names, loaded or not."""
+    return sorted(set(globals()) | set(__all__))
