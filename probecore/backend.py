@@ -33,16 +33,16 @@ all_finite, FLOAT_DTYPES, as_rng
     A memory-light finiteness test, the supported dtypes, and ``rng`` normalisation.
 require_objective
     The structural check of an objective argument that the algorithms use.
-digest, callable_name
-    Content digests and function names for an objective's optional ``fingerprint()``:
-    what a run store records to refuse resuming with other data, another loss function
-    or another model (``docs/plugins.md``).
+digest, callable_name, stable_repr
+    Content digests, function names and address-free reprs for an objective's optional
+    ``fingerprint()``: what a run store records to refuse resuming with other data,
+    another loss function or another model (``docs/plugins.md``).
 """
 
 from __future__ import annotations
 
 from probecore._contract.errors import NoBackendError
-from probecore._contract.fingerprint import callable_name, digest
+from probecore._contract.fingerprint import callable_name, digest, stable_repr
 from probecore._contract.layout import ROLES, Block, Layout
 from probecore._contract.objective import AbstractObjective, Objective, require_objective
 from probecore._contract.validation import (
@@ -81,4 +81,5 @@ __all__ = [
     "digest",
     "hookimpl",
     "require_objective",
+    "stable_repr",
 ]

@@ -137,8 +137,63 @@ def test_an_interrupted_creation_is_created_again(tmp_path):
     (folder / ".probecore-run").write_text("creating\n")  # killed before the record
     (folder / "loss").mkdir()
     (folder / "loss" / "junk").write_bytes(b"\x00\x01")
-    r = _plane(f, folder)
+    with pytest.warns(RuntimeWarning, match="without a readable record.*starts over"):
+        r = _plane(f, folder)
     assert r.complete and np.array_equal(r.losses, _plane(f).losses)
+
+
+def test_a_store_that_lost_its_record_starts_over_with_a_warning(tmp_path):
+    f, path, fresh = _stored(tmp_path)
+    os.remove(path / "zarr.json")
+    with pytest.warns(RuntimeWarning, match="without a readable record"):
+        r = _plane(f, path)
+    assert np.array_equal(r.losses, fresh.losses)
+
+
+def test_an_empty_store_path_is_refused():
+    with pytest.raises(ValueError, match="`store` must be a folder path"):
+        _plane(_logreg(), "")
+
+
+def test_function_names_in_fingerprints_carry_no_memory_address():
+    import functools
+
+    from probecore.backend import callable_name
+
+    class Loss:
+        def __call__(self, out, target):
+            return 0.0
+
+    def loss(out, target, scale):
+        return scale
+
+    for fn in (functools.partial(loss, scale=2.0), Loss()):
+        assert "0x" not in callable_name(fn), callable_name(fn)
+    assert callable_name(functools.partial(loss, scale=2.0)) != callable_name(
+        functools.partial(loss, scale=3.0)
+    )
+
+
+def _other_logreg():
+    return _logreg(seed=7)
+
+
+def test_a_factory_that_builds_another_objective_is_refused(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    f = _logreg()
+    with ThreadPoolExecutor(1) as ex, pytest.raises(ValueError, match="built another objective"):
+        _plane(f, tmp_path / "p", executor=ex, objective_factory=_other_logreg)
+    with ThreadPoolExecutor(1) as ex:  # the same objective, built in the worker: fine
+        r = _plane(f, tmp_path / "q", executor=ex, objective_factory=_logreg)
+    assert np.array_equal(r.losses, _plane(f).losses)
+
+
+def test_rays_beyond_the_memory_budget_are_refused(monkeypatch):
+    monkeypatch.setenv("PROBECORE_MAX_GRID_BYTES", "1e6")
+    q = Quadratic.from_spectrum(np.linspace(1, 3, 10), rng=0)
+    with pytest.raises(ValueError, match="`n_rays` = 10000000 asks for"):
+        pc.rays(q, n_rays=10**7, rng=0)
 
 
 # --------------------------------------------------------------------------- one writer

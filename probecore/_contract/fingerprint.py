@@ -12,12 +12,16 @@ from __future__ import annotations
 import hashlib
 import math
 import numbers
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-__all__ = ["callable_name", "digest", "objective_fingerprint"]
+__all__ = ["callable_name", "digest", "objective_fingerprint", "stable_repr"]
+
+# " at 0x7f3a..." in reprs: a memory address, different in every process
+_ADDRESS = re.compile(r"\s+at\s+0x[0-9a-fA-F]+|0x[0-9a-fA-F]{8,}")
 
 
 def _feed(h: Any, value: Any) -> None:
@@ -85,17 +89,44 @@ def digest(*values: Any) -> str:
     return h.hexdigest()
 
 
+def stable_repr(value: Any) -> str:
+    """``repr(value)`` without memory addresses, so that it is the same in every process.
+
+    Examples
+    --------
+    >>> class Loss: pass
+    >>> stable_repr(Loss()).endswith("Loss object>")
+    True
+    """
+    return _ADDRESS.sub("", repr(value))
+
+
 def callable_name(fn: Any) -> str:
-    """A readable name of a function for a fingerprint: ``module.qualname`` or its repr."""
+    """A readable name of a function for a fingerprint: ``module.qualname`` or its repr.
+
+    An instance (a loss module, a ``functools.partial``, a callable object) is named by
+    its class and its :func:`stable_repr` (arguments included, addresses left out).
+
+    Examples
+    --------
+    >>> import functools, operator
+    >>> callable_name(functools.partial(operator.add, 1))
+    'functools.partial functools.partial(<built-in function add>, 1)'
+    """
     name = getattr(fn, "__qualname__", None)
-    module = getattr(fn, "__module__", None)
-    if name is None:  # an instance (a loss module, a partial): its class and repr
+    module = _main(getattr(fn, "__module__", None))
+    if name is None:
         cls = type(fn)
-        return f"{cls.__module__}.{cls.__qualname__} {repr(fn)[:200]}"
+        return f"{_main(cls.__module__)}.{cls.__qualname__} {stable_repr(fn)[:200]}"
     return f"{module}.{name}" if module else str(name)
 
 
-def objective_fingerprint(objective: Any, loss_at_origin: float) -> dict[str, Any]:
+def _main(module: str | None) -> str | None:
+    """The user's script is ``__main__`` here and ``__mp_main__`` in spawned workers."""
+    return "__main__" if module == "__mp_main__" else module
+
+
+def objective_fingerprint(objective: Any, loss_at_origin: float | None = None) -> dict[str, Any]:
     """What a run store records to recognise ``objective`` when a run is resumed.
 
     Parameters
@@ -103,9 +134,9 @@ def objective_fingerprint(objective: Any, loss_at_origin: float) -> dict[str, An
     objective : Objective
         The objective; its optional ``fingerprint()`` adds what the backend knows (model
         structure, loss function, a digest of the data).
-    loss_at_origin : float
+    loss_at_origin : float, optional
         The loss at the run's origin: a last check that catches other data or another loss
-        function even for objectives without a fingerprint.
+        function even for objectives without a fingerprint (left out when None).
 
     Returns
     -------
@@ -114,7 +145,7 @@ def objective_fingerprint(objective: Any, loss_at_origin: float) -> dict[str, An
         ``loss_at_origin``.
     """
     record: dict[str, Any] = {
-        "type": f"{type(objective).__module__}.{type(objective).__qualname__}",
+        "type": f"{_main(type(objective).__module__)}.{type(objective).__qualname__}",
         "dim": int(objective.dim),
         "dtype": str(np.dtype(objective.dtype)),
         "n_examples": getattr(objective, "n_examples", None),
@@ -129,6 +160,7 @@ def objective_fingerprint(objective: Any, loss_at_origin: float) -> dict[str, An
             )
         for key, value in entries.items():
             record[str(key)] = value if isinstance(value, str | int | bool) else str(value)
-    loss = float(loss_at_origin)
-    record["loss_at_origin"] = loss if math.isfinite(loss) else str(loss)
+    if loss_at_origin is not None:
+        loss = float(loss_at_origin)
+        record["loss_at_origin"] = loss if math.isfinite(loss) else str(loss)
     return record

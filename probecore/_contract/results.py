@@ -52,7 +52,7 @@ _MAX_NDIM = 8
 _EXPANSION = 64
 _ALLOWANCE = 1 << 20
 _CHUNK = 1 << 20  # bytes read at a time
-_NUMERIC_KINDS = "biufc"  # bool, signed and unsigned integers, floats, complex
+_NUMERIC_KINDS = "biuf"  # bool, signed and unsigned integers, floats (no result is complex)
 
 
 def register(cls: type) -> type:
@@ -263,7 +263,7 @@ def _check_record(record: Any) -> tuple[type, dict[str, Any], str]:
 
 def _check_array(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> None:
     if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None or dtype.hasobject:
-        raise _Refused(f"array {name!r} has dtype {str(dtype)[:80]}, not a numeric dtype")
+        raise _Refused(f"array {name!r} has dtype {str(dtype)[:80]}, not a real numeric dtype")
     if len(shape) > _MAX_NDIM:
         raise _Refused(f"array {name!r} has {len(shape)} dimensions (at most {_MAX_NDIM})")
 

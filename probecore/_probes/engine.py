@@ -205,10 +205,16 @@ class Factory:
     ----------
     fn : callable
         Zero-argument function that returns the objective.
+    expected : dict, optional
+        The fingerprint of the objective the run was given
+        (:func:`~probecore._contract.fingerprint.objective_fingerprint`): a worker refuses
+        to evaluate an objective that ``fn`` built differently (other data, model, dtype),
+        whose values would otherwise be mixed silently with the run's.
     """
 
-    def __init__(self, fn: Callable[[], Any]) -> None:
+    def __init__(self, fn: Callable[[], Any], expected: dict | None = None) -> None:
         self.fn = fn
+        self.expected = expected
         self.token = uuid.uuid4().hex
 
 
@@ -222,7 +228,19 @@ def resolve(spec: Any) -> Any:
         obj = WORKER_OBJECTIVES.get(spec.token)
         if obj is None:
             WORKER_OBJECTIVES.clear()  # one run's objective per worker at a time
-            obj = WORKER_OBJECTIVES[spec.token] = spec.fn()
+            obj = spec.fn()
+            if spec.expected is not None:
+                built = objective_fingerprint(obj)
+                for key in sorted(set(built) | set(spec.expected)):
+                    if built.get(key) != spec.expected.get(key):
+                        raise ValueError(
+                            f"`objective_factory` built another objective than the one passed: "
+                            f"its {key!r} is {built.get(key)!r}, the objective's is "
+                            f"{spec.expected.get(key)!r}. The factory must build, in each "
+                            "worker, the objective the probe was given (same model, data, "
+                            "loss function and dtype)."
+                        )
+            WORKER_OBJECTIVES[spec.token] = obj
         return obj
     return spec
 
@@ -354,7 +372,7 @@ class RunState:
 def task_spec(objective: Objective, executor: Any, objective_factory: Any) -> Any:
     """What each task carries: the objective, or a :class:`Factory` when one is given."""
     if executor is not None and objective_factory is not None:
-        return Factory(objective_factory)
+        return Factory(objective_factory, expected=objective_fingerprint(objective))
     return objective
 
 

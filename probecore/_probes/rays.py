@@ -13,7 +13,12 @@ import numpy as np
 
 from probecore._contract.fingerprint import objective_fingerprint
 from probecore._contract.objective import Objective
-from probecore._contract.validation import as_rng, check_float, check_int
+from probecore._contract.validation import (
+    as_rng,
+    check_float,
+    check_int,
+    check_points_budget,
+)
 from probecore._probes.engine import (
     RunState,
     check_executor,
@@ -268,6 +273,11 @@ def rays(
     """
     origin = check_point(objective, x)
     n_rays = check_int("n_rays", n_rays, lo=1)
+    # κ, L(x+εd), L(x−εd), their stored copies and the result's: about 7 floats per ray
+    check_points_budget(
+        f"`n_rays` = {n_rays}", n_rays, floats_per_point=7,
+        advice="Draw fewer rays (the interval on the mean shrinks like 1/√n_rays).",
+    )
     eps = default_ray_eps(origin.dtype) if eps is None else check_float("eps", eps, lo=0.0)
     if eps <= 0:
         raise ValueError(f"`eps` must be positive; got {eps}.")

@@ -178,6 +178,8 @@ class RunStore:
         metadata: dict,
     ) -> None:
         self.path = os.fspath(path)
+        if not self.path:
+            raise ValueError("`store` must be a folder path; got an empty string.")
         self.n_points = n_points
         self.chunk_size = chunk_size
         self.n_chunks = -(-n_points // chunk_size)
@@ -317,16 +319,23 @@ class RunStore:
         metadata: dict,
     ) -> None:
         """A new store: the marker first, then the arrays, then the record (last)."""
-        for entry in os.listdir(self.path):  # an interrupted creation of ours, or nothing
-            if entry in (LOCK_NAME, MARKER_NAME):
-                continue
+        leftovers = sorted(set(os.listdir(self.path)) - {LOCK_NAME, MARKER_NAME})
+        if leftovers:  # an interrupted creation of ours, or a store that lost its record
+            warnings.warn(
+                f"`store` {self.path!r} is a probecore store without a readable record "
+                f"(its creation was interrupted, or its zarr.json was deleted): its "
+                f"{len(leftovers)} entries are removed and the run starts over.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        for entry in leftovers:
             full = os.path.join(self.path, entry)
             if os.path.isdir(full) and not os.path.islink(full):
                 shutil.rmtree(full)
             else:
                 os.remove(full)
         with open(os.path.join(self.path, MARKER_NAME), "w", encoding="utf-8") as fh:
-            fh.write(f"{FORMAT}: a probecore run store (https://probecore.readthedocs.io)\n")
+            fh.write(f"{FORMAT}: a probecore run store (probecore.load_run reads it)\n")
         zarr = _zarr()
         group = zarr.open_group(self.path, mode="a")
         for name, value in fixed.items():
@@ -481,14 +490,17 @@ def verified_chunks(
         except Exception:  # a damaged chunk somewhere: read chunk by chunk instead
             return None
 
-    arrays = {name: whole(name, np.float64) for name in [*fields, "done"]}
+    # The marks before the values: a writer writes values, digest, then `done`, so a chunk
+    # that is done when `done` is read has its values written when they are read after it.
+    arrays = {"done": whole("done", np.float64)}
     stored_digest = whole("digest", np.uint64)
+    arrays.update({name: whole(name, np.float64) for name in fields})
     damaged: list[tuple[int, int, int, str]] = []
     for index in range(-(-n_points // chunk_size)):
         s, e = index * chunk_size, min((index + 1) * chunk_size, n_points)
         chunk: dict[str, np.ndarray] = {}
         problem = None
-        for name in [*fields, "done"]:
+        for name in ["done", *fields]:
             arr = arrays[name]
             try:
                 chunk[name] = (

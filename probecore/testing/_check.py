@@ -337,9 +337,11 @@ def check_objective(
         Richardson step and step ``h = eps^(1/5)·max(1, ‖x‖∞)`` have truncation error
         ``O(h⁴)`` and rounding error ``O(eps/h)``, both well below it.
     raise_on_failure : bool
-        Raise :class:`~probecore.ObjectiveCheckError` naming every failed check, or
-        return the report. Inconclusive checks never raise: they are listed in
-        ``report.inconclusive`` (and ``report.passed`` is False).
+        Raise :class:`~probecore.ObjectiveCheckError` naming every failed check, or, when
+        none failed, every inconclusive one (a check that could not be confirmed is not
+        passed: a zero HVP of a float32 ReLU network can look like that); False returns
+        the report, with inconclusive checks in ``report.inconclusive`` (and
+        ``report.passed`` False).
 
     Returns
     -------
@@ -348,7 +350,8 @@ def check_objective(
     Raises
     ------
     ObjectiveCheckError
-        If a check fails and ``raise_on_failure``; ``.report`` holds every result.
+        If a check fails or is inconclusive and ``raise_on_failure``; ``.report`` holds
+        every result.
 
     Examples
     --------
@@ -367,6 +370,17 @@ def check_objective(
             names = ", ".join(c.name for c in report.failures)
             raise ObjectiveCheckError(
                 f"{type(objective).__name__} failed check_objective ({names}):\n{report}", report
+            )
+        if raise_on_failure and report.inconclusive:
+            names = ", ".join(c.name for c in report.inconclusive)
+            raise ObjectiveCheckError(
+                f"check_objective could not confirm {names} of {type(objective).__name__}: "
+                "finite differences are no reliable reference here (the loss is not smooth "
+                "near x, or float32 rounding hides the error). Check in float64 on a small "
+                "subset of the data (objective.subset(...), dtype=float64), where kinks are "
+                "fewer and rounding smaller, or pass raise_on_failure=False to read the "
+                f"report:\n{report}",
+                report,
             )
         return report
 

@@ -46,3 +46,38 @@ def test_a_subset_has_its_own_data_digest():
     f = M.mlp_objective(n=60)
     assert f.subset(np.arange(30)).fingerprint()["data"] != f.fingerprint()["data"]
     assert f.subset(np.arange(60)).fingerprint()["data"] == f.fingerprint()["data"]
+
+
+def _activation():
+    def act(x):  # a new function object (another address) on every call
+        return jnp.tanh(x)
+
+    return act
+
+
+def test_functions_in_static_pytree_data_do_not_change_the_fingerprint():
+    import jax
+
+    @jax.tree_util.register_pytree_node_class
+    class Layer:
+        def __init__(self, w, act):
+            self.w, self.act = w, act
+
+        def tree_flatten(self):
+            return (self.w,), (self.act,)
+
+        @classmethod
+        def tree_unflatten(cls, aux, children):
+            return cls(children[0], *aux)
+
+    X, y = M.digits(40)
+
+    def loss(layer, batch):
+        x, t = batch
+        logits = layer.act(x @ layer.w)
+        return jnp.mean((logits - jnp.eye(10)[t]) ** 2)
+
+    w = np.random.default_rng(0).standard_normal((64, 10)) * 0.1
+    a = JaxObjective(loss, Layer(jnp.asarray(w), _activation()), (X, y)).fingerprint()
+    b = JaxObjective(loss, Layer(jnp.asarray(w), _activation()), (X, y)).fingerprint()
+    assert a == b  # as in a new process, where the function has another address

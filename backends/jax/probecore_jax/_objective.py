@@ -36,6 +36,7 @@ from probecore.backend import (
     check_matrix,
     check_vector,
     digest,
+    stable_repr,
 )
 
 __all__ = ["JaxObjective", "param_layout"]
@@ -755,8 +756,10 @@ class JaxObjective(AbstractObjective):
             shapes = [[str(a.dtype), list(a.shape)] for a in p.float_leaves]
             self._fingerprint = {
                 "backend": "jax",
-                "params": digest(str(p.treedef), list(p.kinds), shapes),
-                "state": digest([np.asarray(c) for c in p.consts], [repr(v) for v in p.statics]),
+                "params": digest(stable_repr(p.treedef), list(p.kinds), shapes),
+                "state": digest(
+                    [np.asarray(c) for c in p.consts], [stable_repr(v) for v in p.statics]
+                ),
                 "loss_fn": f"{callable_name(self._loss_fn)}"
                 + (f" metrics {callable_name(self._metrics_fn)}" if self._metrics_fn else ""),
                 "data": digest(
@@ -764,7 +767,7 @@ class JaxObjective(AbstractObjective):
                         [np.asarray(a) for a in jax.tree_util.tree_leaves(b)]
                         for b in self._batches
                     ],
-                    str(jax.tree_util.tree_structure(self._batches[0])),
+                    stable_repr(jax.tree_util.tree_structure(self._batches[0])),
                 ),
             }
         return dict(self._fingerprint)

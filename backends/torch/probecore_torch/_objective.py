@@ -22,6 +22,7 @@ from probecore.backend import (
     check_option,
     check_vector,
     digest,
+    stable_repr,
 )
 
 __all__ = ["TorchObjective"]
@@ -461,7 +462,7 @@ class TorchObjective(AbstractObjective):
             self._fingerprint = {
                 "backend": "torch",
                 "model": f"{type(self.model).__qualname__} "
-                + digest(repr(self.model), list(self._names), [list(s) for s in self._shapes]),
+                + digest(stable_repr(self.model), self._names, [list(s) for s in self._shapes]),
                 "state": _tensors_digest({**self._frozen, **self._buffers}),
                 "loss_fn": f"{callable_name(self.loss_fn)} {digest(loss_options, loss_state)}",
                 "data": _tensors_digest(self._batches),
@@ -500,7 +501,7 @@ def _tensors_digest(value: Any) -> str:
             return {str(k): walk(x) for k, x in v.items()}
         if isinstance(v, list | tuple):
             return [walk(x) for x in v]
-        return repr(v)
+        return stable_repr(v)
 
     return digest(walk(value))
 
