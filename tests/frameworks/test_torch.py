@@ -133,7 +133,7 @@ def test_train_mode_dropout_is_refused_with_advice():
     X, y = digits(50)
     model = nn.Sequential(nn.Linear(64, 16), nn.Dropout(0.5), nn.Linear(16, 10)).double()
     model.train()
-    with pytest.raises(ValueError, match=r"training mode and has dropout.*model\.eval\(\)"):
+    with pytest.raises(ValueError, match=r"dropout in training mode.*model\.eval\(\)"):
         pc.objective(model, F.cross_entropy, (X, y))
     obj = pc.objective(model, F.cross_entropy, (X, y), dropout="off")
     assert obj.loss(obj.x0) == obj.loss(obj.x0) and model.training
@@ -308,3 +308,78 @@ def test_channels_last_for_float32_convolutions_on_the_cpu():
     assert np.linalg.norm(auto.grad(x) - g) <= 32 * eps * np.linalg.norm(g)
     with pytest.raises(ValueError, match="memory_format"):
         pc.objective(model, F.cross_entropy, (X, y), memory_format="nhwc")
+
+
+def test_dropout_refusal_names_only_layers_in_training_mode():
+    X, y = digits(50)
+    model = nn.Sequential(
+        nn.Linear(64, 16), nn.Dropout(0.5), nn.Linear(16, 10), nn.Dropout(0.1)
+    ).double()
+    model.train()
+    model[1].eval()
+    model[3].eval()  # the wrapper trains, its dropout layers do not: nothing is random
+    obj = pc.objective(model, F.cross_entropy, (X, y))
+    assert obj.loss(obj.x0) == obj.loss(obj.x0)
+    model.eval()
+    model[3].train()  # an eval wrapper around one dropout layer in training mode
+    with pytest.raises(ValueError, match=r"dropout in training mode \(3\)"):
+        pc.objective(model, F.cross_entropy, (X, y))
+
+
+class _WithAux(nn.Module):
+    """Returns ``(logits, penalty)``, as models with an auxiliary loss do."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(64, 10).double()
+
+    def forward(self, x):
+        logits = self.lin(x)
+        return logits, (self.lin.weight**2).sum()
+
+
+def test_metrics_of_a_model_returning_a_tuple():
+    X, y = digits(80)
+    torch.manual_seed(0)
+    model = _WithAux().eval()
+
+    def loss_fn(out, target):
+        logits, penalty = out
+        return F.cross_entropy(logits, target) + 1e-3 * penalty
+
+    obj = pc.objective(model, loss_fn, (X, y))
+    want = float((model(X)[0].argmax(1) == y).double().mean())
+    assert obj.metrics(obj.x0) == {"accuracy": pytest.approx(want, abs=1e-15)}
+    d = pc.random_directions(obj, k=1, rng=0)
+    line = pc.line(obj, d.vectors[0], coords=[-0.5, 0.0, 0.5], metrics=True)
+    assert line.metric_names == ("accuracy",) and line.metric_values[0][1] == pytest.approx(want)
+
+
+class _Tokens(nn.Module):
+    """A toy sequence model: (batch, length) token ids -> (batch, length, vocab) logits."""
+
+    def __init__(self, vocab=7):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, 5).double()
+        self.out = nn.Linear(5, vocab).double()
+
+    def forward(self, ids):
+        return self.out(torch.tanh(self.emb(ids)))
+
+
+def test_token_level_accuracy_for_sequence_logits_ignores_minus_100():
+    torch.manual_seed(0)
+    ids = torch.randint(0, 7, (12, 6))
+    targets = torch.randint(0, 7, (12, 6))
+    targets[:, -2:] = -100  # padding, as Hugging Face labels mark it
+    model = _Tokens().eval()
+
+    def loss_fn(logits, t):
+        return F.cross_entropy(logits.reshape(-1, 7), t.reshape(-1), ignore_index=-100)
+
+    obj = pc.objective(model, loss_fn, (ids, targets))
+    with torch.no_grad():
+        pred = model(ids).argmax(-1)
+    kept = targets != -100
+    want = float(((pred == targets) & kept).sum()) / float(kept.sum())
+    assert obj.metrics(obj.x0)["accuracy"] == pytest.approx(want, abs=1e-15)

@@ -153,12 +153,16 @@ class TorchObjective(AbstractObjective):
             for n, b in model.named_buffers()
         }
         self._has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        # Only dropout layers that are themselves in training mode: a wrapper in train mode
+        # around dropout layers in eval mode is not random.
         dropouts = [
-            n or type(model).__name__ for n, m in modules.items() if isinstance(m, _DROPOUT_TYPES)
+            n or type(model).__name__
+            for n, m in modules.items()
+            if isinstance(m, _DROPOUT_TYPES) and m.training
         ]
-        if model.training and dropouts and dropout is None:
+        if dropouts and dropout is None:
             raise ValueError(
-                f"`model` is in training mode and has dropout ({', '.join(dropouts[:3])}"
+                f"`model` has dropout in training mode ({', '.join(dropouts[:3])}"
                 f"{', ...' if len(dropouts) > 3 else ''}), which would make its loss random. "
                 "Call model.eval() before wrapping it, or pass dropout='off' to evaluate it "
                 "with dropout disabled (probecore always does)."
@@ -420,7 +424,14 @@ class TorchObjective(AbstractObjective):
         return out
 
     def metrics(self, x: np.ndarray) -> dict[str, float]:
-        """Classification accuracy when the outputs are ``(n, classes)`` logits."""
+        """Classification accuracy: of ``(n, classes)`` logits, or per token of sequences.
+
+        The logits are the model's output, or its first element when it returns a tuple
+        or list (``(logits, aux)``), or its ``.logits`` (a Hugging Face ``ModelOutput``)
+        or ``["logits"]``. Sequence logits ``(..., classes)`` with integer targets of
+        shape ``(...)`` give token-level accuracy, targets of -100 (the ignore index of
+        ``cross_entropy``) left out. Other outputs report no metrics (``{}``).
+        """
         flat = self._to_tensor(x)
         correct, seen = 0.0, 0
         ev = self._eval_copy()
@@ -434,11 +445,19 @@ class TorchObjective(AbstractObjective):
                     out = ev[0](*(inputs if isinstance(inputs, tuple) else (inputs,)))
                 else:
                     out = self._forward(flat, inputs)
-                if out.ndim != 2 or targets.ndim != 1 or targets.is_floating_point():
+                logits = _logits(out)
+                if (
+                    logits is None
+                    or not isinstance(targets, torch.Tensor)
+                    or targets.is_floating_point()
+                    or logits.ndim != targets.ndim + 1
+                    or logits.shape[:-1] != targets.shape
+                ):
                     return {}
-                correct += float((out.argmax(dim=1) == targets).sum())
-                seen += len(targets)
-        return {"accuracy": correct / seen}
+                kept = targets != -100
+                correct += float(((logits.argmax(dim=-1) == targets) & kept).sum())
+                seen += int(kept.sum())
+        return {"accuracy": correct / seen} if seen else {}
 
     def fingerprint(self) -> dict[str, str]:
         """What identifies this objective to a run store (computed once, on first use).
@@ -483,6 +502,18 @@ class TorchObjective(AbstractObjective):
         options = {**self._options, "batch_size": self._batch_size_hint}
         options["dtype"] = self.dtype
         return TorchObjective(self.model, self.loss_fn, (inputs[sel], targets[sel]), **options)
+
+
+def _logits(out: Any) -> torch.Tensor | None:
+    """The logits in a model's output: itself, its first element, ``.logits`` or ``["logits"]``."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, tuple | list) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    value = getattr(out, "logits", None)
+    if value is None and isinstance(out, dict):
+        value = out.get("logits")
+    return value if isinstance(value, torch.Tensor) else None
 
 
 def _plain(key: str, value: Any) -> bool:
