@@ -164,3 +164,27 @@ def test_hutchpp_exact_when_sketch_spans_range():
     assert r.metadata["sketch_rank"] == 3
     assert r.estimate == pytest.approx(6.0, abs=1e-10)
     assert r.std_error == pytest.approx(0.0, abs=1e-10)
+
+
+def test_long_estimators_show_a_progress_bar_counting_hvps(capfd):
+    from probecore.analytic import Quadratic
+
+    q = Quadratic.from_spectrum(np.linspace(1.0, 5.0, 40), rng=0)
+    A = (q, q.x0)
+    calls = {
+        "power_iteration": lambda p: pc.power_iteration(A, rng=0, progress=p),
+        "lanczos": lambda p: pc.lanczos(A, k=3, rng=0, progress=p),
+        "hutchinson": lambda p: pc.hutchinson(A, n_probes=8, rng=0, progress=p),
+        "hutchpp": lambda p: pc.hutchpp(A, n_matvecs=30, rng=0, progress=p),
+        "spectral_density": lambda p: pc.spectral_density(A, n_probes=2, n_steps=10, rng=0,
+                                                          progress=p),
+    }
+    for name, call in calls.items():
+        quiet = call(False)
+        assert name not in capfd.readouterr().err
+        shown = call(True)
+        err = capfd.readouterr().err
+        assert name in err and "HVP" in err, name
+        assert quiet.n_matvecs == shown.n_matvecs, name  # the bar changes nothing else
+        with pytest.raises(TypeError, match="`progress`"):
+            call("yes")

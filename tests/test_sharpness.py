@@ -426,3 +426,15 @@ def test_bad_objective_and_negative_loss():
     q = Quadratic(np.diag([1.0, 2.0]), c=-5.0)
     with pytest.raises(ValueError, match=r"1 \+ L\(x\).*got L\(x\) = -5\.0"):
         epsilon_sharpness(q)
+
+
+def test_sharpness_progress_bar_counts_evaluations(capfd):
+    q = pc.analytic.Quadratic.from_spectrum(np.linspace(1.0, 3.0, 20), rng=0)
+    quiet = pc.epsilon_sharpness(q, eps=1e-2, progress=False)
+    assert "epsilon_sharpness" not in capfd.readouterr().err
+    shown = pc.epsilon_sharpness(q, eps=1e-2, progress=True)
+    err = capfd.readouterr().err
+    assert "epsilon_sharpness" in err and "eval" in err
+    assert shown.value == quiet.value and shown.n_loss_evals == quiet.n_loss_evals
+    with pytest.raises(TypeError, match="`progress`"):
+        pc.epsilon_sharpness(q, progress="yes")

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from probecore._contract.objective import Objective, require_objective
+from probecore._contract.progress import progress_bar
 from probecore._contract.results import ResultBase, register
 from probecore._contract.validation import (
     as_rng,
@@ -21,7 +22,6 @@ from probecore._contract.validation import (
     check_option,
 )
 from probecore._geometry.curves import Curve, check_endpoint, coefficients
-from probecore._probes.engine import progress_bar
 
 __all__ = ["CurveFit", "curve_loss_and_grad", "fit_curve", "minibatches"]
 
@@ -289,7 +289,7 @@ def fit_curve(
     hist_t, hist_loss = [], []
     seen = 0
     step = 0
-    bar = progress_bar(epochs, 0, "fit_curve", progress)
+    bar = progress_bar(epochs, 0, "fit_curve", progress, unit="epoch")
     try:
         for _ in range(epochs):
             order = gen.permutation(len(batches)) if not full_batch else [0] * per_epoch

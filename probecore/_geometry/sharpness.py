@@ -18,6 +18,7 @@ import numpy as np
 import scipy.optimize
 
 from probecore._contract.objective import Objective, require_objective
+from probecore._contract.progress import progress_bar
 from probecore._contract.results import ResultBase, register
 from probecore._contract.validation import (
     as_rng,
@@ -106,8 +107,15 @@ class _Ascent:
     """
 
     def __init__(
-        self, objective: Objective, x: np.ndarray, w: np.ndarray, free: np.ndarray, loss0: float
+        self,
+        objective: Objective,
+        x: np.ndarray,
+        w: np.ndarray,
+        free: np.ndarray,
+        loss0: float,
+        progress: bool | None = False,
     ) -> None:
+        self.bar = progress_bar(None, 1, "epsilon_sharpness", progress, unit="eval")
         self.objective = objective
         self.x = x
         self.w = w  # float64 half-widths of the free coordinates
@@ -133,6 +141,7 @@ class _Ascent:
         y = self.perturbation(u)
         loss, g = self.objective.loss_and_grad(self.x + y)
         self.count += 1
+        self.bar.update(1)
         loss = float(loss)
         g = np.asarray(g, dtype=np.float64)
         if not np.isfinite(loss) or not np.all(np.isfinite(g)):
@@ -164,6 +173,7 @@ def epsilon_sharpness(
     gtol: float | None = None,
     ftol: float | None = None,
     rng: int | np.random.Generator | None = None,
+    progress: bool | None = None,
 ) -> SharpnessResult:
     r"""ε-sharpness of ``objective`` at ``x`` (Keskar et al. 2017, Metric 2.1 with ``A = I``).
 
@@ -220,6 +230,9 @@ def epsilon_sharpness(
         in float64, ``1e-4, 1e-5`` in float32 (above the rounding of the loss).
     rng : int, numpy.random.Generator or None
         Source of the random starts (unused when ``n_starts == 1``).
+    progress : bool or None
+        A progress bar counting loss-and-gradient evaluations: True always, False never,
+        None (default) only when stderr is a terminal.
 
     Returns
     -------
@@ -321,7 +334,7 @@ def epsilon_sharpness(
             "value underestimates the sharpness; use a larger `eps` or a float64 objective.",
             stacklevel=2,
         )
-    ascent = _Ascent(objective, x, widths[free], free, loss0)
+    ascent = _Ascent(objective, x, widths[free], free, loss0, progress)
     ascent.count = 1  # the evaluation at x
     n_free = int(free.sum())
 
@@ -361,6 +374,7 @@ def epsilon_sharpness(
         message = per_start[best_start]["message"]
     else:
         converged, message = True, "the box is a single point (every half-width is zero)"
+    ascent.bar.close()
     value = (ascent.best_loss - loss0) / (1.0 + loss0)
     return SharpnessResult(
         value=float(value),

@@ -25,6 +25,7 @@ def spectral_density(
     n_grid: int = 1000,
     reorthogonalize: bool = True,
     rng: int | np.random.Generator | None = None,
+    progress: bool | None = None,
 ) -> SpectralDensity:
     r"""Spectral density of ``H`` by stochastic Lanczos quadrature (SLQ).
 
@@ -58,6 +59,10 @@ def spectral_density(
         Full reorthogonalization (memory ``n_steps·dim·n_probes``); without it, rounding
         creates spurious copies ("ghosts") of the outlying eigenvalues.
     rng : int, numpy.random.Generator or None
+
+    progress : bool or None
+        A progress bar counting the Hessian-vector products: True always, False never,
+        None (default) only when stderr is a terminal.
 
     Returns
     -------
@@ -105,7 +110,7 @@ def spectral_density(
         if not np.all(np.isfinite(grid)):
             raise ValueError("`grid` must be finite.")
     gen, seed = as_rng(rng)
-    matvec = Counted(op)
+    matvec = Counted(op, progress=progress, desc="spectral_density", total=n_probes * n_steps)
     Z = gen.standard_normal((n, n_probes))
     Z /= np.linalg.norm(Z, axis=0)
     # All probes in lockstep (one block product per step); a probe stops at a breakdown:

@@ -64,6 +64,7 @@ def power_iteration(
     v0: np.ndarray | None = None,
     rng: int | np.random.Generator | None = None,
     raise_on_failure: bool = True,
+    progress: bool | None = None,
 ) -> PowerIterationResult:
     r"""Largest-magnitude eigenpair by power iteration.
 
@@ -86,6 +87,10 @@ def power_iteration(
     raise_on_failure : bool
         Raise :class:`ConvergenceError` if ``maxiter`` is reached; otherwise return the
         partial result with ``converged=False``.
+
+    progress : bool or None
+        A progress bar counting the Hessian-vector products: True always, False never,
+        None (default) only when stderr is a terminal.
 
     Returns
     -------
@@ -122,7 +127,7 @@ def power_iteration(
     maxiter = check_int("maxiter", maxiter, lo=1)
     raise_on_failure = check_bool("raise_on_failure", raise_on_failure)
     gen, seed = as_rng(rng)
-    matvec = Counted(op)
+    matvec = Counted(op, progress=progress, desc="power_iteration", total=maxiter + 1)
 
     v = _start_vector("v0", v0, n, dtype, gen).astype(np.float64)
     w = matvec(v).astype(np.float64)
@@ -317,6 +322,7 @@ def lanczos(
     rng: int | np.random.Generator | None = None,
     verify: bool = True,
     raise_on_failure: bool = True,
+    progress: bool | None = None,
 ) -> EigResult:
     r"""The ``k`` extreme eigenvalues (and eigenvectors) of a symmetric operator.
 
@@ -361,6 +367,10 @@ def lanczos(
     raise_on_failure : bool
         Raise :class:`ConvergenceError` (carrying the partial result) on non-convergence,
         or return the result with ``converged=False``.
+
+    progress : bool or None
+        A progress bar counting the Hessian-vector products: True always, False never,
+        None (default) only when stderr is a terminal.
 
     Returns
     -------
@@ -411,7 +421,7 @@ def lanczos(
     else:
         max_ncv = check_int("max_ncv", max_ncv, lo=ncv, hi=n)
     gen, seed = as_rng(rng)
-    matvec = Counted(op)
+    matvec = Counted(op, progress=progress, desc="lanczos", total=None)
     v = _start_vector("v0", v0, n, dtype, gen)
 
     HY = None

@@ -8,6 +8,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
 from probecore._contract.objective import Objective
+from probecore._contract.progress import progress_bar
 from probecore._contract.validation import check_vector
 
 __all__ = ["HessianOperator", "as_operator"]
@@ -104,18 +105,47 @@ def as_operator(A: Any) -> LinearOperator:
     return op
 
 class Counted:
-    """Applies an operator to column blocks and counts the columns it multiplies."""
+    """Applies an operator to column blocks and counts the columns it multiplies.
 
-    def __init__(self, op: LinearOperator) -> None:
+    Parameters
+    ----------
+    op : LinearOperator
+        The operator.
+    progress : bool or None
+        A progress bar counting the products (True: always, None: on a terminal, False:
+        never; see :func:`~probecore._contract.progress.progress_bar`).
+    desc : str
+        The bar's label.
+    total : int, optional
+        The products expected (the budget), if known.
+    """
+
+    def __init__(
+        self,
+        op: LinearOperator,
+        *,
+        progress: bool | None = False,
+        desc: str = "HVPs",
+        total: int | None = None,
+    ) -> None:
         self.op = op
         self.n = op.shape[0]
         self.dtype = np.dtype(op.dtype)
         self.count = 0
+        self.bar = progress_bar(total, 0, desc, progress, unit="HVP")
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=self.dtype)
-        if X.ndim == 1:
-            self.count += 1
-            return np.asarray(self.op.matvec(X), dtype=self.dtype).reshape(-1)
-        self.count += X.shape[1]
-        return np.asarray(self.op.matmat(X), dtype=self.dtype)
+        k = 1 if X.ndim == 1 else X.shape[1]
+        self.count += k
+        out = (
+            np.asarray(self.op.matvec(X), dtype=self.dtype).reshape(-1)
+            if X.ndim == 1
+            else np.asarray(self.op.matmat(X), dtype=self.dtype)
+        )
+        self.bar.update(k)
+        return out
+
+    def close(self) -> None:
+        """Close the progress bar (a bar left open closes when the object is freed)."""
+        self.bar.close()

@@ -37,6 +37,7 @@ def hutchinson(
     distribution: str = "rademacher",
     batch_size: int = 32,
     rng: int | np.random.Generator | None = None,
+    progress: bool | None = None,
 ) -> TraceResult:
     r"""Hutchinson's estimator of ``tr(H)`` with its standard error.
 
@@ -51,6 +52,10 @@ def hutchinson(
     batch_size : int
         Probes multiplied per ``matmat`` call (bounds memory to ``batch_size·dim``).
     rng : int, numpy.random.Generator or None
+
+    progress : bool or None
+        A progress bar counting the Hessian-vector products: True always, False never,
+        None (default) only when stderr is a terminal.
 
     Returns
     -------
@@ -81,7 +86,7 @@ def hutchinson(
     distribution = check_option("distribution", distribution, DISTRIBUTIONS)
     batch_size = check_int("batch_size", batch_size, lo=1)
     gen, seed = as_rng(rng)
-    matvec = Counted(op)
+    matvec = Counted(op, progress=progress, desc="hutchinson", total=n_probes)
     samples = np.empty(n_probes)
     for start in range(0, n_probes, batch_size):
         p = min(batch_size, n_probes - start)
@@ -105,6 +110,7 @@ def hutchpp(
     n_matvecs: int = 102,
     distribution: str = "rademacher",
     rng: int | np.random.Generator | None = None,
+    progress: bool | None = None,
 ) -> TraceResult:
     r"""Hutch++ estimator of ``tr(H)`` (Meyer et al. 2021) with its standard error.
 
@@ -125,6 +131,10 @@ def hutchpp(
     distribution : {"rademacher", "gaussian"}
         Law of the sketch and probe entries.
     rng : int, numpy.random.Generator or None
+
+    progress : bool or None
+        A progress bar counting the Hessian-vector products: True always, False never,
+        None (default) only when stderr is a terminal.
 
     Returns
     -------
@@ -149,7 +159,7 @@ def hutchpp(
     n_matvecs = check_int("n_matvecs", n_matvecs, lo=4)
     distribution = check_option("distribution", distribution, DISTRIBUTIONS)
     gen, seed = as_rng(rng)
-    matvec = Counted(op)
+    matvec = Counted(op, progress=progress, desc="hutchpp", total=n_matvecs)
     s = n_matvecs // 3
     g = n_matvecs - 2 * s
     S = _probes(gen, n, s, distribution)

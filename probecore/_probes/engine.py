@@ -29,7 +29,7 @@ import numpy as np
 
 from probecore._contract.fingerprint import objective_fingerprint
 from probecore._contract.objective import Objective
-from probecore._contract.validation import check_bool
+from probecore._contract.progress import progress_bar
 from probecore._probes.checks import (
     check_executor,
     check_point,
@@ -374,18 +374,6 @@ def task_spec(objective: Objective, executor: Any, objective_factory: Any) -> An
     if executor is not None and objective_factory is not None:
         return Factory(objective_factory, expected=objective_fingerprint(objective))
     return objective
-
-
-def progress_bar(total: int, done: int, desc: str, progress: bool | None) -> Any:
-    """A tqdm bar over ``total`` chunks, ``done`` of them already done (read from a store).
-
-    ``progress``: True always shows it, False never, None only when stderr is a terminal.
-    """
-    from tqdm.auto import tqdm
-
-    # disable=None: tqdm turns itself off when stderr is not a terminal
-    disable = None if progress is None else not check_bool("progress", progress)
-    return tqdm(total=total, initial=done, desc=desc, unit="chunk", disable=disable, leave=False)
 
 
 def run_chunks(
