@@ -383,3 +383,16 @@ def test_token_level_accuracy_for_sequence_logits_ignores_minus_100():
     kept = targets != -100
     want = float(((pred == targets) & kept).sum()) / float(kept.sum())
     assert obj.metrics(obj.x0)["accuracy"] == pytest.approx(want, abs=1e-15)
+
+
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_half_precision_models_get_a_path_forward(half):
+    X, y = digits(40)
+    model = nn.Sequential(nn.Linear(64, 8), nn.Tanh(), nn.Linear(8, 10)).to(half)
+    with pytest.raises(ValueError, match=r"Pass dtype=torch.float32.*a copy of the model"):
+        pc.objective(model, F.cross_entropy, (X.float(), y))
+    obj = pc.objective(model, F.cross_entropy, (X.float(), y), dtype=torch.float32)
+    want = obj.x0.copy()  # the copy evaluates the same weights, in float32
+    with torch.no_grad():
+        ref = float(F.cross_entropy(model.float()(X.float()), y))
+    assert obj.loss(want) == pytest.approx(ref, rel=1e-6)

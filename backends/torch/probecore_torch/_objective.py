@@ -127,6 +127,14 @@ class TorchObjective(AbstractObjective):
                 "(none with requires_grad=True); there is nothing to differentiate."
             )
         first = named[0][1]
+        if dtype is None and first.dtype in (torch.float16, torch.bfloat16):
+            raise ValueError(
+                f"`model`'s parameters are {first.dtype}; probecore measures in float32 or "
+                "float64. Pass dtype=torch.float32 (or torch.float64) to evaluate a copy of "
+                "the model in that precision: your model is not changed, and the numbers are "
+                f"those of the model's weights in float32 arithmetic, not of {first.dtype} "
+                "arithmetic."
+            )
         self._tdtype = _torch_dtype(first.dtype if dtype is None else dtype)
         self.dtype = np.dtype(str(self._tdtype).removeprefix("torch."))
         self.device = torch.device(first.device if device is None else device)
