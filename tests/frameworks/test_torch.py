@@ -396,3 +396,39 @@ def test_half_precision_models_get_a_path_forward(half):
     with torch.no_grad():
         ref = float(F.cross_entropy(model.float()(X.float()), y))
     assert obj.loss(want) == pytest.approx(ref, rel=1e-6)
+
+
+class _Attention(nn.Module):
+    """A one-head self-attention classifier through F.scaled_dot_product_attention."""
+
+    def __init__(self):
+        super().__init__()
+        self.qkv = nn.Linear(8, 24).double()
+        self.out = nn.Linear(8, 3).double()
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).unsqueeze(1).chunk(3, -1)
+        return self.out(F.scaled_dot_product_attention(q, k, v).squeeze(1).mean(1))
+
+
+def test_hvp_through_scaled_dot_product_attention_equals_the_dense_hessian():
+    # the fused CPU attention kernel has no double backward: the first HVP failed with
+    # "derivative for aten::_scaled_dot_product_flash_attention_for_cpu_backward ..."
+    from torch.func import functional_call, hessian
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    torch.manual_seed(0)
+    model = _Attention().eval()
+    X, y = torch.randn(10, 5, 8, dtype=torch.float64), torch.randint(0, 3, (10,))
+    obj = pc.objective(model, F.cross_entropy, (X, y))
+    H = dense_hessian(obj, obj.x0)
+    named = list(model.named_parameters())
+
+    def loss(flat):
+        parts = torch.split(flat, [p.numel() for _, p in named])
+        params = {n: t.view(p.shape) for (n, p), t in zip(named, parts, strict=True)}
+        return F.cross_entropy(functional_call(model, params, (X,)), y)
+
+    with sdpa_kernel([SDPBackend.MATH]):
+        want = hessian(loss)(torch.from_numpy(obj.x0)).numpy()
+    assert np.max(np.abs(H - want)) <= 1e-10 * np.max(np.abs(want))

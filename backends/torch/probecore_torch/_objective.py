@@ -274,7 +274,13 @@ class TorchObjective(AbstractObjective):
 
     @contextlib.contextmanager
     def _modes(self) -> Iterator[None]:
-        """Evaluation modes for the duration of a call; the user's flags come back after."""
+        """Evaluation modes for the duration of a call; the user's flags come back after.
+
+        Scaled-dot-product attention runs on its math kernel here: the fused CPU kernel
+        (flash attention) has no double backward, so an HVP through it failed with
+        "derivative for aten::_scaled_dot_product_flash_attention_for_cpu_backward is not
+        implemented". Losses without gradients (the private copy) keep the fused kernel.
+        """
         saved = [(m, m.training) for m in self.model.modules()]
         try:
             self.model.eval()
@@ -282,7 +288,8 @@ class TorchObjective(AbstractObjective):
                 for m in self.model.modules():
                     if isinstance(m, nn.modules.batchnorm._BatchNorm):
                         m.train()
-            yield
+            with _math_attention():
+                yield
         finally:
             for m, flag in saved:
                 m.training = flag
@@ -510,6 +517,15 @@ class TorchObjective(AbstractObjective):
         options = {**self._options, "batch_size": self._batch_size_hint}
         options["dtype"] = self.dtype
         return TorchObjective(self.model, self.loss_fn, (inputs[sel], targets[sel]), **options)
+
+
+def _math_attention() -> Any:
+    """Scaled-dot-product attention on its math kernel (twice differentiable)."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # pragma: no cover - torch < 2.3 has no kernel selection
+        return contextlib.nullcontext()
+    return sdpa_kernel([SDPBackend.MATH])
 
 
 def _logits(out: Any) -> torch.Tensor | None:
