@@ -113,7 +113,8 @@ class Counted:
         The operator.
     progress : bool or None
         A progress bar counting the products (True: always, None: on a terminal, False:
-        never; see :func:`~probecore._contract.progress.progress_bar`).
+        never; see :func:`~probecore._contract.progress.progress_bar`); it closes when
+        this object is freed, as the algorithm returns.
     desc : str
         The bar's label.
     total : int, optional
@@ -145,7 +146,3 @@ class Counted:
         )
         self.bar.update(k)
         return out
-
-    def close(self) -> None:
-        """Close the progress bar (a bar left open closes when the object is freed)."""
-        self.bar.close()

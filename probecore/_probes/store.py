@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -79,25 +80,19 @@ _IDENTITY_NAMES = {
 }
 
 
+def _store_module(name: str, requirement: str) -> Any:
+    """``zarr`` or ``filelock``, which the ``store`` extra brings, or an error naming it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            f"saving landscape runs needs {name}: pip install 'probecore[store]' (or "
+            f"{requirement})."
+        ) from exc
+
+
 def _zarr() -> Any:
-    try:
-        import zarr
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "saving landscape runs needs Zarr: pip install 'probecore[store]' (or zarr>=3.1)."
-        ) from exc
-    return zarr
-
-
-def _filelock() -> Any:
-    try:
-        import filelock
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "saving landscape runs needs filelock (one writer per store): pip install "
-            "'probecore[store]' (or filelock>=3.12)."
-        ) from exc
-    return filelock
+    return _store_module("zarr", "zarr>=3.1")
 
 
 def _canonical(value: Any) -> Any:
@@ -137,8 +132,8 @@ def _is_store(path: str) -> bool:
 class RunStore:
     """A run's results on disk, created on first use and resumed afterwards.
 
-    The writer holds the store's lock until :meth:`close` (or the end of a ``with``
-    block); the probes close it when they return, normally or not.
+    The writer holds the store's lock until :meth:`close`; the probes close it when they
+    return, normally or not.
 
     Parameters
     ----------
@@ -228,7 +223,7 @@ class RunStore:
                 "touched. Pass a new path."
             )
         os.makedirs(path, exist_ok=True)
-        filelock = _filelock()
+        filelock = _store_module("filelock", "filelock>=3.12")
         lock = filelock.FileLock(os.path.join(path, LOCK_NAME), timeout=0)
         try:
             lock.acquire(timeout=0)
@@ -430,12 +425,6 @@ class RunStore:
         lock, self._lock = self._lock, None
         if lock is not None:
             lock.release()
-
-    def __enter__(self) -> RunStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _check_record(path: str, record: Any) -> None:
