@@ -6,6 +6,7 @@ model's structure.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import numpy as np
 
 from probecore._contract.validation import check_int, check_option, check_vector
 
-__all__ = ["ROLES", "Block", "Layout"]
+__all__ = ["ROLES", "Block", "Layout", "override_layout"]
 
 ROLES = ("weight", "bias", "norm", "other")
 
@@ -180,3 +181,114 @@ class Layout(Sequence[Block]):
                 for d in data
             ]
         )
+
+
+def _override_spec(key: str, value: Any, param: str) -> dict[str, Any]:
+    """``{"role": ..., "filter_axis": ...}`` (either may be missing) from one override."""
+    if isinstance(value, str):
+        return {"role": check_option(f"role for {key!r} in {param}", value, ROLES)}
+    if isinstance(value, int) and not isinstance(value, bool):
+        return {"role": "weight", "filter_axis": value}
+    if isinstance(value, tuple) and len(value) == 2:
+        role, axis = value
+        return {
+            "role": check_option(f"role for {key!r} in {param}", role, ROLES),
+            "filter_axis": axis,
+        }
+    if isinstance(value, Mapping) and value and set(value) <= {"role", "filter_axis"}:
+        spec = dict(value)
+        if "role" in spec:
+            check_option(f"role for {key!r} in {param}", spec["role"], ROLES)
+        return spec
+    raise TypeError(
+        f"`{param}`[{key!r}] must be a role ({', '.join(map(repr, ROLES))}), a filter axis "
+        "(an int: a weight whose output units lie along that axis), a (role, filter_axis) "
+        f"pair or a dict with keys 'role' and/or 'filter_axis'; got {value!r}."
+    )
+
+
+def override_layout(layout: Layout, override: Any, *, param: str = "layout") -> Layout:
+    """``layout`` with the roles and filter axes a user chose in ``override``.
+
+    Every backend's ``layout=`` option goes through this function, so that the override
+    means the same in every framework.
+
+    Parameters
+    ----------
+    layout : Layout
+        The layout the backend derived from the model's structure.
+    override : None, Layout or Mapping
+        ``None``: ``layout`` unchanged. A :class:`Layout`: used as is, after checking that
+        it has the same block names, shapes and offsets. A mapping from a block name, or a
+        shell-style pattern of names (``"encoder.*.weight"``, see :mod:`fnmatch`), to the
+        block's role (``"weight"``, ``"bias"``, ``"norm"``, ``"other"``), to an ``int``
+        (a ``"weight"`` whose output units lie along that axis: ``0`` for
+        ``(out, in, ...)``, ``-1`` for ``(..., in, out)``), to a ``(role, filter_axis)``
+        pair, or to a dict with keys ``"role"`` and/or ``"filter_axis"``. Entries apply in
+        order; a later entry overrides an earlier one for the blocks both match. Every
+        entry must match at least one block.
+    param : str
+        The name the caller's users know the option by, for messages.
+
+    Returns
+    -------
+    Layout
+
+    Raises
+    ------
+    TypeError, ValueError
+        For an override of the wrong kind, a pattern that matches no block, an unknown
+        role, or a filter axis outside the block's dimensions.
+
+    Examples
+    --------
+    >>> layout = Layout.from_shapes([("w", (3, 2), "weight"), ("b", (2,), "bias")])
+    >>> new = override_layout(layout, {"w": -1})
+    >>> new["w"].filter_axis, new["b"].role
+    (-1, 'bias')
+    """
+    if override is None:
+        return layout
+    if isinstance(override, Layout):
+        mine = [(b.name, b.shape, b.offset) for b in layout]
+        theirs = [(b.name, b.shape, b.offset) for b in override]
+        if mine != theirs:
+            diff = next(
+                (f"{m} vs {t}" for m, t in zip(mine, theirs, strict=False) if m != t),
+                f"{len(mine)} blocks vs {len(theirs)}",
+            )
+            raise ValueError(
+                f"`{param}` must have the model's blocks (names, shapes and offsets, in "
+                f"order); the first difference (model's vs given): {diff}. Start from the "
+                f"objective's own layout, or pass a mapping of names to roles and axes."
+            )
+        return override
+    if not isinstance(override, Mapping):
+        raise TypeError(
+            f"`{param}` must be None, a probecore.Layout or a mapping of block names (or "
+            f"patterns) to roles and filter axes; got {type(override).__name__}."
+        )
+    specs: dict[str, dict[str, Any]] = {b.name: {} for b in layout}
+    for key, value in override.items():
+        if not isinstance(key, str):
+            raise TypeError(f"`{param}` keys must be block names or patterns; got {key!r}.")
+        spec = _override_spec(key, value, param)
+        hits = [b.name for b in layout if b.name == key or fnmatch.fnmatchcase(b.name, key)]
+        if not hits:
+            names = [b.name for b in layout]
+            shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+            raise ValueError(
+                f"`{param}` entry {key!r} matches no block of the model; its blocks are "
+                f"{shown}."
+            )
+        for name in hits:
+            specs[name].update(spec)
+    blocks = []
+    for b in layout:
+        spec = specs[b.name]
+        role = spec.get("role", b.role)
+        axis = spec.get("filter_axis", b.filter_axis)
+        if role == "weight" and len(b.shape) < 1:
+            raise ValueError(f"`{param}`: block {b.name!r} is a scalar; it cannot be a weight.")
+        blocks.append(Block(b.name, b.shape, b.offset, role, axis))
+    return Layout(blocks)
