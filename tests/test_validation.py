@@ -15,6 +15,7 @@ from scipy.sparse.linalg import aslinearoperator
 import probecore as pc
 from probecore import Block, ConvergenceError, HessianOperator, Layout, as_operator
 from probecore.analytic import LogisticRegression, Quadratic, Rosenbrock, nn_like_spectrum
+from probecore.backend import override_layout
 
 DIM = 8
 
@@ -254,6 +255,48 @@ def test_block_rejects_bad_fields():
         Block("a", (2, -1), 0)
     with pytest.raises(TypeError, match=_param("shape of block 'a'")):
         Block("a", (2.0,), 0)
+
+
+def _three_blocks() -> Layout:
+    return Layout.from_shapes(
+        [("enc.0.w", (4, 3), "weight"), ("enc.0.b", (4,), "bias"), ("head.w", (2, 4), "weight")]
+    )
+
+
+def test_override_layout_by_name_pattern_and_order():
+    layout = _three_blocks()
+    assert override_layout(layout, None) is layout
+    new = override_layout(
+        layout,
+        {"*.w": -1, "enc.0.b": "other", "head.w": {"filter_axis": 0}, "enc.0.w": ("norm", 0)},
+    )
+    assert [(b.name, b.role, b.filter_axis) for b in new] == [
+        ("enc.0.w", "norm", 0),
+        ("enc.0.b", "other", 0),
+        ("head.w", "weight", 0),  # the later exact entry overrides the pattern's axis
+    ]
+    assert [(b.shape, b.offset) for b in new] == [(b.shape, b.offset) for b in layout]
+    same = Layout.from_shapes([(b.name, b.shape, b.role, -1) for b in layout])
+    assert override_layout(layout, same) is same
+
+
+def test_override_layout_refuses_what_it_cannot_apply():
+    layout = _three_blocks()
+    with pytest.raises(ValueError, match=r"`layout` entry 'dec\.\*' matches no block.*enc\.0\.w"):
+        override_layout(layout, {"dec.*": 0})
+    with pytest.raises(ValueError, match=r"role for 'head\.w' in layout.*'weights'"):
+        override_layout(layout, {"head.w": "weights"})
+    with pytest.raises(ValueError, match=_param("filter_axis of block 'head.w'")):
+        override_layout(layout, {"head.w": 2})
+    with pytest.raises(TypeError, match=r"`layout`\['head\.w'\] must be a role.*True"):
+        override_layout(layout, {"head.w": True})
+    with pytest.raises(TypeError, match=r"`layout` must be None, a probecore\.Layout"):
+        override_layout(layout, [("head.w", 0)])
+    other = Layout.from_shapes([("enc.0.w", (3, 4), "weight"), ("rest", (12,), "other")])
+    with pytest.raises(ValueError, match=r"the first difference.*\(3, 4\)"):
+        override_layout(layout, other)
+    with pytest.raises(ValueError, match="`opt` entry"):
+        override_layout(layout, {"nothing": 0}, param="opt")
 
 
 def test_layout_views_validate_x():
