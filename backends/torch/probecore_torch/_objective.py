@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Callable, Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -14,32 +15,41 @@ from torch.func import functional_call
 
 from probecore.backend import (
     AbstractObjective,
-    Layout,
     callable_name,
     check_bool,
-    check_int,
     check_matrix,
     check_option,
     check_vector,
     digest,
     stable_repr,
 )
+from probecore_torch._data import _Batch, _cat, _channels_last, _read_batches, _take
+from probecore_torch._layout import _padding_rows, _structural_layout
 
 __all__ = ["TorchObjective"]
 
 _DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
-_NORM_TYPES: tuple[type, ...] = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
-if hasattr(nn, "RMSNorm"):
-    _NORM_TYPES += (nn.RMSNorm,)
 _DROPOUT_TYPES = (nn.modules.dropout._DropoutNd,)
+_CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
 
-def _role(name: str, param: torch.Tensor, owner: nn.Module) -> str:
-    if isinstance(owner, _NORM_TYPES):
-        return "norm"
-    if name.rsplit(".", 1)[-1] == "bias":
-        return "bias"
-    return "weight" if param.ndim >= 2 else "other"
+class _Call(nn.Module):
+    """Calls the user's model on a batch's inputs, as the ``forward`` option says."""
+
+    def __init__(self, model: nn.Module, how: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.how = how
+
+    def forward(self, inputs: Any) -> Any:
+        """The model's output for ``inputs``."""
+        if callable(self.how):
+            return self.how(self.model, inputs)
+        if isinstance(inputs, dict):
+            return self.model(**inputs)
+        if isinstance(inputs, tuple):
+            return self.model(*inputs)
+        return self.model(inputs)
 
 
 class TorchObjective(AbstractObjective):
@@ -51,28 +61,53 @@ class TorchObjective(AbstractObjective):
         The model. It is never modified: parameters are substituted through
         ``torch.func.functional_call``, and the train/eval flags of its modules are
         restored after every evaluation.
-    loss_fn : callable
-        ``loss_fn(outputs, targets)`` returning the **mean** loss over the batch (a scalar),
-        e.g. ``torch.nn.functional.cross_entropy``.
-    data : DataLoader, tuple of tensors, or iterable of batches
-        ``(inputs, targets)`` for the whole data set, or any iterable of such batches (a
-        ``DataLoader``). Batches are read once, converted to ``dtype`` and kept on
-        ``device``. The loss is the example-weighted mean of the batch means, so a short
-        last batch is not over-weighted.
+    loss_fn : callable or None
+        ``loss_fn(output, targets)`` returning the **mean** loss over the batch (a scalar),
+        e.g. ``torch.nn.functional.cross_entropy``. Its second argument is the targets of
+        an ``(inputs, targets)`` batch, or the whole mapping of a dict batch. ``None``:
+        the loss is the model output's ``.loss`` (or ``["loss"]``), which Hugging Face
+        models compute when the batch holds ``labels``.
+    data : DataLoader, tuple, mapping, or iterable of batches
+        The whole data set as an ``(inputs, targets)`` pair or as a mapping of tensors
+        (``{"input_ids": ..., "labels": ...}``), or any iterable of such batches (a
+        ``DataLoader``). Every tensor of a batch holds its examples along its leading
+        dimension. Batches are read once, floating tensors converted to ``dtype``, all
+        kept on ``device``. A mapping batch calls ``model(**batch)``; a pair calls
+        ``model(inputs)`` for a tensor, ``model(**inputs)`` for a mapping, and needs
+        ``forward`` for a tuple or list. The loss is the example-weighted mean of the
+        batch means (examples: the leading dimension of the targets, of ``labels``, or
+        of the mapping's first tensor), so a short last batch is not over-weighted.
     dtype : {torch.float32, torch.float64, numpy dtypes, "float32", "float64"}, optional
         Precision of the flat vectors and of the computation (default: the parameters').
     device : str or torch.device, optional
         Where the model and data are evaluated (default: the parameters' device).
-    batchnorm : {"running", "batch"}
-        ``"running"`` (default): normalization layers use their running statistics (eval
-        mode), so the loss does not depend on how data is batched. ``"batch"``: BatchNorm
-        recomputes its statistics from each batch at the point being evaluated (train-mode
-        normalization, differentiated through exactly; running buffers are not updated).
+    batchnorm : {None, "running", "batch"}
+        ``"running"``: normalization layers use their running statistics (eval mode), the
+        loss of the model as deployed, independent of the batching. ``"batch"``: BatchNorm
+        recomputes its statistics from each batch at the point being evaluated (the
+        training loss; train-mode normalization, differentiated through exactly; running
+        buffers are not updated). ``None`` (default): ``"running"``, except that a model
+        with BatchNorm layers in training mode is refused, as the two choices can give
+        very different curvature.
     dropout : {None, "off"}
         Dropout is always disabled during evaluation. A model handed over in training mode
         with dropout layers is refused unless ``dropout="off"`` confirms this.
     batch_size : int, optional
-        Split a ``(inputs, targets)`` data set into batches of this size (bounds memory).
+        Split a whole data set (a pair or a mapping) into batches of this size (bounds
+        memory).
+    layout : None, probecore.Layout or mapping, optional
+        Roles and filter axes of parameter blocks, overriding those derived from the
+        module types (see :func:`probecore.backend.override_layout`): e.g.
+        ``{"pos_embed": "other", "head.kernel": 1, "*.scale": "norm"}``.
+    forward : None, "args" or callable, optional
+        How a batch's inputs reach the model. ``None``: ``model(inputs)`` for a tensor,
+        ``model(**inputs)`` for a mapping; tuple inputs are refused. ``"args"``:
+        ``model(*inputs)`` for tuple or list inputs. A callable ``forward(model, inputs)``
+        returning the output: anything else (``inputs`` is the mapping for dict batches).
+    metrics_fn : callable, optional
+        ``metrics_fn(output, targets)`` (``targets``: as for ``loss_fn``) returning a dict
+        of batch means (scalar tensors or floats); :meth:`metrics` reports their
+        example-weighted means over the data set instead of the built-in accuracy.
     retain_graph : bool
         Keep the gradient graph at the last point so that repeated HVPs there (power
         iteration, Lanczos, Hutchinson, SLQ) only run the second backward pass. Costs the
@@ -93,30 +128,68 @@ class TorchObjective(AbstractObjective):
     ------
     TypeError, ValueError
         For a model without trainable parameters, a loss that is not a scalar, batches
-        whose inputs and targets differ in length, a non-finite or non-deterministic loss
-        at the model's parameters, or a training-mode model with dropout.
+        whose inputs and targets differ in length, tuple inputs without ``forward``, an
+        output without ``.loss`` when ``loss_fn`` is None, a non-finite or
+        non-deterministic loss at the model's parameters, a training-mode model with
+        dropout, or with BatchNorm and no explicit ``batchnorm``.
+
+    Warns
+    -----
+    UserWarning
+        When parameters of two or more dimensions belong to a module type whose filter
+        axis is not known (assumed 0) and ``layout`` does not cover them.
     """
 
     def __init__(
         self,
         model: nn.Module,
-        loss_fn: Callable[[Any, Any], torch.Tensor],
-        data: Any,
+        loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
+        data: Any = None,
         *,
         dtype: Any = None,
         device: Any = None,
-        batchnorm: str = "running",
+        batchnorm: str | None = None,
         dropout: str | None = None,
         batch_size: int | None = None,
+        layout: Any = None,
+        forward: Any = None,
+        metrics_fn: Callable[[Any, Any], Mapping[str, Any]] | None = None,
         retain_graph: bool = True,
         check_determinism: bool = True,
         memory_format: str = "auto",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"`model` must be a torch.nn.Module; got {type(model).__name__}.")
-        if not callable(loss_fn):
-            raise TypeError(f"`loss_fn` must be callable; got {type(loss_fn).__name__}.")
-        self.batchnorm = check_option("batchnorm", batchnorm, ("running", "batch"))
+        if loss_fn is not None and not callable(loss_fn):
+            raise TypeError(
+                "`loss_fn` must be callable, or None to use the model output's `.loss`; got "
+                f"{type(loss_fn).__name__}."
+            )
+        if metrics_fn is not None and not callable(metrics_fn):
+            raise TypeError(f"`metrics_fn` must be callable; got {type(metrics_fn).__name__}.")
+        if not (forward is None or forward == "args" or callable(forward)):
+            raise ValueError(
+                "`forward` must be None, 'args' (call model(*inputs)) or a callable "
+                f"forward(model, inputs) returning the output; got {forward!r}."
+            )
+        if batchnorm is not None:
+            check_option("batchnorm", batchnorm, ("running", "batch"))
+        training_bn = [
+            n or type(model).__name__
+            for n, m in model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+        ]
+        if training_bn and batchnorm is None:
+            raise ValueError(
+                f"`model` has BatchNorm layers in training mode ({', '.join(training_bn[:3])}"
+                f"{', ...' if len(training_bn) > 3 else ''}); say which loss to measure: "
+                "batchnorm='running' normalizes with the running statistics (eval mode: the "
+                "loss of the model as deployed), batchnorm='batch' with the statistics of "
+                "each batch at the evaluated point (the training loss). The two can give "
+                "different curvature (the ResNet of docs/models.md: λmax 0.52 with 'running', "
+                "1.31 with 'batch'). Calling model.eval() first selects 'running'."
+            )
+        self.batchnorm = batchnorm or "running"
         if dropout is not None:
             check_option("dropout", dropout, ("off",))
         self.retain_graph = check_bool("retain_graph", retain_graph)
@@ -140,16 +213,17 @@ class TorchObjective(AbstractObjective):
         self.device = torch.device(first.device if device is None else device)
         self.model = model
         self.loss_fn = loss_fn
+        self.metrics_fn = metrics_fn
+        self.forward = forward
+        self._call = _Call(model, forward)
         self._names = [n for n, _ in named]
+        self._call_names = [f"model.{n}" for n in self._names]
         self._shapes = [tuple(p.shape) for _, p in named]
         self._sizes = [p.numel() for _, p in named]
         modules = dict(model.named_modules())
-        specs = []
-        for n, p in named:
-            owner = modules.get(n.rsplit(".", 1)[0], model) if "." in n else model
-            specs.append((n, tuple(p.shape), _role(n, p, owner)))
-        self.layout = Layout.from_shapes(specs)
+        self.layout = _structural_layout(named, modules, model, layout)
         self.dim = self.layout.dim
+        self._padding_rows = _padding_rows(named, modules, model, self.layout)
         trainable = set(self._names)
         self._frozen = {
             n: p.detach().to(self.device, self._tdtype)
@@ -161,6 +235,7 @@ class TorchObjective(AbstractObjective):
             for n, b in model.named_buffers()
         }
         self._has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        self._causal = type(model).__name__.endswith(_CAUSAL_SUFFIXES)
         # Only dropout layers that are themselves in training mode: a wrapper in train mode
         # around dropout layers in eval mode is not random.
         dropouts = [
@@ -184,10 +259,10 @@ class TorchObjective(AbstractObjective):
             and self.device.type == "cpu"
             and any(isinstance(m, nn.Conv2d) for m in model.modules())
         )
-        self._batches = _read_batches(data, self.device, self._tdtype, batch_size)
+        self._batches = _read_batches(data, self.device, self._tdtype, batch_size, forward)
         if self._channels_last:
-            self._batches = [(_channels_last(i), t) for i, t in self._batches]
-        counts = [len(b[1]) for b in self._batches]
+            self._batches = [b._replace(inputs=_channels_last(b.inputs)) for b in self._batches]
+        counts = [b.count for b in self._batches]
         self.n_examples = int(sum(counts))
         self._weights = [c / self.n_examples for c in counts]
         self._batch_size_hint = counts[0]
@@ -200,15 +275,18 @@ class TorchObjective(AbstractObjective):
         self._options = dict(
             dtype=self.dtype,
             device=self.device,
-            batchnorm=batchnorm,
+            batchnorm=self.batchnorm,
             dropout=dropout,
+            layout=layout,
+            forward=forward,
+            metrics_fn=metrics_fn,
             retain_graph=retain_graph,
             check_determinism=check_determinism,
             memory_format=memory_format,
         )
         self._graph_x = np.empty(0)
         self._key_buffer: np.ndarray | None = None
-        self._evaluator: tuple[nn.Module, list[torch.Tensor]] | None | bool = None
+        self._evaluator: tuple[_Call, list[torch.Tensor]] | None | bool = None
         self._graph: tuple[torch.Tensor, list[torch.Tensor]] | None = None
         self._fingerprint: dict[str, str] | None = None
         if not np.all(np.isfinite(self.x0)):
@@ -222,20 +300,35 @@ class TorchObjective(AbstractObjective):
         # data, and the first batch once more for the determinism probe)
         flat = self._to_tensor(self.x0)
         values = []
+        what = "`loss_fn`" if loss_fn is not None else "the model output's `.loss`"
+        verb = "return" if loss_fn is not None else "be"
         with torch.no_grad():
             for batch in self._batches:
                 out = self._batch_loss(flat, batch)
                 if not isinstance(out, torch.Tensor):
                     raise TypeError(
-                        "`loss_fn` must return a scalar torch tensor (the batch mean, with its "
-                        f"graph), so that it can be differentiated; it returned "
+                        f"{what} must {verb} a scalar torch tensor (the batch mean, with "
+                        f"its graph), so that it can be differentiated; it returned "
                         f"{type(out).__name__}. Do not call .item() or float() on it."
                     )
                 if out.ndim != 0:
                     raise ValueError(
-                        "`loss_fn` must return a scalar (the batch mean); it returned a tensor "
+                        f"{what} must {verb} a scalar (the batch mean); it returned a tensor "
                         f"of shape {tuple(out.shape)}. Use reduction='mean'."
                     )
+                if len(values) == 0 and out.is_floating_point() and out.dtype != self._tdtype:
+                    coarse = torch.finfo(out.dtype).eps > torch.finfo(self._tdtype).eps
+                    if coarse:
+                        warnings.warn(
+                            f"{what} is {str(out.dtype).removeprefix('torch.')} in a "
+                            f"{self.dtype} objective, so losses, gradients and HVPs carry "
+                            f"{str(out.dtype).removeprefix('torch.')} rounding (Hugging "
+                            "Face's causal and masked language-model losses cast the logits "
+                            "with .float()). For full precision pass a loss_fn(output, "
+                            "batch) computed in the objective's dtype (docs/models.md).",
+                            UserWarning,
+                            stacklevel=3,
+                        )
                 values.append(float(out))
             value = sum(w * v for w, v in zip(self._weights, values, strict=True))
             if not np.isfinite(value):
@@ -270,7 +363,7 @@ class TorchObjective(AbstractObjective):
 
     def _params(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         parts = torch.split(flat, self._sizes)
-        return {n: t.view(s) for n, t, s in zip(self._names, parts, self._shapes, strict=True)}
+        return {n: t.view(s) for n, t, s in zip(self._call_names, parts, self._shapes, strict=True)}
 
     @contextlib.contextmanager
     def _modes(self) -> Iterator[None]:
@@ -294,23 +387,40 @@ class TorchObjective(AbstractObjective):
             for m, flag in saved:
                 m.training = flag
 
-    def _forward(self, flat: torch.Tensor, inputs: Any) -> torch.Tensor:
+    def _forward(self, flat: torch.Tensor, inputs: Any) -> Any:
         buffers = self._buffers
         if self.batchnorm == "batch" and self._has_bn:
             buffers = {n: b.clone() for n, b in buffers.items()}  # train-mode BN writes them
-        tensors = {**self._params(flat), **self._frozen, **buffers}
-        args = inputs if isinstance(inputs, tuple) else (inputs,)
-        return functional_call(self.model, tensors, args)
+        tensors = self._params(flat)
+        for n, t in (*self._frozen.items(), *buffers.items()):
+            tensors[f"model.{n}"] = t
+        return functional_call(self._call, tensors, (inputs,))
 
-    def _batch_loss(self, flat: torch.Tensor, batch: tuple[Any, torch.Tensor]) -> torch.Tensor:
+    def _loss_of(self, out: Any, target: Any) -> Any:
+        """The batch loss from the model's output: ``loss_fn``, or the output's ``.loss``."""
+        if self.loss_fn is not None:
+            return self.loss_fn(out, target)
+        loss = getattr(out, "loss", None)
+        if loss is None and isinstance(out, Mapping):
+            loss = out.get("loss")
+        if loss is None:
+            raise ValueError(
+                "`loss_fn` is None, so the loss is the model output's `.loss` (Hugging Face "
+                "models compute it when the batch holds `labels`), but the output "
+                f"({type(out).__name__}) has none. Put the labels in the batch, e.g. "
+                "{'input_ids': ..., 'labels': ...}, or pass loss_fn(output, targets)."
+            )
+        return loss
+
+    def _batch_loss(self, flat: torch.Tensor, batch: _Batch) -> Any:
         with self._modes():
-            return self.loss_fn(self._forward(flat, batch[0]), batch[1])
+            return self._loss_of(self._forward(flat, batch.inputs), batch.target)
 
     def _np(self, t: torch.Tensor) -> np.ndarray:
         return t.detach().to("cpu").numpy().astype(self.dtype, copy=False)
 
     # ------------------------------------------------------------------ contract
-    def _eval_copy(self) -> tuple[nn.Module, list[torch.Tensor]] | None:
+    def _eval_copy(self) -> tuple[_Call, list[torch.Tensor]] | None:
         """A private copy of the model for gradient-free evaluations (made on first use).
 
         Writing a point into the copy's parameters and calling it costs what a plain torch
@@ -337,28 +447,34 @@ class TorchObjective(AbstractObjective):
                             named[name].copy_(value)
                     for p in clone.parameters():
                         p.requires_grad_(False)
-                    self._evaluator = (clone, [named[n] for n in self._names])
+                    self._evaluator = (_Call(clone, self.forward), [named[n] for n in self._names])
         return self._evaluator or None
 
     def _write(self, params: list[torch.Tensor], flat: torch.Tensor) -> None:
         for p, t in zip(params, torch.split(flat, self._sizes), strict=True):
             p.copy_(t.view_as(p))
 
+    def _outputs(self, flat: torch.Tensor) -> Iterator[tuple[float, _Batch, Any]]:
+        """``(weight, batch, output)`` for every batch at ``flat``, without gradients."""
+        ev = self._eval_copy()
+        # the private copy is already in eval mode; only functional_call needs the flags set
+        modes = contextlib.nullcontext() if ev is not None else self._modes()
+        with torch.no_grad(), modes:
+            if ev is not None:
+                self._write(ev[1], flat)
+            for w, batch in zip(self._weights, self._batches, strict=True):
+                if ev is not None:
+                    out = ev[0](batch.inputs)
+                else:
+                    out = self._forward(flat, batch.inputs)
+                yield w, batch, out
+
     def loss(self, x: np.ndarray) -> float:
         """Example-weighted mean loss over the data set at ``x``."""
         flat = self._to_tensor(x)
         total = 0.0
-        ev = self._eval_copy()
-        with torch.no_grad():
-            if ev is not None:
-                clone, params = ev
-                self._write(params, flat)
-                for w, (inputs, targets) in zip(self._weights, self._batches, strict=True):
-                    args = inputs if isinstance(inputs, tuple) else (inputs,)
-                    total += w * float(self.loss_fn(clone(*args), targets))
-                return total
-            for w, batch in zip(self._weights, self._batches, strict=True):
-                total += w * float(self._batch_loss(flat, batch))
+        for w, batch, out in self._outputs(flat):
+            total += w * float(self._loss_of(out, batch.target))
         return total
 
     # losses_in_span: AbstractObjective's loop over points (one forward pass each). On the
@@ -409,13 +525,21 @@ class TorchObjective(AbstractObjective):
             self._graph, self._graph_x, self._key_buffer = (flat, grads), key, key
         return flat, grads
 
-    @staticmethod
-    def _second_backward(graph: tuple[torch.Tensor, list[torch.Tensor]], vt: torch.Tensor):
+    def _second_backward(self, graph: tuple[torch.Tensor, list[torch.Tensor]], vt: torch.Tensor):
+        """H·v by double backward, restricted to the entries torch trains.
+
+        The padding row of an ``nn.Embedding(padding_idx=...)`` gets no gradient from torch,
+        so the double backward would return a non-symmetric operator (it ignores v on that
+        row but writes into it); its rows are zeroed, which leaves the Hessian of the loss
+        with the padding rows held fixed, symmetric.
+        """
         flat, grads = graph
         out = None
         for g in grads:
             (h,) = torch.autograd.grad(g, flat, vt, retain_graph=True)
             out = h if out is None else out + h
+        for rows in self._padding_rows:
+            out[rows] = 0
         return out
 
     def hvp(self, x: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -439,47 +563,76 @@ class TorchObjective(AbstractObjective):
         return out
 
     def metrics(self, x: np.ndarray) -> dict[str, float]:
-        """Classification accuracy: of ``(n, classes)`` logits, or per token of sequences.
+        """Accuracy of classification logits, or the means of ``metrics_fn``.
 
-        The logits are the model's output, or its first element when it returns a tuple
-        or list (``(logits, aux)``), or its ``.logits`` (a Hugging Face ``ModelOutput``)
-        or ``["logits"]``. Sequence logits ``(..., classes)`` with integer targets of
-        shape ``(...)`` give token-level accuracy, targets of -100 (the ignore index of
-        ``cross_entropy``) left out. Other outputs report no metrics (``{}``).
+        With ``metrics_fn``: the example-weighted means over the data set of the batch
+        means it returns. Without: the logits are the model's output, or its first
+        element when it returns a tuple or list (``(logits, aux)``), or its ``.logits``
+        (a Hugging Face ``ModelOutput``) or ``["logits"]``; the targets are those of
+        ``(inputs, targets)`` batches or the ``labels`` of dict batches. Logits
+        ``(n, classes)`` with integer targets ``(n,)`` give accuracy; sequence logits
+        ``(..., classes)`` with targets ``(...)`` give token-level accuracy, targets of
+        -100 (the ignore index of ``cross_entropy``) left out. For a Hugging Face causal
+        language model (a class named ``...ForCausalLM`` or ``...LMHeadModel``) fed dict
+        batches, the logits at position t predict label t + 1, as its own loss shifts
+        them. Other outputs report no metrics (``{}``).
         """
         flat = self._to_tensor(x)
+        if self.metrics_fn is not None:
+            return self._user_metrics(flat)
         correct, seen = 0.0, 0
-        ev = self._eval_copy()
-        # the private copy is already in eval mode; only functional_call needs the flags set
-        modes = contextlib.nullcontext() if ev is not None else self._modes()
-        with torch.no_grad(), modes:
-            if ev is not None:
-                self._write(ev[1], flat)
-            for inputs, targets in self._batches:
-                if ev is not None:
-                    out = ev[0](*(inputs if isinstance(inputs, tuple) else (inputs,)))
-                else:
-                    out = self._forward(flat, inputs)
-                logits = _logits(out)
-                if (
-                    logits is None
-                    or not isinstance(targets, torch.Tensor)
-                    or targets.is_floating_point()
-                    or logits.ndim != targets.ndim + 1
-                    or logits.shape[:-1] != targets.shape
-                ):
-                    return {}
-                kept = targets != -100
-                correct += float(((logits.argmax(dim=-1) == targets) & kept).sum())
-                seen += int(kept.sum())
+        for _, batch, out in self._outputs(flat):
+            targets = batch.target.get("labels") if batch.is_dict else batch.target
+            logits = _logits(out)
+            if (
+                logits is None
+                or not isinstance(targets, torch.Tensor)
+                or targets.is_floating_point()
+                or logits.ndim != targets.ndim + 1
+                or logits.shape[:-1] != targets.shape
+            ):
+                return {}
+            if batch.is_dict and self._causal and targets.ndim >= 2:
+                logits, targets = logits[..., :-1, :], targets[..., 1:]
+            kept = targets != -100
+            correct += float(((logits.argmax(dim=-1) == targets) & kept).sum())
+            seen += int(kept.sum())
         return {"accuracy": correct / seen} if seen else {}
+
+    def _user_metrics(self, flat: torch.Tensor) -> dict[str, float]:
+        sums: dict[str, float] = {}
+        for i, (w, batch, out) in enumerate(self._outputs(flat)):
+            values = self.metrics_fn(out, batch.target)
+            if not isinstance(values, Mapping) or not all(isinstance(k, str) for k in values):
+                raise TypeError(
+                    "`metrics_fn` must return a dict of metric names to batch means (scalar "
+                    f"tensors or floats); it returned {type(values).__name__}."
+                )
+            if i and set(values) != set(sums):
+                raise ValueError(
+                    "`metrics_fn` must return the same metric names for every batch; batch "
+                    f"0 gave {sorted(sums)}, batch {i} {sorted(values)}."
+                )
+            for k, v in values.items():
+                if isinstance(v, torch.Tensor) and v.numel() == 1:
+                    v = float(v)
+                if not isinstance(v, int | float | np.floating | np.integer) or isinstance(v, bool):
+                    raise TypeError(
+                        f"`metrics_fn` must return scalars (one batch mean per metric); "
+                        f"{k!r} is {type(v).__name__}"
+                        + (f" of shape {tuple(v.shape)}" if isinstance(v, torch.Tensor) else "")
+                        + "."
+                    )
+                sums[k] = sums.get(k, 0.0) + w * float(v)
+        return sums
 
     def fingerprint(self) -> dict[str, str]:
         """What identifies this objective to a run store (computed once, on first use).
 
         The model's structure (its repr: layer types and sizes) and trainable parameters'
-        names and shapes, its buffers and frozen parameters, the loss function, the data
-        (a digest of every input and target tensor) and the batch-norm mode. A store
+        names and shapes, its buffers and frozen parameters, the loss function (and
+        ``forward`` and ``metrics_fn`` when given), the data (a digest of every tensor of
+        every batch), the batch-norm mode and the layout (roles and filter axes). A store
         refuses to resume when any of them differs.
         """
         if self._fingerprint is None:
@@ -493,15 +646,24 @@ class TorchObjective(AbstractObjective):
                 if isinstance(self.loss_fn, nn.Module)
                 else {}
             )
+            loss_name = "output.loss" if self.loss_fn is None else callable_name(self.loss_fn)
+            data = [b.inputs if b.is_dict else (b.inputs, b.target) for b in self._batches]
             self._fingerprint = {
                 "backend": "torch",
                 "model": f"{type(self.model).__qualname__} "
                 + digest(stable_repr(self.model), self._names, [list(s) for s in self._shapes]),
                 "state": _tensors_digest({**self._frozen, **self._buffers}),
-                "loss_fn": f"{callable_name(self.loss_fn)} {digest(loss_options, loss_state)}",
-                "data": _tensors_digest(self._batches),
+                "loss_fn": f"{loss_name} {digest(loss_options, loss_state)}",
+                "data": _tensors_digest(data),
                 "batchnorm": self.batchnorm,
+                "layout": digest(self.layout.to_json()),
             }
+            for key in ("forward", "metrics_fn"):
+                value = getattr(self, key)
+                if value is not None:
+                    self._fingerprint[key] = (
+                        value if isinstance(value, str) else callable_name(value)
+                    )
         return dict(self._fingerprint)
 
     def subset(self, indices: np.ndarray) -> TorchObjective:
@@ -511,12 +673,16 @@ class TorchObjective(AbstractObjective):
             raise ValueError("`indices` must be a non-empty 1-D integer array.")
         if idx.min() < 0 or idx.max() >= self.n_examples:
             raise ValueError(f"`indices` must lie in [0, {self.n_examples - 1}].")
-        inputs = torch.cat([b[0] for b in self._batches])
-        targets = torch.cat([b[1] for b in self._batches])
         sel = torch.as_tensor(idx, device=self.device)
-        options = {**self._options, "batch_size": self._batch_size_hint}
+        inputs = _take(_cat([b.inputs for b in self._batches]), sel)
+        if self._batches[0].is_dict:
+            data: Any = inputs
+        else:
+            data = (inputs, _take(_cat([b.target for b in self._batches]), sel))
+        # the final layout: no second warning about module types without a known axis
+        options = {**self._options, "batch_size": self._batch_size_hint, "layout": self.layout}
         options["dtype"] = self.dtype
-        return TorchObjective(self.model, self.loss_fn, (inputs[sel], targets[sel]), **options)
+        return TorchObjective(self.model, self.loss_fn, data, **options)
 
 
 def _math_attention() -> Any:
@@ -583,84 +749,3 @@ def _torch_dtype(dtype: Any) -> torch.dtype:
     if npd not in _DTYPES:
         raise ValueError(f"`dtype` must be float32 or float64; got {npd}.")
     return _DTYPES[npd]
-
-
-def _as_tensor(value: Any, device: torch.device, dtype: torch.dtype) -> Any:
-    if isinstance(value, tuple | list):
-        return tuple(_as_tensor(v, device, dtype) for v in value)
-    t = torch.as_tensor(value)
-    return t.to(device, dtype) if t.is_floating_point() else t.to(device)
-
-
-def _channels_last(inputs: Any) -> Any:
-    """4-D floating tensors (in a tuple or alone) in channels-last layout."""
-    if isinstance(inputs, tuple):
-        return tuple(_channels_last(t) for t in inputs)
-    if isinstance(inputs, torch.Tensor) and inputs.ndim == 4 and inputs.is_floating_point():
-        return inputs.contiguous(memory_format=torch.channels_last)
-    return inputs
-
-
-def _read_batches(
-    data: Any, device: torch.device, dtype: torch.dtype, batch_size: int | None
-) -> list[tuple[Any, torch.Tensor]]:
-    """Materialize ``data`` as a list of ``(inputs, targets)`` on ``device``."""
-    if data is None:
-        raise TypeError("`data` is required: (inputs, targets) tensors or an iterable of batches.")
-    if (
-        isinstance(data, tuple | list)
-        and len(data) == 2
-        and all(isinstance(t, torch.Tensor | np.ndarray) for t in data)
-    ):
-        inputs, targets = (_as_tensor(t, device, dtype) for t in data)
-        if len(inputs) != len(targets):
-            raise ValueError(
-                f"`data` inputs and targets differ in length: {len(inputs)} vs {len(targets)}."
-            )
-        if len(targets) == 0:
-            raise ValueError("`data` holds no examples: its inputs and targets are empty.")
-        size = len(targets) if batch_size is None else check_int("batch_size", batch_size, lo=1)
-        batches = [
-            (inputs[i : i + size], targets[i : i + size]) for i in range(0, len(targets), size)
-        ]
-    else:
-        if batch_size is not None:
-            raise TypeError("`batch_size` applies only when `data` is an (inputs, targets) pair.")
-        if not isinstance(data, Iterable):
-            raise TypeError(
-                "`data` must be an (inputs, targets) pair of tensors or an iterable of such "
-                f"batches (e.g. a DataLoader); got {type(data).__name__}."
-            )
-        batches = []
-        for i, batch in enumerate(data):
-            if not isinstance(batch, tuple | list) or len(batch) != 2:
-                raise TypeError(f"batch {i} of `data` must be an (inputs, targets) pair.")
-            inputs, targets = (_as_tensor(t, device, dtype) for t in batch)
-            first = inputs[0] if isinstance(inputs, tuple) else inputs
-            if len(first) != len(targets):
-                raise ValueError(
-                    f"batch {i} of `data` has {len(first)} inputs but {len(targets)} targets."
-                )
-            batches.append((inputs, targets))
-    batches = [b for b in batches if len(b[1])]
-    if not batches:
-        raise ValueError("`data` holds no examples.")
-    for i, (inputs, targets) in enumerate(batches):
-        for t in inputs if isinstance(inputs, tuple) else (inputs,):
-            _refuse_non_finite(i, "inputs", t)
-        _refuse_non_finite(i, "targets", targets)
-    return batches
-
-
-def _refuse_non_finite(batch: int, what: str, t: Any) -> None:
-    """Raise if a floating tensor of the data holds NaN or infinity (naming where)."""
-    if not (isinstance(t, torch.Tensor) and t.is_floating_point()):
-        return
-    bad = ~torch.isfinite(t)
-    if bool(bad.any()):
-        where = tuple(int(k) for k in torch.nonzero(bad)[0])
-        raise ValueError(
-            f"batch {batch} of `data`: its {what} hold {int(bad.sum())} non-finite values "
-            f"(the first, {float(t[where])}, at index {where}); every gradient and HVP would "
-            "be NaN. Clean or drop those examples."
-        )

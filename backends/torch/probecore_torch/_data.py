@@ -1,0 +1,245 @@
+"""The data of a torch objective: batches read once, checked, on the objective's device.
+
+A batch is an ``(inputs, targets)`` pair or a mapping (Hugging Face style, called as
+``model(**batch)``); nested tuples and dicts are converted leaf by leaf, floating tensors
+to the objective's dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from probecore.backend import check_int
+
+
+class _Batch(NamedTuple):
+    """One batch: what the model is called with, the loss's second argument, examples."""
+
+    inputs: Any  # a tensor, a dict (called as **kwargs) or a tuple (forward="args")
+    target: Any  # targets of an (inputs, targets) pair; the whole mapping of a dict batch
+    count: int
+    is_dict: bool
+
+
+def _as_tensor(value: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    """Tensors (and arrays) in nested mappings, tuples and lists on ``device``.
+
+    Floating tensors become ``dtype``; mappings become dicts, lists tuples; other leaves
+    (ints, strings, None) stay as they are.
+    """
+    if isinstance(value, Mapping):
+        return {k: _as_tensor(v, device, dtype) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return tuple(_as_tensor(v, device, dtype) for v in value)
+    if isinstance(value, torch.Tensor | np.ndarray):
+        t = torch.as_tensor(value)
+        return t.to(device, dtype) if t.is_floating_point() else t.to(device)
+    return value
+
+
+def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """``(path, tensor)`` for every tensor in nested dicts and tuples."""
+    if isinstance(value, torch.Tensor):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves(v, f"{path}[{k!r}]")
+    elif isinstance(value, tuple):
+        for i, v in enumerate(value):
+            yield from _leaves(v, f"{path}[{i}]")
+
+
+def _take(value: Any, index: Any) -> Any:
+    """Examples ``index`` (a slice or an index tensor) of every tensor in ``value``."""
+    if isinstance(value, torch.Tensor):
+        return value[index] if value.ndim else value
+    if isinstance(value, dict):
+        return {k: _take(v, index) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_take(v, index) for v in value)
+    return value
+
+
+def _cat(values: list[Any]) -> Any:
+    """Concatenate batches of the same structure along the examples."""
+    first = values[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(values) if first.ndim else first
+    if isinstance(first, dict):
+        return {k: _cat([v[k] for v in values]) for k in first}
+    if isinstance(first, tuple):
+        return tuple(_cat([v[i] for v in values]) for i in range(len(first)))
+    return first
+
+
+def _channels_last(inputs: Any) -> Any:
+    """4-D floating tensors (in nested dicts and tuples, or alone) in channels-last layout."""
+    if isinstance(inputs, dict):
+        return {k: _channels_last(v) for k, v in inputs.items()}
+    if isinstance(inputs, tuple):
+        return tuple(_channels_last(t) for t in inputs)
+    if isinstance(inputs, torch.Tensor) and inputs.ndim == 4 and inputs.is_floating_point():
+        return inputs.contiguous(memory_format=torch.channels_last)
+    return inputs
+
+
+def _examples(i: int, value: Any, what: str) -> int:
+    """Leading dimension of the first tensor in ``value`` (the batch's example count)."""
+    for _, t in _leaves(value):
+        if t.ndim:
+            return len(t)
+    raise ValueError(
+        f"batch {i} of `data`: its {what} hold no tensor with a leading (examples) dimension, "
+        "so the batch's number of examples is unknown."
+    )
+
+
+def _pair_batch(i: int | None, inputs: Any, targets: Any, forward: Any) -> _Batch:
+    """An ``(inputs, targets)`` batch, checked: its example count, how the model is called."""
+    where = "`data`" if i is None else f"batch {i} of `data`"
+    if isinstance(inputs, tuple) and forward is None:
+        raise TypeError(
+            f"the inputs of {where} are a tuple of {len(inputs)}; probecore does not guess "
+            "how your model takes them. Pass forward='args' to call model(*inputs), or "
+            "forward=lambda model, inputs: model(...) for any other call (a tensor is "
+            "passed as model(inputs), a dict as model(**inputs))."
+        )
+    count = len(targets) if isinstance(targets, torch.Tensor) and targets.ndim else None
+    if count is None:
+        count = _examples(i or 0, targets, "targets")
+    first = next((t for _, t in _leaves(inputs) if t.ndim), None)
+    if first is not None and len(first) != count:
+        if i is None:
+            raise ValueError(
+                f"`data` inputs and targets differ in length: {len(first)} vs {count}."
+            )
+        raise ValueError(f"batch {i} of `data` has {len(first)} inputs but {count} targets.")
+    return _Batch(inputs, targets, count, False)
+
+
+def _dict_batch(i: int | None, batch: dict[str, Any]) -> _Batch:
+    """A mapping batch, called as ``model(**batch)``; examples from ``labels`` or the first."""
+    where = "`data`" if i is None else f"batch {i} of `data`"
+    if not batch:
+        raise ValueError(f"{where} is an empty mapping.")
+    labels = batch.get("labels")
+    if isinstance(labels, torch.Tensor) and labels.ndim:
+        key, count = "labels", len(labels)
+    else:
+        key, count = next(
+            ((k, len(v)) for k, v in batch.items() if isinstance(v, torch.Tensor) and v.ndim),
+            (None, None),
+        )
+        if count is None:
+            count = _examples(i or 0, batch, "entries")
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor) and v.ndim and len(v) != count:
+            raise ValueError(
+                f"{where}: every tensor holds its examples along its leading dimension, but "
+                f"{k!r} has {len(v)} and {key!r} {count}."
+            )
+    return _Batch(batch, batch, count, True)
+
+
+def _read_batches(
+    data: Any,
+    device: torch.device,
+    dtype: torch.dtype,
+    batch_size: int | None,
+    forward: Any = None,
+) -> list[_Batch]:
+    """Materialize ``data`` as a list of batches on ``device``."""
+    if data is None:
+        raise TypeError(
+            "`data` is required: (inputs, targets) tensors, a mapping of tensors, or an "
+            "iterable of batches."
+        )
+    whole: _Batch | None = None
+    if isinstance(data, Mapping):
+        whole = _dict_batch(None, _as_tensor(data, device, dtype))
+    elif (
+        isinstance(data, tuple | list)
+        and len(data) == 2
+        and isinstance(data[1], torch.Tensor | np.ndarray)
+        and (
+            isinstance(data[0], torch.Tensor | np.ndarray | Mapping)
+            or (
+                isinstance(data[0], tuple | list)
+                and all(isinstance(t, torch.Tensor | np.ndarray) for t in data[0])
+            )
+        )
+    ):
+        whole = _pair_batch(None, *(_as_tensor(t, device, dtype) for t in data), forward)
+    if whole is not None:
+        if whole.count == 0:
+            raise ValueError("`data` holds no examples: its inputs and targets are empty.")
+        size = whole.count if batch_size is None else check_int("batch_size", batch_size, lo=1)
+        batches = []
+        for start in range(0, whole.count, size):
+            sl = slice(start, start + size)
+            if whole.is_dict:
+                batches.append(_dict_batch(None, _take(whole.inputs, sl)))
+            else:
+                part = _Batch(_take(whole.inputs, sl), _take(whole.target, sl), 0, False)
+                batches.append(part._replace(count=len(range(whole.count)[sl])))
+    else:
+        if batch_size is not None:
+            raise TypeError(
+                "`batch_size` applies only when `data` is the whole data set (an "
+                "(inputs, targets) pair or a mapping of tensors)."
+            )
+        if not isinstance(data, Iterable):
+            raise TypeError(
+                "`data` must be an (inputs, targets) pair of tensors, a mapping of tensors, "
+                "or an iterable of such batches (e.g. a DataLoader); got "
+                f"{type(data).__name__}."
+            )
+        batches = []
+        for i, batch in enumerate(data):
+            if isinstance(batch, Mapping):
+                made = _dict_batch(i, _as_tensor(batch, device, dtype))
+            elif isinstance(batch, tuple | list) and len(batch) == 2:
+                made = _pair_batch(i, *(_as_tensor(t, device, dtype) for t in batch), forward)
+            else:
+                raise TypeError(
+                    f"batch {i} of `data` must be an (inputs, targets) pair or a mapping "
+                    f"such as {{'input_ids': ..., 'labels': ...}}; got {type(batch).__name__}."
+                )
+            if batches and made.is_dict != batches[0].is_dict:
+                raise TypeError(
+                    f"batch {i} of `data` is {'a mapping' if made.is_dict else 'a pair'} but "
+                    f"batch 0 is {'a mapping' if batches[0].is_dict else 'a pair'}; all "
+                    "batches must be of one kind."
+                )
+            batches.append(made)
+    batches = [b for b in batches if b.count]
+    if not batches:
+        raise ValueError("`data` holds no examples.")
+    for i, b in enumerate(batches):
+        if b.is_dict:
+            for path, t in _leaves(b.inputs):
+                _refuse_non_finite(i, f"entry {path[1:-1]}" if path.count("[") == 1 else path, t)
+        else:
+            for path, t in _leaves(b.inputs):
+                _refuse_non_finite(i, f"inputs{path}", t)
+            for path, t in _leaves(b.target):
+                _refuse_non_finite(i, f"targets{path}", t)
+    return batches
+
+
+def _refuse_non_finite(batch: int, what: str, t: Any) -> None:
+    """Raise if a floating tensor of the data holds NaN or infinity (naming where)."""
+    if not (isinstance(t, torch.Tensor) and t.is_floating_point()):
+        return
+    bad = ~torch.isfinite(t)
+    if bool(bad.any()):
+        where = tuple(int(k) for k in torch.nonzero(bad)[0])
+        raise ValueError(
+            f"batch {batch} of `data`: its {what} hold {int(bad.sum())} non-finite values "
+            f"(the first, {float(t[where])}, at index {where}); every gradient and HVP would "
+            "be NaN. Clean or drop those examples."
+        )
