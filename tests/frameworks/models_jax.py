@@ -14,6 +14,8 @@ from probecore_jax import JaxObjective
 
 N_EXAMPLES = 300
 HIDDEN = 32
+#: The MLP's weights are (out, in): filter axis 0 (the backend would infer -1 and warn).
+MLP_LAYOUT = {"*.w": 0}
 
 
 def digits(n: int | None = N_EXAMPLES) -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +77,9 @@ def mlp_objective(
     """The MLP on ``n`` digits, in one batch or in batches of ``batch_size``."""
     X, y = digits(n)
     data = (X, y) if batch_size is None else split(X, y, batch_size)
-    return JaxObjective(mlp_loss, init_mlp(seed), data, dtype=dtype, metrics_fn=mlp_metrics)
+    return JaxObjective(
+        mlp_loss, init_mlp(seed), data, dtype=dtype, metrics_fn=mlp_metrics, layout=MLP_LAYOUT
+    )
 
 
 def make_objectives() -> dict[str, JaxObjective]:

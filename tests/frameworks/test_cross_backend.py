@@ -38,7 +38,8 @@ def _pair():
         "layer2": {"w": jnp.asarray(sd["2.weight"]), "b": jnp.asarray(sd["2.bias"])},
     }
     t_obj = pc.objective(model, F.cross_entropy, (X, y), batch_size=128)
-    j_obj = pc.objective(params, _jax_loss, (jnp.asarray(X.numpy()), jnp.asarray(y.numpy())))
+    j_data = (jnp.asarray(X.numpy()), jnp.asarray(y.numpy()))
+    j_obj = pc.objective(params, _jax_loss, j_data, layout={"*.w": 0})  # (out, in) weights
     return t_obj, j_obj
 
 

@@ -37,6 +37,10 @@ import probecore as pc
 from frameworks import models_jax as M
 from probecore.testing import check_objective
 
+# The MLP keeps (out, in) weights in a plain dict, whose filter axis the backend infers and
+# warns about; the tests whose numbers depend on it pass layout=M.MLP_LAYOUT.
+pytestmark = pytest.mark.filterwarnings("ignore:probecore-jax inferred the layout:UserWarning")
+
 EPS64 = float(np.finfo(np.float64).eps)
 N = M.N_EXAMPLES
 #: Longest chain of additions per output entry: the mean over N examples plus the
@@ -421,7 +425,8 @@ BATCH = np.ones((4, 1))
 def test_layout_plain_dict(mlp):
     layout = mlp.layout
     assert [b.name for b in layout] == ["layer1.b", "layer1.w", "layer2.b", "layer2.w"]
-    assert [b.role for b in layout] == ["bias", "weight", "bias", "weight"]
+    # rank 1 "b" is "other" (no Flax name); "w" is (out, in), declared by M.MLP_LAYOUT
+    assert [b.role for b in layout] == ["other", "weight", "other", "weight"]
     assert [b.filter_axis for b in layout] == [0, 0, 0, 0]
     assert [b.shape for b in layout] == [(32,), (32, 64), (10,), (10, 32)]
     assert [b.offset for b in layout] == [0, 32, 32 + 2048, 32 + 2048 + 10]
@@ -493,15 +498,19 @@ def test_layout_equinox_like_module():
         inputs, targets = batch
         return jnp.mean((m(inputs) - targets) ** 2)
 
-    obj = JaxObjective(loss_fn, model, (x, target))
+    # A registered dataclass has no known layer type: rank >= 2 is an inferred (..., in,
+    # out) weight (warned about), "bias" a bias; the override declares (out, in).
+    with pytest.warns(UserWarning, match=r"3 parameter block\(s\).*layers.0.weight"):
+        JaxObjective(loss_fn, model, (x, target))
+    obj = JaxObjective(loss_fn, model, (x, target), layout={"*.weight": 0})
     got = [(b.name, b.shape, b.role, b.filter_axis) for b in obj.layout]
     assert got == [
         ("layers.0.weight", (5, 3), "weight", 0),
         ("layers.0.bias", (5,), "bias", 0),
         ("layers.1.weight", (4, 5), "weight", 0),
         ("layers.1.bias", (4,), "bias", 0),
-        ("norm.weight", (4, 4), "norm", 0),
-        ("norm.bias", (4,), "norm", 0),
+        ("norm.weight", (4, 4), "weight", 0),
+        ("norm.bias", (4,), "bias", 0),
     ]
     assert check_objective(obj).passed
     rebuilt = obj.to_params(obj.x0)
@@ -518,16 +527,18 @@ def test_layout_names_roles_of_other_pytrees():
         "step": np.array(3),  # integer: held fixed, not a parameter
         "temperature": 2.0,  # Python number: held fixed
     }
-    obj = JaxObjective(_sum_of_squares_loss, params, BATCH)
+    # No role from names but Flax's (kernel, bias, scale, embedding): by rank otherwise.
+    with pytest.warns(UserWarning, match=r"2 parameter block\(s\).*layers.0.w, layers.1.w"):
+        obj = JaxObjective(_sum_of_squares_loss, params, BATCH)
     got = {b.name: (b.role, b.filter_axis) for b in obj.layout}
     assert got == {
-        "bn1.weight": ("norm", 0),
+        "bn1.weight": ("other", 0),
         "embedding": ("weight", 0),
         "gain": ("other", 0),
-        "layers.0.b": ("bias", 0),
-        "layers.0.w": ("weight", 0),
-        "layers.1.w": ("weight", 0),
-        "ln_f.weight": ("norm", 0),
+        "layers.0.b": ("other", 0),
+        "layers.0.w": ("weight", -1),
+        "layers.1.w": ("weight", -1),
+        "ln_f.weight": ("other", 0),
     }
     assert obj.dim == 2 + 1 + 6 + 2 + 2 + 2 + 12
     single = JaxObjective(lambda p, b: jnp.mean(b) * jnp.sum(p**2), np.ones(3), BATCH)
@@ -581,15 +592,20 @@ def test_plugin_rejects_unknown_options_and_missing_loss(data):
 
 def test_plugin_leaves_other_models_alone():
     for model in (
-        {"w": np.ones(3)},  # numpy, not jax
-        {"w": jnp.ones(3), "n": 3},  # a non-array leaf
+        {"w": np.arange(3)},  # no floating-point array
+        {"w": [1.0, 2.0]},  # Python numbers only
+        {"w": jnp.ones(3), "s": "text"},  # a leaf that is no array nor number
         {},
         object(),
         pc.analytic.Rosenbrock(3),
     ):
         assert probecore_make_objective(model, M.mlp_loss, None, {}) is None
     with pytest.raises(pc.NoBackendError, match="jax"):
-        pc.objective({"w": np.ones(3)}, M.mlp_loss, np.ones((2, 1)))
+        pc.objective({"w": [1.0, 2.0]}, M.mlp_loss, np.ones((2, 1)))
+    # numpy leaves and Python numbers beside a float array are a JAX pytree now
+    loss = lambda p, b: jnp.mean(b) * p["n"] * jnp.sum(p["w"] ** 2)  # noqa: E731
+    for model in ({"w": np.ones(3), "n": 3}, {"w": jnp.ones(3), "n": 2.0}):
+        assert isinstance(probecore_make_objective(model, loss, np.ones((2, 1)), {}), JaxObjective)
 
 
 def test_plugin_does_not_import_jax():

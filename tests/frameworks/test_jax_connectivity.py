@@ -20,7 +20,10 @@ def _train(obj, iters=300):
 
 
 def _objective(X, y, seed, hidden=M.HIDDEN):
-    return JaxObjective(M.mlp_loss, M.init_mlp(seed, hidden), (X, y), metrics_fn=M.mlp_metrics)
+    return JaxObjective(
+        M.mlp_loss, M.init_mlp(seed, hidden), (X, y), metrics_fn=M.mlp_metrics,
+        layout=M.MLP_LAYOUT,
+    )
 
 
 def test_bezier_curve_removes_most_of_the_linear_barrier():

@@ -6,7 +6,8 @@ entry-point group ``probecore`` so that ``probecore.objective(params, loss_fn, d
 finds it.
 
 Importing this package does not import JAX (probecore builds its plugin manager without
-importing any framework); :class:`JaxObjective` imports it on first access.
+importing any framework); :class:`JaxObjective` and :func:`param_layout` import it on
+first access.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 from probecore_jax._version import __version__
 
 if TYPE_CHECKING:
-    from probecore_jax._objective import JaxObjective
+    from probecore_jax._objective import JaxObjective, param_layout
 
-__all__ = ["JaxObjective", "__version__"]
+__all__ = ["JaxObjective", "__version__", "param_layout"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "JaxObjective":
-        from probecore_jax._objective import JaxObjective
+    if name in ("JaxObjective", "param_layout"):
+        from probecore_jax import _objective
 
-        return JaxObjective
+        return getattr(_objective, name)
     raise AttributeError(f"module 'probecore_jax' has no attribute {name!r}")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
-import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -36,91 +36,57 @@ from probecore.backend import (
     check_matrix,
     check_vector,
     digest,
+    override_layout,
     stable_repr,
 )
+from probecore_jax._models import block_specs, inferred_warning, read_model, uncovered
 
 __all__ = ["JaxObjective", "param_layout"]
-
-_NORM_TOKENS = ("bn", "ln")
 
 
 # --------------------------------------------------------------------------- layout
 
 
-def _key_name(key: Any) -> str:
-    tu = jax.tree_util
-    if isinstance(key, tu.DictKey):
-        return str(key.key)
-    if isinstance(key, tu.SequenceKey):
-        return str(key.idx)
-    if isinstance(key, tu.GetAttrKey):
-        return str(key.name)
-    if isinstance(key, tu.FlattenedIndexKey):
-        return str(key.key)
-    return str(key)  # pragma: no cover - a key type added by a future JAX
+def param_layout(params: Any, *, layout: Any = None) -> Layout:
+    """The :class:`probecore.Layout` that :class:`JaxObjective` gives a model.
 
+    One block per parameter leaf, in the order of :func:`jax.flatten_util.ravel_pytree`,
+    named by the leaf's path joined with ``"."`` (``"params.Dense_0.kernel"``,
+    ``"layers.0.weight"``; an NNX variable's trailing ``.value`` is left out, so a module,
+    its ``State`` and ``State.to_pure_dict()`` name the same blocks alike).
 
-def _is_norm_component(part: str) -> bool:
-    part = part.lower()
-    if "norm" in part:  # LayerNorm_0, batchnorm, group_norm, rmsnorm, norm1, ...
-        return True
-    tokens = re.split(r"[^a-z0-9]+", part)  # "ln_f" -> ["ln", "f"]; "bn1" -> ["bn1"]
-    return any(t.rstrip("0123456789") in _NORM_TOKENS for t in tokens)
+    Roles and filter axes, first rule that applies:
 
-
-def _role(parts: tuple[str, ...], ndim: int) -> str:
-    """Role of a leaf from its path components and rank.
-
-    Normalization first, so that the bias and scale of a ``LayerNorm``/``BatchNorm`` are
-    ``"norm"``; then ``"b"``/``"bias"`` leaves are ``"bias"``; other leaves of rank 2 or
-    more are ``"weight"``; the rest ``"other"``.
-    """
-    last = parts[-1].lower() if parts else ""
-    if last == "scale" or any(_is_norm_component(p) for p in parts):
-        return "norm"
-    if last in ("b", "bias"):
-        return "bias"
-    return "weight" if ndim >= 2 else "other"
-
-
-def _block_specs(paths: list[tuple[Any, ...]], shapes: list[tuple[int, ...]]) -> list[tuple]:
-    """``(name, shape, role, filter_axis)`` for each leaf, with unique names."""
-    parts = [tuple(_key_name(k) for k in path) for path in paths]
-    names = [".".join(p) if p else "params" for p in parts]
-    counts: dict[str, int] = {}
-    for name in names:
-        counts[name] = counts.get(name, 0) + 1
-    specs = []
-    for path, part, name, shape in zip(paths, parts, names, shapes, strict=True):
-        if counts[name] > 1:  # e.g. {"a.b": ..., "a": {"b": ...}}: fall back to JAX's keystr
-            name = jax.tree_util.keystr(path)
-        axis = -1 if part and part[-1].lower() == "kernel" else 0
-        specs.append((name, shape, _role(part, len(shape)), axis))
-    return specs
-
-
-def param_layout(params: Any) -> Layout:
-    """The :class:`probecore.Layout` that :class:`JaxObjective` gives a parameter pytree.
-
-    One block per floating-point array leaf, in the order of
-    :func:`jax.flatten_util.ravel_pytree`, named by the leaf's path joined with ``"."``
-    (``"params.Dense_0.kernel"``, ``"layers.0.weight"``). Roles: any path component naming
-    a normalization layer (containing ``norm``, or a token ``bn``/``ln``) or a last
-    component ``scale`` gives ``"norm"``; a last component ``b``/``bias`` gives
-    ``"bias"``; other leaves of rank >= 2 are ``"weight"``, the rest ``"other"``. Leaves
-    called ``kernel`` (Flax's ``(..., in, out)``) have ``filter_axis=-1``; all others
-    ``filter_axis=0`` (PyTorch's ``(out, in, ...)``).
+    1. **Layer types**, for Equinox and Flax NNX modules. Equinox ``Linear``, ``Conv*``,
+       ``ConvTranspose*`` (``(out, in, ...)``) and ``Embedding`` (``(num, features)``)
+       weights: ``"weight"``, ``filter_axis=0``; their biases ``"bias"``. NNX ``Linear``,
+       ``LinearGeneral``, ``Einsum``, ``Conv``, ``ConvTranspose`` kernels
+       (``(..., in, out)``): ``"weight"``, ``filter_axis=-1``; ``Embed.embedding``:
+       ``"weight"``, ``0``. Every parameter of ``LayerNorm``, ``BatchNorm``,
+       ``GroupNorm``, ``RMSNorm`` (both frameworks): ``"norm"``.
+    2. **Flax's parameter names**, for everything else (linen variables, NNX ``State``,
+       pure dicts): ``kernel`` -> ``"weight"``, ``-1``; ``embedding`` -> ``"weight"``,
+       ``0``; a 1-D ``scale`` -> ``"norm"``, and a ``bias`` beside it too; any other
+       ``bias`` -> ``"bias"``.
+    3. **Rank**: other leaves of rank >= 2 are ``"weight"`` with ``filter_axis=-1`` (the
+       ``x @ W`` convention of JAX code); the rest are ``"other"``, which filter
+       normalization treats like biases. :class:`JaxObjective` warns (``UserWarning``)
+       about rank-inferred weights that ``layout`` does not mention.
 
     Parameters
     ----------
-    params : pytree
-        The model's parameters.
+    params : pytree, Equinox module, NNX module or NNX State
+        The model, as :class:`JaxObjective` takes it.
+    layout : None, Layout or Mapping
+        Roles and filter axes to impose, by block name or shell pattern, as
+        :func:`probecore.backend.override_layout` reads them (``{"*.w": 0}``).
 
     Returns
     -------
     Layout
+        Without warning about inferred blocks.
     """
-    return _Params(params, None).layout
+    return _Params(params, None, layout=layout, warn=False).layout
 
 
 # --------------------------------------------------------------------------- parameters
@@ -138,20 +104,59 @@ def _as_jax(a: Any, dtype: np.dtype | None = None) -> jax.Array:
     return jnp.asarray(a, dtype=dtype)
 
 
-def _is_float(dtype: np.dtype) -> bool:
-    return jnp.issubdtype(dtype, jnp.floating)
+def _is_float(dtype: Any) -> bool:
+    return bool(jnp.issubdtype(dtype, jnp.floating))
+
+
+def _is_key(a: Any) -> bool:
+    return bool(jnp.issubdtype(a.dtype, jax.dtypes.prng_key))
+
+
+def resolve_device(device: Any) -> jax.Device | None:
+    """``device`` (None, a :class:`jax.Device` or ``"cpu"``, ``"gpu:1"``, ...) checked."""
+    if device is None or isinstance(device, jax.Device):
+        return device
+    if not isinstance(device, str):
+        raise TypeError(
+            "`device` must be None, a jax.Device or a string such as 'cpu', 'gpu' or "
+            f"'gpu:1'; got {type(device).__name__} {device!r}."
+        )
+    platform, _, index = device.strip().lower().partition(":")
+    platform = {"cuda": "gpu", "rocm": "gpu"}.get(platform, platform)
+    have = ", ".join(f"{d.platform}:{d.id}" for d in jax.devices())
+    try:
+        devices = jax.devices(platform) if platform else []
+    except RuntimeError:
+        devices = []
+    if not devices:
+        raise ValueError(
+            f"`device` must name a device JAX can use; got {device!r}, but JAX has no "
+            f"{platform or 'such'} backend here (its devices: {have})."
+        )
+    if not index:
+        return devices[0]
+    if not index.isdigit() or int(index) >= len(devices):
+        raise ValueError(
+            f"`device` {device!r} must be '{platform}:N' with N in [0, {len(devices) - 1}] "
+            f"(JAX's {platform} devices); got index {index!r}."
+        )
+    return devices[int(index)]
 
 
 class _Params:
-    """Split a parameter pytree into the flat float vector and what is held fixed.
+    """Split a model into the flat float vector and what is held fixed.
 
-    Floating-point array leaves are the parameters; integer and boolean array leaves are
-    constants passed to the compiled functions; any other leaf (a Python number, a
-    function stored in a module) is kept as is.
+    Parameter leaves (floating-point arrays that the model's kind lets train, see
+    :mod:`probecore_jax._models`) are the flat vector; other array leaves are constants
+    passed to the compiled functions (floating ones in ``dtype``); any other leaf (a
+    Python number, a function stored in a module) is kept as is.
     """
 
-    def __init__(self, params: Any, dtype: Any) -> None:
-        flat_paths, treedef = jax.tree_util.tree_flatten_with_path(params)
+    def __init__(
+        self, params: Any, dtype: Any, *, layout: Any = None, device: Any = None, warn: bool = True
+    ) -> None:
+        structure = read_model(params)
+        flat_paths, treedef = jax.tree_util.tree_flatten_with_path(structure.tree)
         if not flat_paths:
             raise ValueError(
                 f"`params` has no leaves; pass the model's parameter pytree (got "
@@ -159,19 +164,22 @@ class _Params:
             )
         kinds = []
         float_dtypes = []
-        for path, leaf in flat_paths:
+        for (path, leaf), trainable in zip(flat_paths, structure.trainable, strict=True):
             if not _is_array(leaf):
                 kinds.append("static")
                 continue
-            leaf_dtype = np.dtype(leaf.dtype)
-            if jnp.issubdtype(leaf_dtype, jnp.complexfloating):
+            if _is_key(leaf):
+                kinds.append("const")
+                continue
+            if jnp.issubdtype(leaf.dtype, jnp.complexfloating):
                 raise TypeError(
-                    f"`params` leaf {jax.tree_util.keystr(path)} is complex ({leaf_dtype}); "
-                    "probecore measures real losses of real parameters."
+                    f"`params` leaf {jax.tree_util.keystr(path)} is complex "
+                    f"({np.dtype(leaf.dtype)}); probecore measures real losses of real "
+                    "parameters."
                 )
-            if _is_float(leaf_dtype):
+            if _is_float(leaf.dtype) and trainable:
                 kinds.append("float")
-                float_dtypes.append(leaf_dtype)
+                float_dtypes.append(np.dtype(leaf.dtype))
             else:
                 kinds.append("const")
         if not float_dtypes:
@@ -195,31 +203,55 @@ class _Params:
                 "JAX_ENABLE_X64=1), or pass dtype=np.float32."
             )
         self.dtype = dtype
+        self.kind = structure.kind
+        self.merge = structure.merge
+        self.device = resolve_device(device)
         self.treedef = treedef
         self.kinds = tuple(kinds)
-        pairs = [(leaf, k) for (_, leaf), k in zip(flat_paths, kinds, strict=True)]
-        self.float_leaves = [_as_jax(a, dtype) for a, k in pairs if k == "float"]
-        self.consts = tuple(_as_jax(a) for a, k in pairs if k == "const")
+        leaves = [leaf for _, leaf in flat_paths]
+        pairs = list(zip(leaves, kinds, strict=True))
+        self.float_leaves = [self.put(_as_jax(a, dtype)) for a, k in pairs if k == "float"]
+        self.consts = tuple(self.put(self._const(a)) for a, k in pairs if k == "const")
         self.statics = tuple(a for a, k in pairs if k == "static")
         flat, self.unravel = ravel_pytree(self.float_leaves)
         self.x0 = np.array(flat, dtype=dtype)
-        paths = [p for (p, _), k in zip(flat_paths, kinds, strict=True) if k == "float"]
+        indices = [i for i, k in enumerate(kinds) if k == "float"]
+        paths = [flat_paths[i][0] for i in indices]
         shapes = [tuple(a.shape) for a in self.float_leaves]
-        self.layout = Layout.from_shapes(_block_specs(paths, shapes))
-        self._check_ravel_order()
+        specs, inferred = block_specs(structure, indices, paths, shapes)
+        base = Layout.from_shapes(specs)
+        self.layout = override_layout(base, layout, param="layout")
+        self.inferred = tuple(uncovered(inferred, layout))
+        self._check_ravel_order(base)
         if not np.all(np.isfinite(self.x0)):
             bad = [b.name for b in self.layout if not np.all(np.isfinite(self.x0[b.slice]))]
             raise ValueError(
                 f"`params` must be finite; leaf {', '.join(bad)} has NaN or inf entries."
             )
+        if warn and self.inferred:
+            warnings.warn(inferred_warning(list(self.inferred)), UserWarning, stacklevel=4)
 
-    def _check_ravel_order(self) -> None:
+    def _const(self, a: Any) -> jax.Array:
+        """A held-fixed array: floating ones (such as batch statistics) in ``dtype``."""
+        if not isinstance(a, jax.Array) and _is_float(np.asarray(a).dtype):
+            return _as_jax(a, self.dtype)
+        if isinstance(a, jax.Array) and not _is_key(a) and _is_float(a.dtype):
+            return jnp.asarray(a, dtype=self.dtype)
+        return a if isinstance(a, jax.Array) else _as_jax(a)
+
+    def put(self, a: Any) -> jax.Array:
+        """``a`` as a jax array on the objective's device (JAX's default if none)."""
+        if self.device is None:
+            return jnp.asarray(a)
+        return jax.device_put(a, self.device)
+
+    def _check_ravel_order(self, layout: Layout) -> None:
         """ravel_pytree concatenates leaves in flattening order; make sure of it."""
-        if self.layout.dim != self.x0.size:  # pragma: no cover - a JAX regression
+        if layout.dim != self.x0.size:  # pragma: no cover - a JAX regression
             raise AssertionError(
-                f"ravel_pytree gave {self.x0.size} entries but the leaves hold {self.layout.dim}."
+                f"ravel_pytree gave {self.x0.size} entries but the leaves hold {layout.dim}."
             )
-        for block, leaf in zip(self.layout, self.float_leaves, strict=True):
+        for block, leaf in zip(layout, self.float_leaves, strict=True):
             got = self.x0[block.slice].reshape(block.shape)
             if not np.array_equal(got, np.asarray(leaf), equal_nan=True):  # pragma: no cover
                 raise AssertionError(
@@ -227,8 +259,8 @@ class _Params:
                     f"{block.offset}; the layout would name the wrong entries."
                 )
 
-    def build(self, x: jax.Array, consts: tuple[jax.Array, ...]) -> Any:
-        """The parameter pytree for the flat vector ``x`` (traceable)."""
+    def tree(self, x: jax.Array, consts: tuple[jax.Array, ...]) -> Any:
+        """The flattened structure's pytree for the flat vector ``x`` (traceable)."""
         floats = iter(self.unravel(x))
         const_it, static_it = iter(consts), iter(self.statics)
         leaves = []
@@ -241,8 +273,17 @@ class _Params:
                 leaves.append(next(static_it))
         return jax.tree_util.tree_unflatten(self.treedef, leaves)
 
+    def build(self, x: jax.Array, consts: tuple[jax.Array, ...]) -> Any:
+        """The object ``loss_fn`` receives for the flat vector ``x`` (traceable)."""
+        return self.merge(self.tree(x, consts))
+
     def original(self) -> Any:
-        """The parameters as given (floating leaves in ``dtype``), with numpy leaves."""
+        """The model as given, floating leaves in ``dtype``.
+
+        Numpy leaves for pytrees and Equinox modules, jax arrays for NNX modules and states.
+        """
+        if self.kind in ("nnx", "nnx_state"):
+            return self.build(jnp.asarray(self.x0), self.consts)
         floats = iter(self.float_leaves)
         const_it, static_it = iter(self.consts), iter(self.statics)
         leaves = []
@@ -250,10 +291,15 @@ class _Params:
             if kind == "float":
                 leaves.append(np.asarray(next(floats)))
             elif kind == "const":
-                leaves.append(np.asarray(next(const_it)))
+                c = next(const_it)
+                leaves.append(c if _is_key(c) else np.asarray(c))
             else:
                 leaves.append(next(static_it))
         return jax.tree_util.tree_unflatten(self.treedef, leaves)
+
+    def state_digest_parts(self) -> list[Any]:
+        """The held-fixed arrays as numpy (PRNG keys as their key data)."""
+        return [np.asarray(jax.random.key_data(c) if _is_key(c) else c) for c in self.consts]
 
 
 # --------------------------------------------------------------------------- data
@@ -395,10 +441,20 @@ class JaxObjective(AbstractObjective):
         ``loss_fn(params, batch)`` returns the *mean* loss over ``batch`` as a scalar. It
         must be a pure JAX function (it is jit-compiled and differentiated twice) and
         deterministic: dropout off, a fixed key for anything random.
-    params : pytree
-        The model's parameters: nested dicts/lists/tuples, Flax ``params``, an Equinox
-        module, ... Floating-point array leaves are the parameters (the flat vector ``x``);
-        integer and boolean array leaves and non-array leaves are held fixed.
+    params : pytree, Equinox module, Flax NNX module or NNX State
+        The model; ``loss_fn`` receives it, rebuilt at each point, in the same kind.
+        Equinox module: its inexact array leaves are the parameters (the flat vector
+        ``x``); functions, Python numbers and integer arrays are held fixed (as
+        ``eqx.partition(model, eqx.is_inexact_array)``). NNX module: its ``nnx.Param``
+        variables are the parameters, other variables (``BatchStat``, RNG state) are held
+        fixed; ``loss_fn`` receives ``nnx.merge`` of the graph and the states. NNX
+        ``State``: its ``Param`` variables. Flax linen variables (a dict with a
+        ``"params"`` collection and only dicts as values, e.g. ``{"params": ...,
+        "batch_stats": ...}``): ``params`` are the parameters, the other collections are
+        held fixed, ``loss_fn`` receives the whole dict. Any other pytree (nested
+        dicts/lists/tuples, registered dataclasses): floating-point array leaves are the
+        parameters; integer and boolean arrays and non-array leaves are held fixed.
+        Held-fixed floating arrays are converted to ``dtype``.
     data : batch or iterable of batches
         One batch -- a tuple or list of arrays such as ``(inputs, targets)``, a dict or any
         pytree of arrays whose leaves share the leading dimension (the number of examples)
@@ -416,6 +472,18 @@ class JaxObjective(AbstractObjective):
         grows with it.
     check_determinism : bool
         Evaluate the loss twice at ``x0`` at construction and refuse a loss that differs.
+    layout : None, Layout or Mapping
+        Roles and filter axes to impose on the blocks :func:`param_layout` derives: a
+        mapping from a block name or shell pattern to a role, a filter axis (``0`` for
+        ``(out, in)`` weights, ``-1`` for ``(..., in, out)``), a ``(role, axis)`` pair or
+        a dict, or a whole :class:`probecore.Layout`
+        (:func:`probecore.backend.override_layout`). Weights whose filter axis was
+        inferred from their rank alone (plain pytrees) raise a ``UserWarning`` unless
+        ``layout`` names them.
+    device : None, jax.Device or str
+        Where parameters and data live and the functions run: a :class:`jax.Device` or
+        ``"cpu"``, ``"gpu"``, ``"tpu"``, ``"gpu:1"`` (platform and index among
+        ``jax.devices(platform)``). Default: JAX's default device.
 
     Attributes
     ----------
@@ -442,9 +510,9 @@ class JaxObjective(AbstractObjective):
     >>> def loss_fn(p, batch):
     ...     inputs, targets = batch
     ...     return jnp.mean((inputs @ p["w"].T + p["b"] - targets[:, None]) ** 2)
-    >>> obj = JaxObjective(loss_fn, params, (X, y))
-    >>> obj.dim, [block.name for block in obj.layout]
-    (4, ['b', 'w'])
+    >>> obj = JaxObjective(loss_fn, params, (X, y), layout={"w": 0})  # w is (out, in)
+    >>> obj.dim, [(block.name, block.role, block.filter_axis) for block in obj.layout]
+    (4, [('b', 'other', 0), ('w', 'weight', 0)])
     """
 
     linearize_max_bytes: int | None = None
@@ -459,6 +527,8 @@ class JaxObjective(AbstractObjective):
         metrics_fn: Callable[[Any, Any], Mapping[str, Any]] | None = None,
         hvp_chunk: int = 32,
         check_determinism: bool = True,
+        layout: Any = None,
+        device: Any = None,
     ) -> None:
         if not callable(loss_fn):
             raise TypeError(
@@ -473,7 +543,7 @@ class JaxObjective(AbstractObjective):
         self.hvp_chunk = check_int("hvp_chunk", hvp_chunk, lo=1)
         check_determinism = check_bool("check_determinism", check_determinism)
         self._loss_fn, self._metrics_fn = loss_fn, metrics_fn
-        self._params = _Params(params, dtype)
+        self._params = _Params(params, dtype, layout=layout, device=device)
         self._fns = _Functions(loss_fn, metrics_fn, self._params.build)
         self._metric_keys: tuple[str, ...] | None = None
         self._zero_cache: dict[tuple, jax.Array] = {}
@@ -489,6 +559,8 @@ class JaxObjective(AbstractObjective):
         treedef0 = None
         for i, raw_batch in enumerate(raw):
             batch, n = _convert_batch(i, raw_batch, dtype)
+            if self._params.device is not None:
+                batch = jax.device_put(batch, self._params.device)
             treedef = jax.tree_util.tree_structure(batch)
             if treedef0 is None:
                 treedef0 = treedef
@@ -510,7 +582,7 @@ class JaxObjective(AbstractObjective):
         self._fingerprint: dict[str, str] | None = None  # the data changed: found again
 
     def _check_loss_output(self) -> np.dtype:
-        x = jnp.asarray(self._params.x0)
+        x = self._params.put(self._params.x0)
         out = jax.eval_shape(self._fns.f, x, self._params.consts, self._batches[0])
         shape = getattr(out, "shape", None)
         if shape != ():
@@ -568,10 +640,20 @@ class JaxObjective(AbstractObjective):
         """Number of examples of each batch."""
         return self._sizes
 
+    @property
+    def device(self) -> jax.Device | None:
+        """The device given by the ``device`` option (None: JAX's default device)."""
+        return self._params.device
+
     def to_params(self, x: np.ndarray) -> Any:
-        """The parameter pytree (with jax array leaves) for the flat vector ``x``."""
+        """The model at the flat vector ``x``, of the kind given (jax array leaves).
+
+        A pytree for a pytree, an Equinox module for an Equinox module, an NNX module
+        (``nnx.merge`` of its graph and the states at ``x``) for an NNX module, an NNX
+        ``State`` for a ``State``, the full variables dict for linen variables.
+        """
         x = self._vector("x", x)
-        return self._params.build(jnp.asarray(x), self._params.consts)
+        return self._params.build(self._params.put(x), self._params.consts)
 
     # -- evaluation ---------------------------------------------------------------------------
 
@@ -583,7 +665,7 @@ class JaxObjective(AbstractObjective):
         key = (shape, np.dtype(dtype))
         zero = self._zero_cache.get(key)
         if zero is None:
-            zero = self._zero_cache[key] = jnp.zeros(shape, dtype)
+            zero = self._zero_cache[key] = self._params.put(jnp.zeros(shape, dtype))
         return zero
 
     def _each_batch(self):
@@ -593,7 +675,7 @@ class JaxObjective(AbstractObjective):
 
     def loss(self, x: np.ndarray) -> float:
         """Mean loss over the data set at ``x``."""
-        xj = jnp.asarray(self._vector("x", x))
+        xj = self._params.put(self._vector("x", x))
         acc = self._zeros((), self._loss_dtype)
         for w, consts, batch in self._each_batch():
             acc = self._fns.loss(acc, w, xj, consts, batch)
@@ -601,7 +683,7 @@ class JaxObjective(AbstractObjective):
 
     def loss_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss and gradient in one forward and backward pass per batch."""
-        xj = jnp.asarray(self._vector("x", x))
+        xj = self._params.put(self._vector("x", x))
         acc_l = self._zeros((), self._loss_dtype)
         acc_g = self._zeros((self.dim,), self.dtype)
         for w, consts, batch in self._each_batch():
@@ -646,8 +728,8 @@ class JaxObjective(AbstractObjective):
     def hvp(self, x: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Exact Hessian-vector product ``H(x) v`` (forward-over-reverse)."""
         x = self._vector("x", x)
-        vj = jnp.asarray(self._vector("v", v))
-        xj = jnp.asarray(x)
+        vj = self._params.put(self._vector("v", v))
+        xj = self._params.put(x)
         acc = self._zeros((self.dim,), self.dtype)
         if self._linearize_fits(xj):
             for w, lin in zip(self._weights, self._linearization(x, xj), strict=True):
@@ -661,7 +743,7 @@ class JaxObjective(AbstractObjective):
         """``H(x)`` times each row of ``V``, ``hvp_chunk`` rows per vectorized evaluation."""
         x = self._vector("x", x)
         V = check_matrix("V", V, dim=self.dim, dtype=self.dtype)
-        xj = jnp.asarray(x)
+        xj = self._params.put(x)
         out = np.empty(V.shape, dtype=self.dtype)
         use_lin = self._linearize_fits(xj) if V.shape[0] else False
         lins = self._linearization(x, xj) if use_lin else None
@@ -670,7 +752,7 @@ class JaxObjective(AbstractObjective):
             m = rows.shape[0]
             padded = np.zeros((_pad_size(m, self.hvp_chunk), self.dim), dtype=self.dtype)
             padded[:m] = rows
-            Vj = jnp.asarray(padded)
+            Vj = self._params.put(padded)
             acc = self._zeros(padded.shape, self.dtype)
             if lins is not None:
                 for w, lin in zip(self._weights, lins, strict=True):
@@ -707,7 +789,7 @@ class JaxObjective(AbstractObjective):
             points = np.empty((_pad_size(m, chunk), self.dim), dtype=self.dtype)
             points[:m] = origin + (c @ basis).astype(self.dtype, copy=False)
             points[m:] = origin
-            Pj = jnp.asarray(points)
+            Pj = self._params.put(points)
             acc = self._zeros((points.shape[0],), self._loss_dtype)
             for w, consts, batch in self._each_batch():
                 acc = self._fns.span(acc, w, Pj, consts, batch)
@@ -718,7 +800,7 @@ class JaxObjective(AbstractObjective):
         """Example-weighted means of ``metrics_fn(params, batch)`` over the data set."""
         if self._metrics_fn is None:
             return {}
-        xj = jnp.asarray(self._vector("x", x))
+        xj = self._params.put(self._vector("x", x))
         keys = self._check_metrics_output(xj)
         acc = {k: self._zeros((), self.dtype) for k in keys}
         for w, consts, batch in self._each_batch():
@@ -747,19 +829,19 @@ class JaxObjective(AbstractObjective):
     def fingerprint(self) -> dict[str, str]:
         """What identifies this objective to a run store (computed once, on first use).
 
-        The loss and metrics functions' names, the parameter pytree's structure and leaf
-        shapes, its non-differentiated leaves, and the data (a digest of every batch). A
-        store refuses to resume when any of them differs.
+        The loss and metrics functions' names, the model's kind, pytree structure, leaf
+        shapes and layout (roles and filter axes), its held-fixed leaves, and the data (a
+        digest of every batch). A store refuses to resume when any of them differs.
         """
         if self._fingerprint is None:
             p = self._params
             shapes = [[str(a.dtype), list(a.shape)] for a in p.float_leaves]
             self._fingerprint = {
                 "backend": "jax",
-                "params": digest(stable_repr(p.treedef), list(p.kinds), shapes),
-                "state": digest(
-                    [np.asarray(c) for c in p.consts], [stable_repr(v) for v in p.statics]
+                "params": digest(
+                    p.kind, stable_repr(p.treedef), list(p.kinds), shapes, p.layout.to_json()
                 ),
+                "state": digest(p.state_digest_parts(), [stable_repr(v) for v in p.statics]),
                 "loss_fn": f"{callable_name(self._loss_fn)}"
                 + (f" metrics {callable_name(self._metrics_fn)}" if self._metrics_fn else ""),
                 "data": digest(
@@ -823,8 +905,13 @@ class JaxObjective(AbstractObjective):
         )
 
     def __reduce__(self) -> tuple:
-        """Pickle as the loss, parameters and data (numpy), rebuilt and recompiled on load."""
+        """Pickle as the loss, model, data (numpy) and layout; rebuilt and recompiled on load.
+
+        The device travels as ``"platform:id"``; an Equinox module pickles when its static
+        parts (activation functions) do, e.g. with cloudpickle.
+        """
         batches = [jax.tree_util.tree_map(np.asarray, b) for b in self._batches]
+        dev = self._params.device
         return (
             _rebuild,
             (
@@ -834,11 +921,15 @@ class JaxObjective(AbstractObjective):
                 self.dtype.str,
                 self._metrics_fn,
                 self.hvp_chunk,
+                self.layout,
+                None if dev is None else f"{dev.platform}:{dev.id}",
             ),
         )
 
 
-def _rebuild(loss_fn, params, data, dtype, metrics_fn, hvp_chunk) -> JaxObjective:
+def _rebuild(
+    loss_fn, params, data, dtype, metrics_fn, hvp_chunk, layout=None, device=None
+) -> JaxObjective:
     return JaxObjective(
         loss_fn,
         params,
@@ -847,4 +938,6 @@ def _rebuild(loss_fn, params, data, dtype, metrics_fn, hvp_chunk) -> JaxObjectiv
         metrics_fn=metrics_fn,
         hvp_chunk=hvp_chunk,
         check_determinism=False,
+        layout=layout,
+        device=device,
     )
