@@ -2,8 +2,9 @@
 
     probecore sharpness examples/jax_digits.py:mlp --eps 1e-3
 
-Returns ``(params, loss_fn, data)``: a parameter pytree, ``loss_fn(params, batch)`` giving
-the batch mean, and the data; ``probecore.objective`` picks the JAX backend.
+Returns the parameter pytree, ``loss_fn(params, batch)`` giving the batch mean, the data,
+and the layout of the weights (``x @ W``: output units on the last axis, which a plain
+pytree cannot tell); ``probecore.objective`` picks the JAX backend.
 """
 
 from __future__ import annotations
@@ -34,4 +35,9 @@ def mlp():
         "w2": jnp.asarray(rng.standard_normal((32, 10)) / np.sqrt(32), jnp.float32),
         "b2": jnp.zeros(10, jnp.float32),
     }
-    return params, loss_fn, (X, y)
+    return {
+        "model": params,
+        "loss_fn": loss_fn,
+        "data": (X, y),
+        "options": {"layout": {"w1": -1, "w2": -1}},  # (in, out) weights: x @ W
+    }
