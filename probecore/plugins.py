@@ -91,8 +91,10 @@ def objective(model: Any, loss_fn: Any = None, data: Any = None, **options: Any)
     data : object, optional
         The data the loss averages over.
     **options
-        Backend options (for example ``dtype``; ``device`` for PyTorch), passed to the
-        backend unchanged; each backend rejects options it does not know.
+        Backend options (for example ``dtype``, ``device``, and ``layout``, which every
+        built-in backend takes: roles and filter axes by block name, see
+        ``docs/models.md``), passed to the backend unchanged; each backend rejects options
+        it does not know.
 
     Returns
     -------
