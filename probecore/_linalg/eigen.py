@@ -127,7 +127,8 @@ def power_iteration(
     maxiter = check_int("maxiter", maxiter, lo=1)
     raise_on_failure = check_bool("raise_on_failure", raise_on_failure)
     gen, seed = as_rng(rng)
-    matvec = Counted(op, progress=progress, desc="power_iteration", total=maxiter + 1)
+    # a count without a total: it stops when converged, usually long before maxiter
+    matvec = Counted(op, progress=progress, desc="power_iteration", total=None)
 
     v = _start_vector("v0", v0, n, dtype, gen).astype(np.float64)
     w = matvec(v).astype(np.float64)

@@ -248,7 +248,8 @@ class TorchObjective(AbstractObjective):
                 f"`model` has dropout in training mode ({', '.join(dropouts[:3])}"
                 f"{', ...' if len(dropouts) > 3 else ''}), which would make its loss random. "
                 "Call model.eval() before wrapping it, or pass dropout='off' to evaluate it "
-                "with dropout disabled (probecore always does)."
+                "with dropout disabled (probecore always evaluates with dropout off; the option "
+                "confirms that this is what you want)."
             )
         memory_format = check_option(
             "memory_format", memory_format, ("auto", "channels_last", "preserve")
