@@ -1,4 +1,4 @@
-"""Memory of `rays`: O(dim) per worker whatever the chunk size, with unchanged values.
+"""Memory of `rays` and `plane`: O(dim) per worker whatever the chunk size.
 
 Measured with tracemalloc (numpy reports its array buffers to it), so the numbers do not
 depend on the machine's load, the allocator or the clock. The objective is a diagonal
@@ -130,3 +130,36 @@ def test_ray_directions_are_drawn_as_before():
     np.testing.assert_array_equal(got, ref)
     for row, i in enumerate(idx):
         np.testing.assert_array_equal(pc.ray_directions(seed, [i], dim)[0], got[row])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_plane_peak_memory_is_a_few_vectors_whatever_the_chunk_size(dtype):
+    """A 21×21 plane through the default ``losses_in_span`` holds O(dim), not O(chunk·dim).
+
+    Each point is formed alone (``span_point``): the point in the objective's dtype and,
+    for float32, two float64 work vectors (float64 accumulates in the point itself); the
+    loss adds ``λ·x``; the chunk's basis in the objective's dtype may be one more copy
+    of the two directions. That is at most 4 float64 vectors (measured: 3.0-3.5). Before,
+    one chunk of 441 points formed a ``(441, dim)`` float64 block and the points: 441
+    float64 vectors and more.
+    """
+    obj = DiagonalQuadratic(np.linspace(0.5, 2.0, DIM), dtype=dtype)
+    dirs = pc.random_directions(obj, k=2, rng=0, normalization="none")
+    axis = np.linspace(-1.0, 1.0, 21)
+    vec = DIM * 8  # one float64 vector
+    peaks, grids = {}, {}
+    for chunk in (1, 441):
+        peaks[chunk], grids[chunk] = _traced_peak(
+            lambda chunk=chunk: pc.plane(obj, dirs, alphas=axis, betas=axis, chunk_size=chunk)
+        )
+    for chunk, peak in peaks.items():
+        assert peak <= 4 * vec, f"chunk {chunk}: peak {peak / vec:.2f} float64 vectors"
+    assert abs(peaks[441] - peaks[1]) <= 0.5 * vec, {c: p / vec for c, p in peaks.items()}
+    np.testing.assert_array_equal(grids[441].losses, grids[1].losses)
+    # the points are those of the batched expression, to the rounding of one product
+    A, B = np.meshgrid(axis, axis, indexing="ij")
+    coeffs = np.stack([A.ravel(), B.ravel()], axis=1)[:: 40]
+    points = obj.x0 + (coeffs @ dirs.vectors).astype(obj.dtype)
+    expected = [obj.loss(p) for p in points]
+    got = obj.losses_in_span(obj.x0, dirs.vectors, coeffs)
+    np.testing.assert_allclose(got, expected, rtol=8 * np.finfo(dtype).eps)

@@ -15,6 +15,7 @@ from probecore._contract.validation import check_matrix, check_vector
 
 __all__ = ["AbstractObjective", "Objective", "require_objective"]
 
+
 @runtime_checkable
 class Objective(Protocol):
     """A scalar loss of a flat parameter vector, with exact derivatives.
@@ -93,8 +94,8 @@ class AbstractObjective:
     Subclasses set ``dim``, ``dtype``, ``layout`` and ``x0`` (as attributes or
     properties) and implement :meth:`loss`, :meth:`grad` and :meth:`hvp`. The other
     members of :class:`Objective` get correct, if unhurried, default implementations:
-    ``hvp_many`` loops, ``losses_in_span`` evaluates ``chunk_size`` points at a time so
-    that memory stays ``O(chunk_size * dim)``.
+    ``hvp_many`` loops, ``losses_in_span`` forms and evaluates one point at a time, so
+    that memory stays ``O(dim)`` however many points a chunk holds.
     """
 
     # set by subclasses (attributes or properties); declared for type checkers
@@ -132,7 +133,11 @@ class AbstractObjective:
     def losses_in_span(
         self, origin: np.ndarray, basis: np.ndarray, coeffs: np.ndarray
     ) -> np.ndarray:
-        """Losses at ``origin + coeffs @ basis``, evaluated ``chunk_size`` points at a time."""
+        """Losses at ``origin + coeffs @ basis``, one point at a time (:func:`span_point`).
+
+        Memory is a few vectors of ``dim`` whatever the number of points: the point in the
+        objective's dtype and up to two float64 work vectors.
+        """
         origin = check_vector("origin", origin, dim=self.dim, dtype=self.dtype)
         basis = check_matrix("basis", basis, dim=self.dim, dtype=self.dtype)
         coeffs = np.asarray(coeffs, dtype=np.float64)
@@ -141,11 +146,10 @@ class AbstractObjective:
                 f"`coeffs` must have shape (n_points, {basis.shape[0]}); got {coeffs.shape}."
             )
         out = np.empty(coeffs.shape[0], dtype=np.float64)
-        for start in range(0, coeffs.shape[0], self.chunk_size):
-            chunk = coeffs[start : start + self.chunk_size]
-            points = origin + (chunk @ basis).astype(self.dtype, copy=False)
-            for j, point in enumerate(points):
-                out[start + j] = self.loss(point)
+        work: dict[str, np.ndarray] = {}
+        for j, c in enumerate(coeffs):  # one point at a time: O(dim) memory
+            # a new array per point (a loss may keep the array it was given)
+            out[j] = self.loss(span_point(origin, basis, c, work=work))
         return out
 
     def metrics(self, x: np.ndarray) -> dict[str, float]:
@@ -180,3 +184,59 @@ def require_objective(objective: Any, *members: str, name: str = "objective") ->
                 "`probecore.objective(model, loss_fn, data)`."
             )
     return objective
+
+
+def span_point(
+    origin: np.ndarray,
+    basis: np.ndarray,
+    c: np.ndarray,
+    *,
+    work: dict[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """A new array ``origin + (c @ basis).astype(origin.dtype)``, in ``O(dim)`` memory.
+
+    ``c @ basis`` with a float32 ``basis`` and float64 ``c`` would first copy the whole
+    basis to float64 (``k`` vectors of ``dim``); here the combination is accumulated row
+    by row in float64, skipping zero coefficients, then rounded once to ``origin``'s dtype
+    and added to ``origin``, as the batched expression does. A float64 point is
+    accumulated in place, so one nonzero coefficient costs no vector but the point.
+
+    Parameters
+    ----------
+    origin : numpy.ndarray
+        ``(dim,)``, in the objective's dtype.
+    basis : numpy.ndarray
+        ``(k, dim)``.
+    c : numpy.ndarray
+        ``(k,)`` coefficients (float64).
+    work : dict, optional
+        Float64 scratch vectors, made on first need and reused by later calls that pass
+        the same dict.
+
+    Returns
+    -------
+    numpy.ndarray
+        The point, a new array of ``origin``'s dtype.
+    """
+    work = {} if work is None else work
+    out = np.empty_like(origin)
+    in_place = out.dtype == np.float64
+    acc = out if in_place else work.setdefault("acc", np.empty(origin.size))
+    nonzero = [
+        (float(ci), row)
+        for ci, row in zip(np.asarray(c, np.float64), basis, strict=True)
+        if ci != 0.0
+    ]
+    if not nonzero:
+        acc.fill(0.0)
+    for n, (ci, row) in enumerate(nonzero):
+        if n == 0:
+            np.multiply(row, ci, out=acc, dtype=np.float64)
+        else:
+            term = work.setdefault("term", np.empty(origin.size))
+            np.multiply(row, ci, out=term, dtype=np.float64)
+            acc += term
+    if not in_place:
+        np.copyto(out, acc, casting="same_kind")
+    out += origin
+    return out

@@ -230,7 +230,7 @@ def evaluate_path(
         Which of ``objective.metrics`` to record (True: all, False: none).
     chunk_size : int, optional
         Points per unit of work (default ``objective.chunk_size``, else 64): one
-        ``losses_in_span`` call each, memory ``O(chunk_size · dim)``.
+        ``losses_in_span`` call each (memory ``O(dim)`` with the default one).
     executor : concurrent.futures.Executor, optional
         Runs the chunks (a process pool, or ``dask.distributed.Client.get_executor()``);
         the objective is pickled to the workers, unless ``objective_factory`` is given.

@@ -7,9 +7,10 @@ Every probe that evaluates fixed points (lines, planes, paths) describes them as
 1. cuts the plan into chunks of ``chunk_size`` points (:func:`chunking`);
 2. opens the run's store, if any, and reads back the chunks it holds (:class:`RunState`);
 3. evaluates the missing chunks (:func:`span_chunk`: one
-   :meth:`Objective.losses_in_span` call, so memory ``O(chunk_size · dim)`` however large
-   the plan), serially or on any :class:`concurrent.futures.Executor`, the objective
-   pickled or built once per worker by a factory (:func:`run_chunks`);
+   :meth:`Objective.losses_in_span` call, whose default forms one point at a time, so
+   memory ``O(dim)`` however large the plan), serially or on any
+   :class:`concurrent.futures.Executor`, the objective pickled or built once per worker
+   by a factory (:func:`run_chunks`);
 4. writes each finished chunk to the store as it arrives and advances a progress bar.
 
 Rays draw their directions inside each chunk, so they bring their own chunk task but go
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from probecore._contract.fingerprint import objective_fingerprint
-from probecore._contract.objective import Objective
+from probecore._contract.objective import Objective, span_point
 from probecore._contract.progress import progress_bar
 from probecore._probes.checks import (
     check_executor,
@@ -268,8 +269,9 @@ def span_chunk(
     out = {"loss": np.asarray(obj.losses_in_span(origin, basis, coeffs), dtype=np.float64)}
     if metric_names:
         values = {name: np.full(len(coeffs), np.nan) for name in metric_names}
+        work: dict[str, np.ndarray] = {}
         for i, c in enumerate(coeffs):
-            point = origin + (c @ basis).astype(origin.dtype, copy=False)
+            point = span_point(origin, basis, c, work=work)
             for name, value in obj.metrics(point).items():
                 if name in values:
                     values[name][i] = value
