@@ -180,6 +180,22 @@ def test_power_iteration_reports_non_convergence():
     assert r.converged is False and r.history.size == 20
 
 
+@pytest.mark.parametrize("tol, residual_tol", [(1e-10, 1e-6), (None, 1e-6), (1e-10, None)])
+def test_power_iteration_started_in_the_null_space_starts_again(tol, residual_tol):
+    """H v0 = 0 says nothing of λmax: a Gaussian restart finds it (it returned λ = 0)."""
+    A = np.diag([5.0, 1.0, 0.0, 0.0])
+    v0 = np.array([0.0, 0.0, 1.0, 1.0])  # in the null space
+    r = pc.power_iteration(A, v0=v0, rng=0, tol=tol, residual_tol=residual_tol)
+    assert r.converged and r.eigenvalue == pytest.approx(5.0, rel=1e-6)
+    assert abs(r.eigenvector[0]) == pytest.approx(1.0, rel=1e-3)
+
+
+def test_power_iteration_of_the_zero_operator_is_zero_after_random_starts():
+    r = pc.power_iteration(np.zeros((4, 4)), rng=0)
+    assert r.converged and r.eigenvalue == 0.0
+    assert r.n_matvecs == 1 + 2  # the start and the two Gaussian restarts, each H v = 0
+
+
 def test_lanczos_reports_non_convergence_with_partial_result():
     A = Quadratic.from_spectrum(nn_like_spectrum(500, rng=0), rng=0)
     with pytest.raises(pc.ConvergenceError) as info:

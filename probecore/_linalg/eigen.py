@@ -55,6 +55,9 @@ def _start_vector(name: str, v0: Any, n: int, dtype: np.dtype, rng: np.random.Ge
 # --------------------------------------------------------------------------- power
 
 
+_NULL_RESTARTS = 2  # fresh Gaussian starts after an exact null-space hit, before H = 0
+
+
 def power_iteration(
     A: Any,
     *,
@@ -107,7 +110,9 @@ def power_iteration(
     :math:`|\lambda_2/\lambda_1|^{2k}` and the residual like :math:`|\lambda_2/\lambda_1|^k`,
     so power iteration is slow when the top two eigenvalues are close in magnitude; prefer
     :func:`lanczos`. An eigenvalue of ``H`` always lies within ``residual_norm`` of the
-    returned value.
+    returned value. A start vector in the null space of ``H`` (``H v = 0`` exactly) is
+    replaced by a Gaussian one, twice at most; only then is λ = 0 reported, ``H`` being
+    zero on random vectors.
 
     Examples
     --------
@@ -137,18 +142,27 @@ def power_iteration(
     change = np.inf
     residual = float(np.linalg.norm(w - theta * v))
     converged = False
+    restarts = 0
     it = 0
     for it in range(1, maxiter + 1):
-        scale = abs(theta)
-        ok_change = tol is None or (it > 1 and change <= tol * scale)
-        ok_res = residual_tol is None or residual <= residual_tol * scale
-        if ok_change and ok_res:
-            converged = True
-            break
         wnorm = np.linalg.norm(w)
-        if wnorm == 0.0:  # v is in the null space: H v = 0 exactly
-            converged = True
-            break
+        if wnorm == 0.0:  # H v = 0 exactly: v lies in the null space of H
+            if restarts == _NULL_RESTARTS:  # random starts too: H is zero (almost surely)
+                converged = True
+                break
+            # A start in the null space (a v0 given so, or an unlucky one) says nothing of
+            # the dominant eigenvalue: start again from a Gaussian vector.
+            restarts += 1
+            w = gen.standard_normal(n)
+            wnorm = np.linalg.norm(w)
+            change = np.inf
+        else:
+            scale = abs(theta)
+            ok_change = tol is None or (it > 1 and change <= tol * scale)
+            ok_res = residual_tol is None or residual <= residual_tol * scale
+            if ok_change and ok_res:
+                converged = True
+                break
         if it == maxiter:
             break
         v = w / wnorm
