@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -47,6 +49,44 @@ def test_slq_first_two_moments_within_three_standard_errors(seed):
         est, se = d.moment(p)
         assert se > 0
         assert abs(est - exact) <= 3 * se, (p, est, exact, se)
+
+
+def test_intervals_are_student_t_over_the_probes():
+    """Half-widths use t with n − 1 degrees of freedom (the SE is estimated from n values)."""
+    from scipy import stats
+
+    lam = nn_like_spectrum(200, rng=1)
+    q = Quadratic.from_spectrum(lam, rng=2)
+    d = pc.spectral_density(q, n_probes=5, n_steps=10, rng=0)
+    for p in (1, 2):
+        est, se = d.moment(p)
+        lo, hi = d.moment_interval(p)
+        t = stats.t.ppf(0.975, 4)  # 2.78, not 1.96
+        assert (lo, hi) == (pytest.approx(est - t * se), pytest.approx(est + t * se))
+    tr = pc.hutchpp(q, n_matvecs=30, rng=0)
+    t = stats.t.ppf(0.95, tr.samples.size - 1)
+    assert tr.confidence_interval(0.90) == (
+        pytest.approx(tr.estimate - t * tr.std_error),
+        pytest.approx(tr.estimate + t * tr.std_error),
+    )
+    assert tr.confidence_interval(z=1.96) == (
+        pytest.approx(tr.estimate - 1.96 * tr.std_error),
+        pytest.approx(tr.estimate + 1.96 * tr.std_error),
+    )
+    with pytest.raises(ValueError, match="`confidence` must lie strictly between 0 and 1"):
+        tr.confidence_interval(1.0)
+    with pytest.raises(ValueError, match="`confidence`"):
+        d.moment_interval(1, confidence=1.96)
+
+
+def test_moments_beyond_exact_quadrature_warn():
+    lam = nn_like_spectrum(100, rng=0)
+    d = pc.spectral_density(Quadratic.from_spectrum(lam, rng=1), n_probes=3, n_steps=4, rng=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d.moment(7)  # 2m - 1 = 7: exact, no warning
+    with pytest.warns(RuntimeWarning, match=r"exact only up to degree 2m - 1 = 7.*n_steps >= 5"):
+        d.moment(8)
 
 
 def test_slq_moments_are_exact_quadrature_per_probe():
