@@ -250,3 +250,20 @@ def test_residuals_from_stored_images_equal_those_from_fresh_hvps(monkeypatch, v
     atol = 10 * np.sqrt(300) * EPS64 * np.max(np.abs(kept.eigenvalues))
     for r in (kept, fresh):
         np.testing.assert_allclose(r.residual_norms, _true_residuals(A, r), rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("method", ["lanczos", "eigsh"])
+def test_eig_result_records_the_tolerance_applied(method, tmp_path):
+    """One meaning of `converged`: true residuals within max(tol, 10·√n·ε)·‖H‖."""
+    n = 400
+    A = np.diag(np.linspace(1.0, 3.0, n))
+    r64 = pc.lanczos(A, k=2, tol=1e-8, method=method, rng=0)
+    assert r64.tol_applied == pytest.approx(1e-8)
+    r32 = pc.lanczos(A.astype(np.float32), k=2, tol=1e-8, method=method, rng=0,
+                     raise_on_failure=False)
+    floor = 10 * np.sqrt(n) * np.finfo(np.float32).eps  # 2.4e-5: above the asked 1e-8
+    assert r32.tol == 1e-8 and r32.tol_applied == pytest.approx(floor, rel=1e-6)
+    anorm = np.max(np.abs(r32.eigenvalues))
+    assert r32.converged == bool(np.all(r32.residual_norms <= r32.tol_applied * anorm))
+    pc.save(r32, tmp_path / "eig")
+    assert pc.load(tmp_path / "eig.npz").tol_applied == r32.tol_applied

@@ -456,9 +456,12 @@ def lanczos(
     R = HYc.astype(np.float64) - Yc.astype(np.float64) * theta
     residuals = np.linalg.norm(R, axis=0)
     anorm = max(anorm, float(np.max(np.abs(theta), initial=0.0)), np.finfo(float).tiny)
-    if method == "lanczos":
-        floor = 10 * np.sqrt(n) * np.finfo(dtype).eps * anorm  # rounding in the HVPs themselves
-        converged = converged and bool(np.all(residuals <= max(tol * anorm, floor)))
+    # One meaning of `converged` for both methods: every true residual within the bound
+    # actually applied, tol·‖H‖ or the rounding floor of the HVPs themselves, whichever
+    # is larger (recorded as `tol_applied`, relative to ‖H‖).
+    floor = 10 * np.sqrt(n) * np.finfo(dtype).eps * anorm
+    bound = max(tol * anorm, floor)
+    converged = converged and bool(np.all(residuals <= bound))
     result = EigResult(
         eigenvalues=theta,
         eigenvectors=Yc,
@@ -469,11 +472,13 @@ def lanczos(
         n_restarts=restarts,
         converged=converged,
         tol=tol,
+        tol_applied=bound / anorm,
         seed=seed,
     )
     if not converged and raise_on_failure:
+        applied = "" if bound == tol * anorm else f" (applied: {bound / anorm:.2g}, the floor)"
         raise ConvergenceError(
-            f"{method} did not converge to tol={tol:g} for k={k} ({which}) within "
+            f"{method} did not converge to tol={tol:g}{applied} for k={k} ({which}) within "
             f"maxiter={maxiter}; largest residual "
             f"{np.max(residuals) if residuals.size else float('nan'):.3g}. "
             "Raise `maxiter` or `ncv`, loosen `tol`, or pass raise_on_failure=False to take "
