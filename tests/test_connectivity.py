@@ -21,7 +21,8 @@ def test_ring_linear_barrier_is_exactly_one():
     r = pc.evaluate_path(Ring(), A, B, n_points=11)
     assert r.barrier == 1.0 and r.barrier_mean == 1.0 and r.t_max == 0.5
     assert r.losses[0] == r.losses[-1] == 0.0
-    assert r.n_loss_evals == 11 and r.kind == "line"
+    # the grid, then 8 evaluations to refine each of the two maxima (never above 1 here)
+    assert r.n_loss_evals == 11 + 2 * 8 and r.kind == "line" and r.refined
 
 
 def test_fitted_quadratic_bezier_follows_the_ring():
@@ -259,7 +260,7 @@ def test_chunked_path_equals_unchunked():
     whole = pc.evaluate_path(f, curve, n_points=13)
     chunked = pc.evaluate_path(f, curve, n_points=13, chunk_size=4)
     _assert_same_path(chunked, whole)
-    assert chunked.n_loss_evals == chunked.n_metric_evals - 1 == 13
+    assert chunked.n_loss_evals - 2 * 8 == chunked.n_metric_evals - 1 == 13
     assert whole.metric_names == ("accuracy",) and whole.metadata["store"] is None
 
 
@@ -278,7 +279,7 @@ def test_path_on_a_process_pool_equals_serial():
         )
     _assert_same_path(pooled, serial)
     _assert_same_path(built, serial)
-    assert pooled.n_loss_evals == 11
+    assert pooled.n_loss_evals == 11 + 2 * 8  # refined in this process
     with pytest.raises(ValueError, match="pass an `executor` too"):
         pc.evaluate_path(f, curve, objective_factory=_make_logreg)
 
@@ -286,7 +287,7 @@ def test_path_on_a_process_pool_equals_serial():
 def test_stored_path_resumes_where_it_stopped_and_loads_back(tmp_path, monkeypatch):
     f = _logreg()
     curve = _bezier(f)
-    kw = dict(n_points=21, chunk_size=4)
+    kw = dict(n_points=21, chunk_size=4, refine=0)  # load_run reads barriers off the grid
     fresh = pc.evaluate_path(f, curve, **kw)
     calls = {"n": 0}
     original = type(f).losses_in_span
@@ -363,7 +364,9 @@ _KILL_SCRIPT = textwrap.dedent(
     b = q.x0 + np.random.default_rng(1).standard_normal(q.dim)
     bend = 0.5 * (q.x0 + b) + np.random.default_rng(2).standard_normal(q.dim)
     curve = pc.Curve(kind="bezier", points=np.stack([q.x0, bend, b]))
-    r = pc.evaluate_path(q, curve, n_points=61, chunk_size=5, store=store, progress=False)
+    r = pc.evaluate_path(
+        q, curve, n_points=61, chunk_size=5, store=store, progress=False, refine=0
+    )
     print(r.n_loss_evals)
     """
 )
@@ -420,3 +423,44 @@ def test_a_path_ending_at_an_infinite_loss_has_an_infinite_barrier(end):
     assert np.isinf(r.losses[-1])
     assert r.barrier == np.inf and r.barrier_mean == np.inf
     assert r.t_max == 1.0
+
+
+class _Bump(pc.AbstractObjective):
+    """``L(x) = −(x − 0.37)²`` in one dimension: along 0 → 1 a peak between grid points."""
+
+    dim, dtype, x0 = 1, np.dtype(np.float64), np.zeros(1)
+    layout = pc.Layout.from_shapes([("x", (1,), "other")])
+
+    def loss(self, x):
+        return float(-((x[0] - 0.37) ** 2))
+
+    def grad(self, x):
+        return np.array([-2.0 * (x[0] - 0.37)])
+
+    def hvp(self, x, v):
+        return -2.0 * np.asarray(v, dtype=np.float64)
+
+
+def test_barriers_are_refined_between_grid_points():
+    """Golden-section search finds the peak at t = 0.37 that an 11-point grid misses.
+
+    After the two first evaluations each of the 6 more shrinks the bracket [0.3, 0.5] by
+    0.618: the peak is located within 0.2·0.618**6 = 0.011, so the loss there is within
+    0.011² of the true maximum 0 (the grid's best, at t = 0.4, is −9e-4 below it).
+    """
+    bump, a, b = _Bump(), np.zeros(1), np.ones(1)
+    grid = pc.evaluate_path(bump, a, b, n_points=11, refine=0)
+    fine = pc.evaluate_path(bump, a, b, n_points=11)
+    ends = (-(0.37**2), -(0.63**2))
+    assert not grid.refined and fine.refined
+    assert grid.t_max == pytest.approx(0.4) and grid.n_loss_evals == 11
+    width = 0.2 * 0.618**6
+    assert abs(fine.t_max - 0.37) <= width
+    assert 0.0 - width**2 <= fine.barrier_mean + np.mean(ends) <= 0.0
+    assert fine.barrier_mean > grid.barrier_mean and fine.n_loss_evals == 11 + 16
+    # Entezari et al.'s barrier: the excess over the interpolated ends, −t² + t here,
+    # is largest at t = 0.5 (on the grid): 0.25; refinement keeps it
+    assert grid.barrier_interp == pytest.approx(0.25, abs=1e-15)
+    assert fine.barrier_interp == pytest.approx(0.25, abs=1e-15)
+    with pytest.raises(ValueError, match="`refine` must be 0"):
+        pc.evaluate_path(bump, a, b, refine=1)

@@ -48,11 +48,22 @@ class PathResult(GridBase):
         Mask of the points computed: all True, except for an interrupted stored run read
         back with :func:`probecore.load_run`, whose barriers are then NaN.
     barrier : float
-        ``max_t L(φ(t)) − max(L(start), L(end))`` (Garipov et al.'s definition).
+        ``max_t L(φ(t)) − max(L(start), L(end))``: how far the path rises above the higher
+        endpoint (zero when it never does).
     barrier_mean : float
-        ``max_t L(φ(t)) − (L(start) + L(end))/2`` (Frankle et al. 2020).
+        ``max_t L(φ(t)) − (L(start) + L(end))/2``, the barrier height of Frankle et al.
+        (2020) (who measure it on the error).
+    barrier_interp : float
+        ``max_t [L(φ(t)) − ((1 − t)·L(start) + t·L(end))]``, the loss barrier of Entezari
+        et al. (2022): the largest excess over the linear interpolation of the endpoint
+        losses.
     t_max : float
         Where the loss is largest.
+    refined : bool
+        Whether the maxima were refined between grid points (golden-section search in
+        the two grid intervals around each grid maximum; ``refine`` evaluations each,
+        counted in ``n_loss_evals``). False for a stored run read back, whose barriers
+        are read off its grid.
     metric_names : tuple of str
     metric_values : numpy.ndarray
         ``(n_metrics, len(ts))``.
@@ -74,6 +85,8 @@ class PathResult(GridBase):
     barrier: float
     barrier_mean: float
     t_max: float
+    barrier_interp: float = float("nan")
+    refined: bool = False
     metric_names: tuple = ()
     metric_values: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     metric_barriers: dict = field(default_factory=dict)
@@ -96,9 +109,13 @@ def _path_result(
     computed: np.ndarray,
     names: tuple,
     values: np.ndarray,
+    extra: tuple[np.ndarray, np.ndarray] | None = None,
     **fields: Any,
 ) -> PathResult:
-    """A PathResult with its barriers: NaN unless every point was computed."""
+    """A PathResult with its barriers: NaN unless every point was computed.
+
+    ``extra`` holds the ``(t, loss)`` of refinement points, which count for the maxima.
+    """
     if not np.all(computed):
         nan = float("nan")
         return PathResult(
@@ -114,9 +131,16 @@ def _path_result(
             **fields,
         )
     ends = losses[[0, -1]]
+    at, vals = (ts, losses) if extra is None else (
+        np.concatenate([ts, extra[0]]),
+        np.concatenate([losses, extra[1]]),
+    )
     # a non-finite loss on the path (overflow far from the minima) is an infinite barrier
-    ranked = np.where(np.isfinite(losses), losses, np.inf)
+    ranked = np.where(np.isfinite(vals), vals, np.inf)
     peak = float(ranked.max())
+    excess = (
+        ranked - ((1.0 - at) * ends[0] + at * ends[1]) if np.isfinite(peak) else ranked
+    )
     barriers = {
         name: float(np.min(values[i, [0, -1]]) - np.min(values[i])) for i, name in enumerate(names)
     }
@@ -127,7 +151,9 @@ def _path_result(
         # an infinite peak is an infinite barrier, even at an endpoint (not inf − inf = NaN)
         barrier=peak if np.isinf(peak) else float(peak - np.max(ends)),
         barrier_mean=peak if np.isinf(peak) else float(peak - np.mean(ends)),
-        t_max=float(ts[int(np.argmax(ranked))]),
+        barrier_interp=peak if np.isinf(peak) else float(excess.max()),
+        t_max=float(at[int(np.argmax(ranked))]),
+        refined=extra is not None,
         metric_names=names,
         metric_values=values,
         metric_barriers=barriers,
@@ -193,6 +219,52 @@ def _check_path_budget(what: str, n_points: int, n_coeffs: int, n_metrics: int) 
     )
 
 
+_GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
+
+
+def _refine_maxima(
+    loss_at: Callable[[float], float], ts: np.ndarray, losses: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Golden-section refinement of the loss maximum and of the interpolation excess.
+
+    For each of the two functions of ``t`` whose maxima define the barriers, ``L(φ(t))``
+    and ``L(φ(t)) − ((1 − t)·L(0) + t·L(1))``, searches the two grid intervals around the
+    grid maximum with ``n >= 2`` loss evaluations each (after the first two, each one
+    shrinks the bracket by 0.618). A smooth peak between grid points is then located to
+    about ``0.618**(n - 1)`` of two grid steps; the grid's own values stay among the
+    candidates, so refinement never lowers a barrier.
+    """
+    ends = losses[[0, -1]]
+    found_t: list[float] = []
+    found_l: list[float] = []
+    for shift in (False, True):
+        def score(t: float, value: float, shift: bool = shift) -> float:
+            return value - ((1.0 - t) * ends[0] + t * ends[1]) if shift else value
+
+        grid = np.array([score(t, v) for t, v in zip(ts, losses, strict=True)])
+        i = int(np.argmax(grid))
+        lo, hi = float(ts[max(i - 1, 0)]), float(ts[min(i + 1, ts.size - 1)])
+
+        def evaluate(t: float, score: Callable[[float, float], float] = score) -> float:
+            value = loss_at(t)
+            found_t.append(t)
+            found_l.append(value)
+            return score(t, value)
+
+        c, d = hi - _GOLDEN * (hi - lo), lo + _GOLDEN * (hi - lo)
+        fc, fd = evaluate(c), evaluate(d)
+        for _ in range(n - 2):
+            if fc >= fd:  # the maximum lies in [lo, d]
+                hi, d, fd = d, c, fc
+                c = hi - _GOLDEN * (hi - lo)
+                fc = evaluate(c)
+            else:  # in [c, hi] (also when a value is NaN)
+                lo, c, fc = c, d, fd
+                d = lo + _GOLDEN * (hi - lo)
+                fd = evaluate(d)
+    return np.asarray(found_t, dtype=np.float64), np.asarray(found_l, dtype=np.float64)
+
+
 def evaluate_path(
     objective: Objective,
     path: Any,
@@ -200,6 +272,7 @@ def evaluate_path(
     *,
     ts: Any = None,
     n_points: int = 31,
+    refine: int = 8,
     metrics: Any = True,
     chunk_size: int | None = None,
     executor: Executor | None = None,
@@ -215,8 +288,9 @@ def evaluate_path(
     objective : Objective
         Evaluates the loss (and ``metrics``) at each point. For a model with BatchNorm,
         build it with ``batchnorm="batch"`` (PyTorch backend) to recompute the
-        normalization statistics from the data at each ``t``, as Garipov et al. do: the
-        running statistics of either endpoint do not suit points between them.
+        normalization statistics from the data at each ``t`` (with the whole data set as
+        one batch, what Garipov et al.'s ``update_bn`` does): the running statistics of
+        either endpoint do not suit points between them.
     path : Curve, or a start point (flat vector or Objective)
         The curve; or, with ``end``, the start of the straight segment.
     end : flat vector or Objective, optional
@@ -226,6 +300,11 @@ def evaluate_path(
         ``n_points`` equally spaced values.
     n_points : int
         Number of points when ``ts`` is not given (at least 2).
+    refine : int
+        Loss evaluations spent locating each barrier's maximum between grid points
+        (golden-section search around the grid maximum; two searches: the loss and its
+        excess over the interpolated endpoint losses). 0 reads the barriers off the grid;
+        otherwise at least 2. Done in this process, after the grid, and not stored.
     metrics : bool, str or sequence of str
         Which of ``objective.metrics`` to record (True: all, False: none).
     chunk_size : int, optional
@@ -287,6 +366,9 @@ def evaluate_path(
         )
     # the memory check comes before any array of n_points values, and before the metrics
     # cost an evaluation; it is repeated once the number of metrics is known
+    refine = check_int("refine", refine, lo=0)
+    if refine == 1:
+        raise ValueError("`refine` must be 0 (no refinement) or at least 2; got 1.")
     n_coeffs = int(curve.points.shape[0])
     if ts is None:
         n_points = check_int("n_points", n_points, lo=2)
@@ -331,14 +413,23 @@ def evaluate_path(
         },
     )
     _check_endpoint_losses(own, [path, end], out.losses[[0, -1]], dtype)
+    extra = None
+    if refine and np.all(out.computed) and np.all(np.isfinite(out.losses)):
+
+        def loss_at(t: float) -> float:
+            coeffs = curve.coefficients(np.array([t]))[:, 1:]
+            return float(objective.losses_in_span(plan.origin, plan.basis, coeffs)[0])
+
+        extra = _refine_maxima(loss_at, ts, out.losses, refine)
     return _path_result(
         ts,
         out.losses,
         out.computed,
         names,
         out.metric_values(),
+        extra=extra,
         kind=curve.kind,
-        n_loss_evals=out.n_loss_evals,
+        n_loss_evals=out.n_loss_evals + (0 if extra is None else extra[0].size),
         n_metric_evals=out.n_metric_evals + metric_discovery_evals(metrics),
         metadata=out.metadata,
     )
