@@ -337,8 +337,13 @@ def _as_batch_list(data: Any) -> list[Any]:
     return [data]  # a custom pytree of arrays
 
 
-def _convert_batch(index: int, batch: Any, dtype: np.dtype) -> tuple[Any, int]:
-    """The batch with jax leaves (floating ones in ``dtype``) and its number of examples."""
+def _convert_batch(
+    index: int, batch: Any, dtype: np.dtype, check: bool = True
+) -> tuple[Any, int]:
+    """The batch with jax leaves (floating ones in ``dtype``) and its number of examples.
+
+    ``check=False`` skips the scan for non-finite values (a streamed batch seen before).
+    """
     leaves, treedef = jax.tree_util.tree_flatten(batch)
     if not leaves:
         raise ValueError(f"batch {index} of `data` holds no arrays.")
@@ -351,7 +356,7 @@ def _convert_batch(index: int, batch: Any, dtype: np.dtype) -> tuple[Any, int]:
             )
         leaf_dtype = np.dtype(leaf.dtype)
         array = _as_jax(leaf, dtype if _is_float(leaf_dtype) else None)
-        if _is_float(leaf_dtype):
+        if check and _is_float(leaf_dtype):
             bad = ~jnp.isfinite(array)
             if bool(bad.any()):
                 where = tuple(int(k) for k in np.argwhere(np.asarray(bad))[0])
@@ -372,6 +377,32 @@ def _convert_batch(index: int, batch: Any, dtype: np.dtype) -> tuple[Any, int]:
     if n == 0:
         raise ValueError(f"batch {index} of `data` has no examples.")
     return jax.tree_util.tree_unflatten(treedef, converted), n
+
+
+def _check_stream(data: Any) -> Any:
+    """``data`` for ``stream=True``: an iterable that can be iterated again, in one order."""
+    if data is None or isinstance(data, _Batches):
+        return data
+    one_batch = isinstance(data, list | tuple) and any(_is_array(d) for d in data)
+    if one_batch or _is_array(data) or isinstance(data, Mapping) or not isinstance(data, Iterable):
+        raise TypeError(
+            "stream=True needs `data` to be an iterable of batches that can be iterated again "
+            "(a list, a data loader); got one batch of type "
+            f"{type(data).__name__}. Pass it with stream=False (the default)."
+        )
+    if iter(data) is data:
+        raise TypeError(
+            f"stream=True needs `data` to be iterable more than once, but a "
+            f"{type(data).__name__} is exhausted after one pass (a generator or iterator). "
+            "Pass a list or an object whose __iter__ starts a new pass each time (e.g. a "
+            "class wrapping the generator function), or stream=False to read it once."
+        )
+    return data
+
+
+def _batch_digest(batch: Any) -> str:
+    """Digest of one converted batch's leaves (dtype, shape and bytes)."""
+    return digest([np.asarray(a) for a in jax.tree_util.tree_leaves(batch)])
 
 
 def _pad_size(m: int, cap: int) -> int:
@@ -484,6 +515,14 @@ class JaxObjective(AbstractObjective):
         Where parameters and data live and the functions run: a :class:`jax.Device` or
         ``"cpu"``, ``"gpu"``, ``"tpu"``, ``"gpu:1"`` (platform and index among
         ``jax.devices(platform)``). Default: JAX's default device.
+    stream : bool
+        False (default): the batches are read once and kept on the device. True: ``data``
+        is an iterable of batches that is iterated again for every evaluation (a list of
+        host arrays, a loader whose ``__iter__`` starts a new pass), one batch on the
+        device at a time, for data sets larger than device memory. It must yield the
+        same batches in the same order each pass (checked by their sizes); a generator
+        is refused. The first pass checks and digests every batch; HVPs are never cached
+        across batches (no linearization), and a :meth:`subset` is held in memory.
 
     Attributes
     ----------
@@ -529,6 +568,7 @@ class JaxObjective(AbstractObjective):
         check_determinism: bool = True,
         layout: Any = None,
         device: Any = None,
+        stream: bool = False,
     ) -> None:
         if not callable(loss_fn):
             raise TypeError(
@@ -547,7 +587,11 @@ class JaxObjective(AbstractObjective):
         self._fns = _Functions(loss_fn, metrics_fn, self._params.build)
         self._metric_keys: tuple[str, ...] | None = None
         self._zero_cache: dict[tuple, jax.Array] = {}
-        self._set_batches(_as_batch_list(data))
+        self._stream: Any = None
+        if check_bool("stream", stream):
+            self._set_stream(_check_stream(data))
+        else:
+            self._set_batches(_as_batch_list(data))
         self._loss_dtype = self._check_loss_output()
         self._check_at_x0(check_determinism)
 
@@ -572,6 +616,39 @@ class JaxObjective(AbstractObjective):
             batches.append(batch)
             sizes.append(n)
         self._batches = batches
+        self._first = batches[0]
+        self._data_digest = digest([_batch_digest(b) for b in batches], stable_repr(treedef0))
+        self._set_sizes(sizes)
+
+    def _set_stream(self, data: Any) -> None:
+        """One pass over a streamed data set: check it, count and digest its batches."""
+        if data is None:
+            raise TypeError("`data` is required: an iterable of batches (stream=True).")
+        dtype = self._params.dtype
+        sizes, digests, treedef0, first = [], [], None, None
+        for i, raw_batch in enumerate(data):
+            batch, n = _convert_batch(i, raw_batch, dtype)
+            treedef = jax.tree_util.tree_structure(batch)
+            if treedef0 is None:
+                treedef0, first = treedef, self._place(batch)
+            elif treedef != treedef0:
+                raise ValueError(
+                    f"batch {i} of `data` has structure {treedef} but batch 0 has {treedef0}; "
+                    "all batches must hold the same arrays."
+                )
+            sizes.append(n)
+            digests.append(_batch_digest(batch))
+        if not sizes:
+            raise ValueError("`data` yielded no batches.")
+        self._stream, self._batches, self._first = data, None, first
+        self._data_digest = digest(digests, stable_repr(treedef0))
+        self._set_sizes(sizes)
+
+    def _place(self, batch: Any) -> Any:
+        return batch if self._params.device is None else jax.device_put(batch, self._params.device)
+
+    def _set_sizes(self, sizes: list[int]) -> None:
+        dtype = self._params.dtype
         self._sizes = tuple(sizes)
         total = sum(sizes)
         self.n_examples = total
@@ -583,7 +660,7 @@ class JaxObjective(AbstractObjective):
 
     def _check_loss_output(self) -> np.dtype:
         x = self._params.put(self._params.x0)
-        out = jax.eval_shape(self._fns.f, x, self._params.consts, self._batches[0])
+        out = jax.eval_shape(self._fns.f, x, self._params.consts, self._first)
         shape = getattr(out, "shape", None)
         if shape != ():
             what = f"shape {shape}" if shape is not None else f"a {type(out).__name__}"
@@ -670,8 +747,28 @@ class JaxObjective(AbstractObjective):
 
     def _each_batch(self):
         consts = self._params.consts
-        for w, batch in zip(self._weights, self._batches, strict=True):
-            yield w, consts, batch
+        if self._stream is None:
+            for w, batch in zip(self._weights, self._batches, strict=True):
+                yield w, consts, batch
+            return
+        # streamed: one batch on the device at a time, read again on every pass
+        n = 0
+        for i, raw_batch in enumerate(self._stream):
+            batch, size = _convert_batch(i, raw_batch, self._params.dtype, check=False)
+            if i >= len(self._sizes) or size != self._sizes[i]:
+                raise RuntimeError(
+                    f"the streamed `data` changed between passes: batch {i} has {size} "
+                    "examples, where the first pass had "
+                    f"{self._sizes[i] if i < len(self._sizes) else 'no such batch'}. "
+                    "A streamed data set must yield the same batches in the same order."
+                )
+            n += 1
+            yield self._weights[i], consts, self._place(batch)
+        if n != len(self._sizes):
+            raise RuntimeError(
+                f"the streamed `data` changed between passes: {n} batches, where the first "
+                f"pass had {len(self._sizes)}."
+            )
 
     def loss(self, x: np.ndarray) -> float:
         """Mean loss over the data set at ``x``."""
@@ -695,6 +792,8 @@ class JaxObjective(AbstractObjective):
         return self.loss_and_grad(x)[1]
 
     def _linearize_fits(self, xj: jax.Array) -> bool:
+        if self._stream is not None:
+            return False  # the cache would hold residuals of every batch
         if self._use_linearize is None:
             by_shape: dict[Any, int] = {}
             total = 0
@@ -809,7 +908,7 @@ class JaxObjective(AbstractObjective):
 
     def _check_metrics_output(self, xj: jax.Array) -> tuple[str, ...]:
         if self._metric_keys is None:
-            out = jax.eval_shape(self._fns.metrics_raw, xj, self._params.consts, self._batches[0])
+            out = jax.eval_shape(self._fns.metrics_raw, xj, self._params.consts, self._first)
             if not isinstance(out, Mapping):
                 raise TypeError(
                     "`metrics_fn(params, batch)` must return a dict of scalar means; got "
@@ -844,13 +943,7 @@ class JaxObjective(AbstractObjective):
                 "state": digest(p.state_digest_parts(), [stable_repr(v) for v in p.statics]),
                 "loss_fn": f"{callable_name(self._loss_fn)}"
                 + (f" metrics {callable_name(self._metrics_fn)}" if self._metrics_fn else ""),
-                "data": digest(
-                    [
-                        [np.asarray(a) for a in jax.tree_util.tree_leaves(b)]
-                        for b in self._batches
-                    ],
-                    stable_repr(jax.tree_util.tree_structure(self._batches[0])),
-                ),
+                "data": self._data_digest,
             }
         return dict(self._fingerprint)
 
@@ -877,10 +970,14 @@ class JaxObjective(AbstractObjective):
         starts = np.cumsum((0,) + self._sizes)
         which = np.searchsorted(starts, idx, side="right") - 1
         pieces, positions = [], []
-        for b in np.unique(which):
+        wanted = set(np.unique(which).tolist())
+        source = self._batches if self._stream is None else (b for _, _, b in self._each_batch())
+        for b, batch in enumerate(source):  # a streamed data set is read once more
+            if b not in wanted:
+                continue
             mask = which == b
             local = jnp.asarray(idx[mask] - starts[b])
-            pieces.append(jax.tree_util.tree_map(lambda a, i=local: a[i], self._batches[b]))
+            pieces.append(jax.tree_util.tree_map(lambda a, i=local: a[i], batch))
             positions.append(np.flatnonzero(mask))
         order = jnp.asarray(np.argsort(np.concatenate(positions), kind="stable"))
         gathered = jax.tree_util.tree_map(
@@ -893,6 +990,7 @@ class JaxObjective(AbstractObjective):
         ]
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
+        new._stream = None  # a subset is held in memory, even of a streamed data set
         new._set_batches(batches)
         return new
 
@@ -910,25 +1008,29 @@ class JaxObjective(AbstractObjective):
         The device travels as ``"platform:id"``; an Equinox module pickles when its static
         parts (activation functions) do, e.g. with cloudpickle.
         """
-        batches = [jax.tree_util.tree_map(np.asarray, b) for b in self._batches]
+        if self._stream is None:
+            data = _Batches([jax.tree_util.tree_map(np.asarray, b) for b in self._batches])
+        else:
+            data = self._stream  # pickles when the loader does
         dev = self._params.device
         return (
             _rebuild,
             (
                 self._loss_fn,
                 self._params.original(),
-                _Batches(batches),
+                data,
                 self.dtype.str,
                 self._metrics_fn,
                 self.hvp_chunk,
                 self.layout,
                 None if dev is None else f"{dev.platform}:{dev.id}",
+                self._stream is not None,
             ),
         )
 
 
 def _rebuild(
-    loss_fn, params, data, dtype, metrics_fn, hvp_chunk, layout=None, device=None
+    loss_fn, params, data, dtype, metrics_fn, hvp_chunk, layout=None, device=None, stream=False
 ) -> JaxObjective:
     return JaxObjective(
         loss_fn,
@@ -940,4 +1042,5 @@ def _rebuild(
         check_determinism=False,
         layout=layout,
         device=device,
+        stream=stream,
     )

@@ -15,7 +15,15 @@ from probecore.backend import hookimpl
 __all__ = ["OPTIONS", "probecore_make_objective"]
 
 #: Keyword options of :func:`probecore.objective` that the JAX backend understands.
-OPTIONS = ("dtype", "metrics_fn", "hvp_chunk", "check_determinism", "layout", "device")
+OPTIONS = (
+    "dtype",
+    "metrics_fn",
+    "hvp_chunk",
+    "check_determinism",
+    "layout",
+    "device",
+    "stream",
+)
 
 
 def _is_jax_model(model: Any) -> bool:
