@@ -1,4 +1,4 @@
-"""The data of a torch objective: batches read once, checked, on the objective's device.
+"""The data of a torch objective: batches read once (or streamed), checked, on the device.
 
 A batch is an ``(inputs, targets)`` pair or a mapping (Hugging Face style, called as
 ``model(**batch)``); nested tuples and dicts are converted leaf by leaf, floating tensors
@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from torch.utils.data import RandomSampler, SubsetRandomSampler, WeightedRandomSampler
 
 from probecore.backend import check_int
 
@@ -200,35 +201,128 @@ def _read_batches(
             )
         batches = []
         for i, batch in enumerate(data):
-            if isinstance(batch, Mapping):
-                made = _dict_batch(i, _as_tensor(batch, device, dtype))
-            elif isinstance(batch, tuple | list) and len(batch) == 2:
-                made = _pair_batch(i, *(_as_tensor(t, device, dtype) for t in batch), forward)
-            else:
-                raise TypeError(
-                    f"batch {i} of `data` must be an (inputs, targets) pair or a mapping "
-                    f"such as {{'input_ids': ..., 'labels': ...}}; got {type(batch).__name__}."
-                )
-            if batches and made.is_dict != batches[0].is_dict:
-                raise TypeError(
-                    f"batch {i} of `data` is {'a mapping' if made.is_dict else 'a pair'} but "
-                    f"batch 0 is {'a mapping' if batches[0].is_dict else 'a pair'}; all "
-                    "batches must be of one kind."
-                )
+            made = _convert_batch(i, batch, device, dtype, forward)
+            _check_kind(i, made, batches[0] if batches else None)
             batches.append(made)
     batches = [b for b in batches if b.count]
     if not batches:
         raise ValueError("`data` holds no examples.")
     for i, b in enumerate(batches):
-        if b.is_dict:
-            for path, t in _leaves(b.inputs):
-                _refuse_non_finite(i, f"entry {path[1:-1]}" if path.count("[") == 1 else path, t)
-        else:
-            for path, t in _leaves(b.inputs):
-                _refuse_non_finite(i, f"inputs{path}", t)
-            for path, t in _leaves(b.target):
-                _refuse_non_finite(i, f"targets{path}", t)
+        _check_finite(i, b)
     return batches
+
+
+def _convert_batch(
+    i: int, batch: Any, device: torch.device, dtype: torch.dtype, forward: Any
+) -> _Batch:
+    """Batch ``i`` of an iterable on ``device`` (floating tensors ``dtype``), checked."""
+    if isinstance(batch, Mapping):
+        return _dict_batch(i, _as_tensor(batch, device, dtype))
+    if isinstance(batch, tuple | list) and len(batch) == 2:
+        return _pair_batch(i, *(_as_tensor(t, device, dtype) for t in batch), forward)
+    raise TypeError(
+        f"batch {i} of `data` must be an (inputs, targets) pair or a mapping "
+        f"such as {{'input_ids': ..., 'labels': ...}}; got {type(batch).__name__}."
+    )
+
+
+def _check_kind(i: int, made: _Batch, first: _Batch | None) -> None:
+    """Refuse a batch of another kind (pair or mapping) than the first."""
+    if first is not None and made.is_dict != first.is_dict:
+        raise TypeError(
+            f"batch {i} of `data` is {'a mapping' if made.is_dict else 'a pair'} but "
+            f"batch 0 is {'a mapping' if first.is_dict else 'a pair'}; all "
+            "batches must be of one kind."
+        )
+
+
+def _check_finite(i: int, b: _Batch) -> None:
+    """Refuse NaN or infinity in the floating tensors of batch ``i``."""
+    if b.is_dict:
+        for path, t in _leaves(b.inputs):
+            _refuse_non_finite(i, f"entry {path[1:-1]}" if path.count("[") == 1 else path, t)
+    else:
+        for path, t in _leaves(b.inputs):
+            _refuse_non_finite(i, f"inputs{path}", t)
+        for path, t in _leaves(b.target):
+            _refuse_non_finite(i, f"targets{path}", t)
+
+
+_SHUFFLING_SAMPLERS = (RandomSampler, SubsetRandomSampler, WeightedRandomSampler)
+
+
+def _check_stream(data: Any, batch_size: int | None) -> None:
+    """Refuse ``data`` that cannot be streamed: read once, shuffled, or a whole data set.
+
+    A streamed objective reads ``data`` again at every evaluation, so ``iter(data)`` must
+    give the same batches in the same order each time.
+    """
+    if data is None:
+        raise TypeError(
+            "`data` is required: with stream=True, a re-iterable of batches such as a "
+            "torch DataLoader (shuffle=False)."
+        )
+    if isinstance(data, Mapping) or (
+        isinstance(data, tuple | list)
+        and len(data) == 2
+        and isinstance(data[1], torch.Tensor | np.ndarray)
+    ):
+        raise TypeError(
+            "stream=True reads `data` batch by batch at every evaluation, but `data` is a "
+            f"whole data set ({type(data).__name__} of tensors) already in memory. Pass "
+            "stream=False with batch_size=... to bound the memory of each pass, or stream it "
+            "from the host: data=DataLoader(TensorDataset(inputs, targets), batch_size=...)."
+        )
+    if batch_size is not None:
+        raise TypeError(
+            "`batch_size` applies only when `data` is the whole data set; with stream=True "
+            f"the batches are those `data` yields (got batch_size={batch_size!r}). Set the "
+            "batch size in your DataLoader instead."
+        )
+    if not isinstance(data, Iterable):
+        raise TypeError(
+            "with stream=True, `data` must be a re-iterable of batches (e.g. a DataLoader); "
+            f"got {type(data).__name__}."
+        )
+    if isinstance(data, Iterator):  # a generator, iter(list), map(...): read once
+        raise TypeError(
+            "with stream=True, `data` is read again at every evaluation, but it is a "
+            f"one-shot iterator ({type(data).__name__}), which can be read only once. "
+            "Pass a re-iterable: a DataLoader, a list of batches, or an object whose "
+            "__iter__ returns a fresh generator, e.g. "
+            "class Batches: def __iter__(self): return make_batches()."
+        )
+    sampler = getattr(data, "sampler", None)
+    batch_sampler = getattr(data, "batch_sampler", None)
+    for s in (sampler, getattr(batch_sampler, "sampler", None)):
+        if isinstance(s, _SHUFFLING_SAMPLERS):
+            raise ValueError(
+                "with stream=True, `data` is read again at every evaluation and must give "
+                "the same batches in the same order each time, but it is a DataLoader with "
+                f"a {type(s).__name__} (shuffle=True): every pass would mix different batches "
+                "and the loss, gradients and HVPs would change between calls. Build it with "
+                "shuffle=False (the order does not change the mean loss)."
+            )
+
+
+def _stream_batches(
+    data: Any, device: torch.device, dtype: torch.dtype, forward: Any
+) -> Iterator[_Batch]:
+    """The batches of ``data`` one at a time on ``device``, empty batches skipped.
+
+    Each batch is converted and its structure checked (not its values: the construction
+    pass does that once); only the batch being yielded is referenced here.
+    """
+    first: _Batch | None = None
+    for i, batch in enumerate(data):
+        made = _convert_batch(i, batch, device, dtype, forward)
+        del batch
+        _check_kind(i, made, first)
+        if first is None:
+            first = made._replace(inputs=None, target=None)
+        if made.count:
+            yield made
+        del made
 
 
 def _refuse_non_finite(batch: int, what: str, t: Any) -> None:

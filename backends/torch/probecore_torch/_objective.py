@@ -23,7 +23,16 @@ from probecore.backend import (
     digest,
     stable_repr,
 )
-from probecore_torch._data import _Batch, _cat, _channels_last, _read_batches, _take
+from probecore_torch._data import (
+    _Batch,
+    _cat,
+    _channels_last,
+    _check_finite,
+    _check_stream,
+    _read_batches,
+    _stream_batches,
+    _take,
+)
 from probecore_torch._layout import _padding_rows, _structural_layout
 
 __all__ = ["TorchObjective"]
@@ -77,6 +86,7 @@ class TorchObjective(AbstractObjective):
         ``forward`` for a tuple or list. The loss is the example-weighted mean of the
         batch means (examples: the leading dimension of the targets, of ``labels``, or
         of the mapping's first tensor), so a short last batch is not over-weighted.
+        With ``stream=True``: a re-iterable of batches, read again at every evaluation.
     dtype : {torch.float32, torch.float64, numpy dtypes, "float32", "float64"}, optional
         Precision of the flat vectors and of the computation (default: the parameters').
     device : str or torch.device, optional
@@ -123,6 +133,22 @@ class TorchObjective(AbstractObjective):
         (1.3× per loss on the digits CNN of ``docs/benchmarks.md``); otherwise as given.
         The layout changes only the order of float sums (float32 losses move by a few
         ulps); gradients and HVPs measured the same speed in either layout.
+    stream : bool
+        Do not keep the data on the device: every evaluation (loss, gradient, HVP,
+        metrics) reads ``data`` again and moves one batch at a time to ``device``, for
+        data sets larger than device memory. ``data`` must then be a re-iterable of
+        batches whose ``iter()`` gives the same batches in the same order every time: a
+        ``DataLoader`` with ``shuffle=False``, a list of batches, or an object whose
+        ``__iter__`` returns a fresh generator. One-shot iterators (generators),
+        shuffling ``DataLoader`` objects and whole data sets (a pair or a mapping: use
+        ``batch_size`` instead, or wrap them in a ``DataLoader``) are refused. Construction
+        makes one pass (example counts, value checks, the fingerprint's data digest) and
+        keeps no batch. HVPs rebuild each batch's gradient graph for every product
+        (:meth:`hvp_many`: once per call for all its vectors), so ``retain_graph`` has no
+        effect. Results and fingerprints equal those of ``stream=False`` on the same
+        batches (the same sums in the same order; the data are digested batch by batch in
+        both). :meth:`subset` returns an objective holding the selected examples on the
+        device.
 
     Raises
     ------
@@ -131,7 +157,12 @@ class TorchObjective(AbstractObjective):
         whose inputs and targets differ in length, tuple inputs without ``forward``, an
         output without ``.loss`` when ``loss_fn`` is None, a non-finite or
         non-deterministic loss at the model's parameters, a training-mode model with
-        dropout, or with BatchNorm and no explicit ``batchnorm``.
+        dropout, or with BatchNorm and no explicit ``batchnorm``; with ``stream=True``,
+        ``data`` that is a one-shot iterator, a shuffling ``DataLoader`` or a whole data
+        set.
+    RuntimeError
+        With ``stream=True``, when a later pass over ``data`` gives other batch sizes
+        than the construction pass.
 
     Warns
     -----
@@ -157,6 +188,7 @@ class TorchObjective(AbstractObjective):
         retain_graph: bool = True,
         check_determinism: bool = True,
         memory_format: str = "auto",
+        stream: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"`model` must be a torch.nn.Module; got {type(model).__name__}.")
@@ -260,13 +292,19 @@ class TorchObjective(AbstractObjective):
             and self.device.type == "cpu"
             and any(isinstance(m, nn.Conv2d) for m in model.modules())
         )
-        self._batches = _read_batches(data, self.device, self._tdtype, batch_size, forward)
-        if self._channels_last:
-            self._batches = [b._replace(inputs=_channels_last(b.inputs)) for b in self._batches]
-        counts = [b.count for b in self._batches]
-        self.n_examples = int(sum(counts))
-        self._weights = [c / self.n_examples for c in counts]
-        self._batch_size_hint = counts[0]
+        self.stream = check_bool("stream", stream)
+        self._data: Any = None
+        self._batches: list[_Batch] | None = None
+        self._counts: list[int] = []
+        self._data_digest = ""
+        if self.stream:
+            _check_stream(data, batch_size)
+            self._data = data
+        else:
+            self._batches = _read_batches(data, self.device, self._tdtype, batch_size, forward)
+            if self._channels_last:
+                self._batches = [b._replace(inputs=_channels_last(b.inputs)) for b in self._batches]
+            self._set_counts([b.count for b in self._batches])
         self.x0 = (
             torch.cat([p.detach().reshape(-1) for _, p in named])
             .to("cpu", self._tdtype)
@@ -284,6 +322,7 @@ class TorchObjective(AbstractObjective):
             retain_graph=retain_graph,
             check_determinism=check_determinism,
             memory_format=memory_format,
+            stream=self.stream,
         )
         self._graph_x = np.empty(0)
         self._key_buffer: np.ndarray | None = None
@@ -300,49 +339,123 @@ class TorchObjective(AbstractObjective):
         # first evaluation: a scalar, finite and deterministic loss (one pass over the
         # data, and the first batch once more for the determinism probe)
         flat = self._to_tensor(self.x0)
-        values = []
-        what = "`loss_fn`" if loss_fn is not None else "the model output's `.loss`"
-        verb = "return" if loss_fn is not None else "be"
+        if self.stream:
+            self._scan(flat, loss_fn, check_bool("check_determinism", check_determinism))
+            return
+        values: list[float] = []
         with torch.no_grad():
             for batch in self._batches:
-                out = self._batch_loss(flat, batch)
-                if not isinstance(out, torch.Tensor):
-                    raise TypeError(
-                        f"{what} must {verb} a scalar torch tensor (the batch mean, with "
-                        f"its graph), so that it can be differentiated; it returned "
-                        f"{type(out).__name__}. Do not call .item() or float() on it."
-                    )
-                if out.ndim != 0:
-                    raise ValueError(
-                        f"{what} must {verb} a scalar (the batch mean); it returned a tensor "
-                        f"of shape {tuple(out.shape)}. Use reduction='mean'."
-                    )
-                if len(values) == 0 and out.is_floating_point() and out.dtype != self._tdtype:
-                    coarse = torch.finfo(out.dtype).eps > torch.finfo(self._tdtype).eps
-                    if coarse:
-                        warnings.warn(
-                            f"{what} is {str(out.dtype).removeprefix('torch.')} in a "
-                            f"{self.dtype} objective, so losses, gradients and HVPs carry "
-                            f"{str(out.dtype).removeprefix('torch.')} rounding (Hugging "
-                            "Face's causal and masked language-model losses cast the logits "
-                            "with .float()). For full precision pass a loss_fn(output, "
-                            "batch) computed in the objective's dtype (docs/models.md).",
-                            UserWarning,
-                            stacklevel=3,
-                        )
-                values.append(float(out))
+                values.append(self._first_loss(flat, batch, loss_fn, first=not values))
             value = sum(w * v for w, v in zip(self._weights, values, strict=True))
             if not np.isfinite(value):
                 raise ValueError(f"the loss at the model's parameters is not finite ({value}).")
             if check_bool("check_determinism", check_determinism):
-                again = float(self._batch_loss(flat, self._batches[0]))
-                if again != values[0]:
-                    raise ValueError(
-                        "the loss is not deterministic: two evaluations of the first batch at "
-                        f"the same parameters differ ({values[0]!r} vs {again!r}). Put the "
-                        "model in eval mode and remove random layers or sampling from the "
-                        "forward pass and loss."
-                    )
+                self._check_determinism(flat, self._batches[0], values[0])
+
+    def _first_loss(self, flat: torch.Tensor, batch: _Batch, loss_fn: Any, first: bool) -> float:
+        """The loss of one batch at the model's parameters, its type and shape checked."""
+        what = "`loss_fn`" if loss_fn is not None else "the model output's `.loss`"
+        verb = "return" if loss_fn is not None else "be"
+        out = self._batch_loss(flat, batch)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(
+                f"{what} must {verb} a scalar torch tensor (the batch mean, with "
+                f"its graph), so that it can be differentiated; it returned "
+                f"{type(out).__name__}. Do not call .item() or float() on it."
+            )
+        if out.ndim != 0:
+            raise ValueError(
+                f"{what} must {verb} a scalar (the batch mean); it returned a tensor "
+                f"of shape {tuple(out.shape)}. Use reduction='mean'."
+            )
+        if first and out.is_floating_point() and out.dtype != self._tdtype:
+            coarse = torch.finfo(out.dtype).eps > torch.finfo(self._tdtype).eps
+            if coarse:
+                warnings.warn(
+                    f"{what} is {str(out.dtype).removeprefix('torch.')} in a "
+                    f"{self.dtype} objective, so losses, gradients and HVPs carry "
+                    f"{str(out.dtype).removeprefix('torch.')} rounding (Hugging "
+                    "Face's causal and masked language-model losses cast the logits "
+                    "with .float()). For full precision pass a loss_fn(output, "
+                    "batch) computed in the objective's dtype (docs/models.md).",
+                    UserWarning,
+                    stacklevel=4 + self.stream,  # where __init__ warned with stacklevel=3
+                )
+        return float(out)
+
+    def _check_determinism(self, flat: torch.Tensor, batch: _Batch, value: float) -> None:
+        again = float(self._batch_loss(flat, batch))
+        if again != value:
+            raise ValueError(
+                "the loss is not deterministic: two evaluations of the first batch at "
+                f"the same parameters differ ({value!r} vs {again!r}). Put the "
+                "model in eval mode and remove random layers or sampling from the "
+                "forward pass and loss."
+            )
+
+    def _set_counts(self, counts: list[int]) -> None:
+        self._counts = counts
+        self.n_examples = int(sum(counts))
+        self._weights = [c / self.n_examples for c in counts]
+        self._batch_size_hint = counts[0]
+
+    def _scan(self, flat: torch.Tensor, loss_fn: Any, determinism: bool) -> None:
+        """The construction pass over streamed data: counts, checks, data digest, loss.
+
+        Each batch is converted, checked for non-finite values, digested and evaluated at
+        the model's parameters, then dropped; only the counts and the digest are kept.
+        """
+        counts: list[int] = []
+        digests: list[str] = []
+        values: list[float] = []
+        with torch.no_grad():
+            for i, batch in enumerate(
+                _stream_batches(self._data, self.device, self._tdtype, self.forward)
+            ):
+                _check_finite(i, batch)
+                if self._channels_last:
+                    batch = batch._replace(inputs=_channels_last(batch.inputs))
+                counts.append(batch.count)
+                digests.append(_tensors_digest(_batch_data(batch)))
+                values.append(self._first_loss(flat, batch, loss_fn, first=not values))
+                if i == 0 and determinism:
+                    self._check_determinism(flat, batch, values[0])
+                del batch
+        if not counts:
+            raise ValueError("`data` holds no examples.")
+        self._set_counts(counts)
+        self._data_digest = digest("batches", digests)
+        value = sum(w * v for w, v in zip(self._weights, values, strict=True))
+        if not np.isfinite(value):
+            raise ValueError(f"the loss at the model's parameters is not finite ({value}).")
+
+    def _each(self) -> Iterator[tuple[float, _Batch]]:
+        """``(weight, batch)`` for every batch: the kept ones, or read again (streamed)."""
+        if self._batches is not None:
+            yield from zip(self._weights, self._batches, strict=True)
+            return
+        n = len(self._counts)
+        i = -1
+        for i, batch in enumerate(
+            _stream_batches(self._data, self.device, self._tdtype, self.forward)
+        ):
+            if i >= n or batch.count != self._counts[i]:
+                raise RuntimeError(
+                    f"`data` changed between passes: batch {i} holds {batch.count} examples, "
+                    f"{'none' if i >= n else self._counts[i]} at construction. With "
+                    "stream=True, iter(data) must give the same batches in the same order "
+                    "every time (a DataLoader with shuffle=False)."
+                )
+            if self._channels_last:
+                batch = batch._replace(inputs=_channels_last(batch.inputs))
+            yield self._weights[i], batch
+            del batch
+        if i + 1 != n:
+            raise RuntimeError(
+                f"`data` changed between passes: it gave {i + 1} batches, {n} at "
+                "construction. With stream=True, iter(data) must give the same batches in "
+                "the same order every time."
+            )
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
@@ -463,12 +576,13 @@ class TorchObjective(AbstractObjective):
         with torch.no_grad(), modes:
             if ev is not None:
                 self._write(ev[1], flat)
-            for w, batch in zip(self._weights, self._batches, strict=True):
+            for w, batch in self._each():
                 if ev is not None:
                     out = ev[0](batch.inputs)
                 else:
                     out = self._forward(flat, batch.inputs)
                 yield w, batch, out
+                del batch, out  # one batch on the device: none held while the next is read
 
     def loss(self, x: np.ndarray) -> float:
         """Example-weighted mean loss over the data set at ``x``."""
@@ -476,6 +590,7 @@ class TorchObjective(AbstractObjective):
         total = 0.0
         for w, batch, out in self._outputs(flat):
             total += w * float(self._loss_of(out, batch.target))
+            del batch, out
         return total
 
     # losses_in_span: AbstractObjective's loop over points (one forward pass each). On the
@@ -486,11 +601,12 @@ class TorchObjective(AbstractObjective):
         """Loss and gradient in one pass over the data."""
         flat = self._to_tensor(x).requires_grad_(True)
         total, grad = 0.0, None
-        for w, batch in zip(self._weights, self._batches, strict=True):
+        for w, batch in self._each():
             value = self._batch_loss(flat, batch) * w
             (g,) = torch.autograd.grad(value, flat)
             grad = g if grad is None else grad + g
             total += float(value.detach())
+            del batch, value
         return total, self._np(grad)
 
     def grad(self, x: np.ndarray) -> np.ndarray:
@@ -543,8 +659,32 @@ class TorchObjective(AbstractObjective):
             out[rows] = 0
         return out
 
+    def _streamed_hvps(self, x: np.ndarray, V: torch.Tensor) -> torch.Tensor:
+        """H·v for each row of ``V``, batch by batch: no graph outlives its batch.
+
+        For each batch: its weighted gradient with its graph, one second backward per row,
+        then the graph is freed. The per-batch products are summed in batch order, as
+        :meth:`_second_backward` sums them, so the result is that of ``stream=False``.
+        """
+        flat = self._to_tensor(x).requires_grad_(True)
+        out = None
+        for w, batch in self._each():
+            (g,) = torch.autograd.grad(self._batch_loss(flat, batch) * w, flat, create_graph=True)
+            del batch
+            for j in range(len(V)):
+                (h,) = torch.autograd.grad(g, flat, V[j], retain_graph=j + 1 < len(V))
+                if out is None:
+                    out = torch.zeros((len(V), *h.shape), dtype=h.dtype, device=h.device)
+                out[j] += h
+            del g
+        for rows in self._padding_rows:
+            out[:, rows] = 0
+        return out
+
     def hvp(self, x: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Exact Hessian-vector product by double backward (graph reused at one point)."""
+        if self.stream:
+            return self._np(self._streamed_hvps(x, self._to_tensor(v, "v")[None])[0])
         graph = self._gradient_graph(x)
         return self._np(self._second_backward(graph, self._to_tensor(v, "v")))
 
@@ -556,6 +696,11 @@ class TorchObjective(AbstractObjective):
         (``docs/benchmarks.md``).
         """
         V = check_matrix("V", V, dim=self.dim, dtype=self.dtype)
+        if self.stream:
+            if len(V) == 0:
+                return np.empty_like(V)
+            vt = torch.from_numpy(np.ascontiguousarray(V)).to(self.device)
+            return self._np(self._streamed_hvps(x, vt))
         graph = self._gradient_graph(x)
         out = np.empty_like(V)
         for i, row in enumerate(V):
@@ -598,6 +743,7 @@ class TorchObjective(AbstractObjective):
             kept = targets != -100
             correct += float(((logits.argmax(dim=-1) == targets) & kept).sum())
             seen += int(kept.sum())
+            del batch, out, logits, targets, kept
         return {"accuracy": correct / seen} if seen else {}
 
     def _user_metrics(self, flat: torch.Tensor) -> dict[str, float]:
@@ -625,6 +771,7 @@ class TorchObjective(AbstractObjective):
                         + "."
                     )
                 sums[k] = sums.get(k, 0.0) + w * float(v)
+            del batch, out, values
         return sums
 
     def fingerprint(self) -> dict[str, str]:
@@ -648,14 +795,18 @@ class TorchObjective(AbstractObjective):
                 else {}
             )
             loss_name = "output.loss" if self.loss_fn is None else callable_name(self.loss_fn)
-            data = [b.inputs if b.is_dict else (b.inputs, b.target) for b in self._batches]
+            if self._batches is None:
+                data_digest = self._data_digest
+            else:
+                digests = [_tensors_digest(_batch_data(b)) for b in self._batches]
+                data_digest = digest("batches", digests)
             self._fingerprint = {
                 "backend": "torch",
                 "model": f"{type(self.model).__qualname__} "
                 + digest(stable_repr(self.model), self._names, [list(s) for s in self._shapes]),
                 "state": _tensors_digest({**self._frozen, **self._buffers}),
                 "loss_fn": f"{loss_name} {digest(loss_options, loss_state)}",
-                "data": _tensors_digest(data),
+                "data": data_digest,
                 "batchnorm": self.batchnorm,
                 "layout": digest(self.layout.to_json()),
             }
@@ -674,16 +825,50 @@ class TorchObjective(AbstractObjective):
             raise ValueError("`indices` must be a non-empty 1-D integer array.")
         if idx.min() < 0 or idx.max() >= self.n_examples:
             raise ValueError(f"`indices` must lie in [0, {self.n_examples - 1}].")
-        sel = torch.as_tensor(idx, device=self.device)
-        inputs = _take(_cat([b.inputs for b in self._batches]), sel)
-        if self._batches[0].is_dict:
-            data: Any = inputs
+        data: Any
+        if self._batches is None:
+            data = self._streamed_subset(idx)
         else:
-            data = (inputs, _take(_cat([b.target for b in self._batches]), sel))
+            sel = torch.as_tensor(idx, device=self.device)
+            inputs = _take(_cat([b.inputs for b in self._batches]), sel)
+            if self._batches[0].is_dict:
+                data = inputs
+            else:
+                data = (inputs, _take(_cat([b.target for b in self._batches]), sel))
         # the final layout: no second warning about module types without a known axis
         options = {**self._options, "batch_size": self._batch_size_hint, "layout": self.layout}
+        options["stream"] = False
         options["dtype"] = self.dtype
         return TorchObjective(self.model, self.loss_fn, data, **options)
+
+    def _streamed_subset(self, idx: np.ndarray) -> Any:
+        """Examples ``idx`` (in that order) of streamed data, gathered in one pass."""
+        parts: list[_Batch] = []
+        where: list[np.ndarray] = []
+        start, last = 0, int(idx.max())
+        for _, b in self._each():
+            hit = np.flatnonzero((idx >= start) & (idx < start + b.count))
+            if hit.size:
+                local = torch.as_tensor(idx[hit] - start, device=self.device)
+                parts.append(
+                    b._replace(inputs=_take(b.inputs, local), target=_take(b.target, local))
+                )
+                where.append(hit)
+            start += b.count
+            del b
+            if start > last:
+                break
+        order = np.argsort(np.concatenate(where), kind="stable")
+        perm = torch.as_tensor(order, device=self.device)
+        inputs = _take(_cat([b.inputs for b in parts]), perm)
+        if parts[0].is_dict:
+            return inputs
+        return (inputs, _take(_cat([b.target for b in parts]), perm))
+
+
+def _batch_data(b: _Batch) -> Any:
+    """What a batch's data digest covers: the mapping, or the inputs and targets."""
+    return b.inputs if b.is_dict else (b.inputs, b.target)
 
 
 def _math_attention() -> Any:

@@ -20,6 +20,7 @@ OPTIONS = (
     "retain_graph",
     "check_determinism",
     "memory_format",
+    "stream",
 )
 
 

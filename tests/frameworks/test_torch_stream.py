@@ -1,0 +1,176 @@
+"""Streamed data (``stream=True``): batches read again at every evaluation, none kept."""
+
+from __future__ import annotations
+
+import gc
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+import probecore as pc
+from tests.frameworks.models_torch import cnn, digits, mlp
+
+RTOL = 1e-12
+
+
+class DictMLP(nn.Module):
+    """An MLP called as ``model(**batch)`` on ``{"pixels": ..., "labels": ...}``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = mlp(hidden=8)
+
+    def forward(self, pixels: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.net(pixels)
+
+
+def dict_loss(out: torch.Tensor, batch: dict) -> torch.Tensor:
+    return F.cross_entropy(out, batch["labels"])
+
+
+class NumpyBatches:
+    """A re-iterable that builds each batch from numpy arrays when it is read."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, size: int) -> None:
+        self.X, self.y, self.size = X, y, size
+
+    def __iter__(self):
+        for i in range(0, len(self.y), self.size):
+            yield torch.tensor(self.X[i : i + self.size]), torch.tensor(self.y[i : i + self.size])
+
+
+def _case(name: str):
+    """(model, loss_fn, loader) for a float64 digits model with a short last batch."""
+    if name == "mlp":
+        X, y = digits(80)
+        return mlp(hidden=8).eval(), F.cross_entropy, DataLoader(TensorDataset(X, y), 30)
+    if name == "cnn":
+        X, y = digits(24, image=True)
+        return cnn().eval(), F.cross_entropy, DataLoader(TensorDataset(X, y), 10)
+    X, y = digits(40)
+    rows = [{"pixels": X[i], "labels": y[i]} for i in range(len(y))]
+    return DictMLP().eval(), dict_loss, DataLoader(rows, batch_size=15)
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "dict"])
+def test_streaming_equals_materialized(name):
+    model, loss_fn, loader = _case(name)
+    kept = pc.objective(model, loss_fn, loader)
+    streamed = pc.objective(model, loss_fn, loader, stream=True)
+    assert streamed.stream and not kept.stream
+    assert streamed.n_examples == kept.n_examples
+    rng = np.random.default_rng(0)
+    x = kept.x0 + 0.01 * rng.standard_normal(kept.dim)
+    v = rng.standard_normal(kept.dim)
+    V = rng.standard_normal((3, kept.dim))
+    assert _rel(streamed.loss(x), kept.loss(x)) <= RTOL
+    lk, gk = kept.loss_and_grad(x)
+    ls, gs = streamed.loss_and_grad(x)
+    assert _rel(ls, lk) <= RTOL and _rel(gs, gk) <= RTOL
+    assert _rel(streamed.hvp(x, v), kept.hvp(x, v)) <= RTOL
+    assert _rel(streamed.hvp_many(x, V), kept.hvp_many(x, V)) <= RTOL
+    assert streamed.metrics(x) == pytest.approx(kept.metrics(x), rel=RTOL)
+    top_kept = pc.lanczos(kept, k=3, rng=0).eigenvalues
+    top_streamed = pc.lanczos(streamed, k=3, rng=0).eigenvalues
+    assert _rel(top_streamed, top_kept) <= RTOL
+
+
+def test_generator_is_refused():
+    X, y = digits(60)
+    batches = ((X[i : i + 20], y[i : i + 20]) for i in range(0, 60, 20))
+    with pytest.raises(TypeError, match=r"one-shot iterator \(generator\).*__iter__"):
+        pc.objective(mlp(hidden=8).eval(), F.cross_entropy, batches, stream=True)
+
+
+def test_shuffled_dataloader_is_refused():
+    X, y = digits(60)
+    loader = DataLoader(TensorDataset(X, y), batch_size=20, shuffle=True)
+    with pytest.raises(ValueError, match=r"RandomSampler \(shuffle=True\).*shuffle=False"):
+        pc.objective(mlp(hidden=8).eval(), F.cross_entropy, loader, stream=True)
+
+
+def test_whole_data_set_and_batch_size_are_refused():
+    X, y = digits(60)
+    with pytest.raises(TypeError, match=r"whole data set .*batch_size=.*DataLoader"):
+        pc.objective(mlp(hidden=8).eval(), F.cross_entropy, (X, y), stream=True)
+    loader = DataLoader(TensorDataset(X, y), batch_size=20)
+    with pytest.raises(TypeError, match=r"`batch_size` .* batch_size=20"):
+        pc.objective(mlp(hidden=8).eval(), F.cross_entropy, loader, stream=True, batch_size=20)
+    with pytest.raises(TypeError, match=r"`stream` must be"):
+        pc.objective(mlp(hidden=8).eval(), F.cross_entropy, loader, stream="yes")
+
+
+def _data_tensors() -> int:
+    """Live float64 tensors shaped like the batches' inputs: (30, 64) or (10, 64)."""
+    gc.collect()
+    shapes = (torch.Size([30, 64]), torch.Size([10, 64]))
+    return sum(
+        1
+        for o in gc.get_objects()
+        if issubclass(type(o), torch.Tensor) and o.shape in shapes and o.dtype == torch.float64
+    )
+
+
+def test_streamed_objective_holds_no_batch():
+    X, y = (t.numpy() for t in digits(100))
+    data = NumpyBatches(X, y, 30)
+    model = mlp(hidden=16).eval()
+    streamed = pc.objective(model, F.cross_entropy, data, stream=True)
+    x, v = streamed.x0, np.ones(streamed.dim)
+    streamed.loss_and_grad(x), streamed.hvp(x, v), streamed.hvp_many(x, np.eye(2, streamed.dim))
+    streamed.loss(x), streamed.metrics(x), streamed.fingerprint()
+    assert streamed._batches is None and streamed._counts == [30, 30, 30, 10]
+    assert _data_tensors() == 0
+    kept = pc.objective(model, F.cross_entropy, data)  # the check sees kept batches
+    assert _data_tensors() == 4
+    assert kept.loss(x) == streamed.loss(x)
+
+
+def test_data_that_changes_between_passes_is_reported():
+    X, y = (t.numpy() for t in digits(100))
+    data = NumpyBatches(X, y, 30)
+    obj = pc.objective(mlp(hidden=8).eval(), F.cross_entropy, data, stream=True)
+    data.size = 25
+    with pytest.raises(RuntimeError, match=r"changed between passes: batch 0 holds 25 .* 30"):
+        obj.loss(obj.x0)
+
+
+def test_non_finite_batch_is_refused_at_construction():
+    X, y = digits(60)
+    X[45, 3] = float("nan")
+    loader = DataLoader(TensorDataset(X, y), batch_size=20)
+    with pytest.raises(ValueError, match=r"batch 2 of `data`: its inputs hold 1 non-finite"):
+        pc.objective(mlp(hidden=8).eval(), F.cross_entropy, loader, stream=True)
+
+
+def test_subset_fingerprint_and_pickling():
+    X, y = digits(100)
+    loader = DataLoader(TensorDataset(X, y), batch_size=30)
+    model = mlp(hidden=8).eval()
+    streamed = pc.objective(model, F.cross_entropy, loader, stream=True)
+    kept = pc.objective(model, F.cross_entropy, loader)
+    idx = np.array([95, 3, 31, 3, 60])
+    sub_s, sub_k = streamed.subset(idx), kept.subset(idx)
+    assert not sub_s.stream and sub_s.n_examples == 5
+    x = kept.x0
+    assert sub_s.loss(x) == sub_k.loss(x)
+    np.testing.assert_array_equal(sub_s.grad(x), sub_k.grad(x))
+    # the data digest is taken batch by batch in both modes: same data, same fingerprint
+    again = pc.objective(model, F.cross_entropy, loader, stream=True)
+    assert again.fingerprint() == streamed.fingerprint() == kept.fingerprint()
+    other = DataLoader(TensorDataset(X.flip(0), y.flip(0)), batch_size=30)
+    other_fp = pc.objective(model, F.cross_entropy, other, stream=True).fingerprint()
+    assert other_fp["data"] != streamed.fingerprint()["data"]
+    clone = pickle.loads(pickle.dumps(streamed))
+    assert clone.stream and clone.loss(x) == streamed.loss(x)
+    np.testing.assert_array_equal(clone.hvp(x, np.ones(clone.dim)), kept.hvp(x, np.ones(clone.dim)))
