@@ -13,7 +13,8 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 import probecore as pc
-from tests.frameworks.models_torch import cnn, digits, mlp
+
+from .models_torch import cnn, digits, mlp
 
 RTOL = 1e-12
 
