@@ -23,9 +23,10 @@ Contents
 Objective, AbstractObjective
     The protocol every algorithm consumes, and a base class that completes an objective
     from ``loss``, ``grad`` and ``hvp``.
-Layout, Block, ROLES, override_layout
+Layout, Block, ROLES, override_layout, uncovered_by_override
     Named blocks of the flat vector, with their role and filter axis; ``override_layout``
-    applies a user's ``layout=`` option (roles and filter axes by block name or pattern).
+    applies a user's ``layout=`` option (roles and filter axes by block name or pattern),
+    ``uncovered_by_override`` tells which blocks it leaves unmentioned.
 hookimpl, ENTRY_POINT_GROUP
     The marker for hook implementations and the entry-point group they register in.
 check_int, check_float, check_bool, check_option, check_dtype, check_vector, check_matrix
@@ -44,7 +45,7 @@ from __future__ import annotations
 
 from probecore._contract.errors import NoBackendError
 from probecore._contract.fingerprint import callable_name, digest, stable_repr
-from probecore._contract.layout import ROLES, Block, Layout, override_layout
+from probecore._contract.layout import ROLES, Block, Layout, override_layout, uncovered_by_override
 from probecore._contract.objective import AbstractObjective, Objective, require_objective
 from probecore._contract.validation import (
     FLOAT_DTYPES,
@@ -68,6 +69,7 @@ __all__ = [
     "Block",
     "Layout",
     "override_layout",
+    "uncovered_by_override",
     "NoBackendError",
     "Objective",
     "all_finite",

@@ -16,7 +16,7 @@ import numpy as np
 
 from probecore._contract.validation import check_int, check_option, check_vector
 
-__all__ = ["ROLES", "Block", "Layout", "override_layout"]
+__all__ = ["ROLES", "Block", "Layout", "override_layout", "uncovered_by_override"]
 
 ROLES = ("weight", "bias", "norm", "other")
 
@@ -273,7 +273,7 @@ def override_layout(layout: Layout, override: Any, *, param: str = "layout") -> 
         if not isinstance(key, str):
             raise TypeError(f"`{param}` keys must be block names or patterns; got {key!r}.")
         spec = _override_spec(key, value, param)
-        hits = [b.name for b in layout if b.name == key or fnmatch.fnmatchcase(b.name, key)]
+        hits = [b.name for b in layout if _matches(b.name, key)]
         if not hits:
             names = [b.name for b in layout]
             shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
@@ -292,3 +292,28 @@ def override_layout(layout: Layout, override: Any, *, param: str = "layout") -> 
             raise ValueError(f"`{param}`: block {b.name!r} is a scalar; it cannot be a weight.")
         blocks.append(Block(b.name, b.shape, b.offset, role, axis))
     return Layout(blocks)
+
+
+def _matches(name: str, key: str) -> bool:
+    """Whether an override entry ``key`` (a name or a shell pattern) names block ``name``."""
+    return name == key or fnmatch.fnmatchcase(name, key)
+
+
+def uncovered_by_override(names: Sequence[str], override: Any) -> list[str]:
+    """The block ``names`` that a ``layout=`` override does not mention.
+
+    A backend warns about blocks whose filter axis it had to assume; an override entry
+    that names a block (exactly or by pattern, as :func:`override_layout` matches them)
+    settles it, and a whole :class:`Layout` settles every block.
+
+    Examples
+    --------
+    >>> uncovered_by_override(["enc.w", "head.w"], {"enc.*": -1})
+    ['head.w']
+    """
+    if override is None:
+        return list(names)
+    if not isinstance(override, Mapping):  # a whole Layout: the user chose every block
+        return []
+    keys = [k for k in override if isinstance(k, str)]
+    return [n for n in names if not any(_matches(n, k) for k in keys)]

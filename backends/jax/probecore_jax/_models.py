@@ -24,14 +24,13 @@ leaf's rank (see :func:`probecore_jax.param_layout`).
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 
-__all__ = ["Structure", "block_specs", "inferred_warning", "read_model", "uncovered"]
+__all__ = ["Structure", "block_specs", "inferred_warning", "read_model"]
 
 
 # --------------------------------------------------------------------------- structure
@@ -288,16 +287,6 @@ def block_specs(
                 inferred.append(name)
         specs.append((name, shape, role, axis))
     return specs, inferred
-
-
-def uncovered(names: list[str], override: Any) -> list[str]:
-    """The inferred block names that a ``layout=`` override does not mention."""
-    if override is None or not names:
-        return list(names)
-    if not isinstance(override, Mapping):  # a whole Layout: the user chose every block
-        return []
-    keys = [k for k in override if isinstance(k, str)]
-    return [n for n in names if not any(n == k or fnmatch.fnmatchcase(n, k) for k in keys)]
 
 
 def inferred_warning(names: list[str]) -> str:

@@ -38,8 +38,9 @@ from probecore.backend import (
     digest,
     override_layout,
     stable_repr,
+    uncovered_by_override,
 )
-from probecore_jax._models import block_specs, inferred_warning, read_model, uncovered
+from probecore_jax._models import block_specs, inferred_warning, read_model
 
 __all__ = ["JaxObjective", "param_layout"]
 
@@ -221,7 +222,7 @@ class _Params:
         specs, inferred = block_specs(structure, indices, paths, shapes)
         base = Layout.from_shapes(specs)
         self.layout = override_layout(base, layout, param="layout")
-        self.inferred = tuple(uncovered(inferred, layout))
+        self.inferred = tuple(uncovered_by_override(inferred, layout))
         self._check_ravel_order(base)
         if not np.all(np.isfinite(self.x0)):
             bad = [b.name for b in self.layout if not np.all(np.isfinite(self.x0[b.slice]))]

@@ -8,16 +8,14 @@ the table is in ``docs/models.md``. Types outside the table get PyTorch's ``(out
 
 from __future__ import annotations
 
-import fnmatch
 import sys
 import warnings
-from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from probecore.backend import Layout, override_layout
+from probecore.backend import Layout, override_layout, uncovered_by_override
 
 _NORM_TYPES: tuple[type, ...] = (
     nn.modules.batchnorm._NormBase,  # BatchNorm*, InstanceNorm*, SyncBatchNorm
@@ -115,13 +113,8 @@ def _structural_layout(
             spec = ("weight", 0)
         specs.append((name, tuple(p.shape), *spec))
     layout = override_layout(Layout.from_shapes(specs), override, param="layout")
-    if isinstance(override, Mapping):
-        keys = [k for k in override if isinstance(k, str)]
-        unknown = [
-            u for u in unknown if not any(u[0] == k or fnmatch.fnmatchcase(u[0], k) for k in keys)
-        ]
-    elif override is not None:
-        unknown = []
+    left = set(uncovered_by_override([u[0] for u in unknown], override))
+    unknown = [u for u in unknown if u[0] in left]
     if unknown:
         shown = ", ".join(f"{n!r} {list(s)} of {t}" for n, s, t in unknown[:_WARN_NAMES])
         more = f" and {len(unknown) - _WARN_NAMES} more" if len(unknown) > _WARN_NAMES else ""
