@@ -196,8 +196,9 @@ def _check_endpoint_losses(own: list, given: list, ends: np.ndarray, dtype: np.d
             warnings.warn(
                 f"evaluate_path: `objective` gives {ours:.6g} at the {which} point, where the "
                 f"{which} model's own objective gives {theirs:.6g}. For models with "
-                "BatchNorm, build the objective with batchnorm='batch' (statistics recomputed "
-                "at every point), or the barrier is measured with one model's statistics.",
+                "BatchNorm, build the objective with batchnorm='recompute' (PyTorch: running "
+                "statistics recomputed over the data at every point, as Garipov et al. do), "
+                "or the barrier is measured with one model's statistics.",
                 stacklevel=3,
             )
 
@@ -287,10 +288,12 @@ def evaluate_path(
     ----------
     objective : Objective
         Evaluates the loss (and ``metrics``) at each point. For a model with BatchNorm,
-        build it with ``batchnorm="batch"`` (PyTorch backend) to recompute the
-        normalization statistics from the data at each ``t`` (with the whole data set as
-        one batch, what Garipov et al.'s ``update_bn`` does): the running statistics of
-        either endpoint do not suit points between them.
+        build it with ``batchnorm="recompute"`` (PyTorch backend; the default to use for
+        paths): the running statistics are recomputed over the data at each ``t`` and the
+        network evaluated in eval mode, as Garipov et al.'s ``update_bn`` does; the running
+        statistics of either endpoint do not suit points between them.
+        ``batchnorm="batch"`` (per-batch statistics, the training loss) is the option
+        when that is the loss wanted; it depends on the batch size.
     path : Curve, or a start point (flat vector or Objective)
         The curve; or, with ``end``, the start of the straight segment.
     end : flat vector or Objective, optional

@@ -91,7 +91,7 @@ def test_running_statistics_of_another_model_are_flagged():
             net(X)
         nets.append(net.eval())
     a, b = (pc.objective(n, F.cross_entropy, (X, y)) for n in nets)
-    with pytest.warns(UserWarning, match="batchnorm='batch'"):
+    with pytest.warns(UserWarning, match="batchnorm='recompute'"):
         pc.evaluate_path(a, a, b, n_points=3)
     ab, bb = (pc.objective(n, F.cross_entropy, (X, y), batchnorm="batch") for n in nets)
     import warnings
@@ -99,3 +99,5 @@ def test_running_statistics_of_another_model_are_flagged():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pc.evaluate_path(ab, ab, bb, n_points=3)  # statistics recomputed: consistent
+        ar, br = (pc.objective(n, F.cross_entropy, (X, y), batchnorm="recompute") for n in nets)
+        pc.evaluate_path(ar, ar, br, n_points=3)  # update_bn at every point: consistent

@@ -23,6 +23,7 @@ from probecore.backend import (
     digest,
     stable_repr,
 )
+from probecore_torch._bn import StatisticsCache, copy_into
 from probecore_torch._data import (
     _Batch,
     _cat,
@@ -91,14 +92,21 @@ class TorchObjective(AbstractObjective):
         Precision of the flat vectors and of the computation (default: the parameters').
     device : str or torch.device, optional
         Where the model and data are evaluated (default: the parameters' device).
-    batchnorm : {None, "running", "batch"}
+    batchnorm : {None, "running", "recompute", "batch"}
         ``"running"``: normalization layers use their running statistics (eval mode), the
-        loss of the model as deployed, independent of the batching. ``"batch"``: BatchNorm
+        loss of the model as deployed, independent of the batching. ``"recompute"``: at
+        every point evaluated, the running statistics are first recomputed over the whole
+        data set (reset, one train-mode pass without gradients, example-weighted means of
+        the batch means and unbiased variances: Garipov et al.'s ``update_bn``), then the
+        model is evaluated in eval mode with them. The choice for points between trained
+        models (paths, interpolations, planes): one extra pass over the data per new
+        point; losses and metrics only (gradients and HVPs refused: take
+        :meth:`statistics_at`). ``"batch"``: BatchNorm
         recomputes its statistics from each batch at the point being evaluated (the
         training loss; train-mode normalization, differentiated through exactly; running
-        buffers are not updated). ``None`` (default): ``"running"``, except that a model
-        with BatchNorm layers in training mode is refused, as the two choices can give
-        very different curvature.
+        buffers are not updated; the loss depends on the batch size). ``None``
+        (default): ``"running"``, except that a model with BatchNorm layers in training
+        mode is refused, as the choices can give very different curvature.
     dropout : {None, "off"}
         Dropout is always disabled during evaluation. A model handed over in training mode
         with dropout layers is refused unless ``dropout="off"`` confirms this.
@@ -205,7 +213,7 @@ class TorchObjective(AbstractObjective):
                 f"forward(model, inputs) returning the output; got {forward!r}."
             )
         if batchnorm is not None:
-            check_option("batchnorm", batchnorm, ("running", "batch"))
+            check_option("batchnorm", batchnorm, ("running", "recompute", "batch"))
         training_bn = [
             n or type(model).__name__
             for n, m in model.named_modules()
@@ -216,8 +224,11 @@ class TorchObjective(AbstractObjective):
                 f"`model` has BatchNorm layers in training mode ({', '.join(training_bn[:3])}"
                 f"{', ...' if len(training_bn) > 3 else ''}); say which loss to measure: "
                 "batchnorm='running' normalizes with the running statistics (eval mode: the "
-                "loss of the model as deployed), batchnorm='batch' with the statistics of "
-                "each batch at the evaluated point (the training loss). The two can give "
+                "loss of the model as deployed), batchnorm='recompute' with statistics "
+                "recomputed over the data at every evaluated point (Garipov et al.'s "
+                "update_bn: use it for paths and planes between trained models), "
+                "batchnorm='batch' with the statistics of "
+                "each batch at the evaluated point (the training loss). The choices can give "
                 "different curvature (the ResNet of docs/models.md: λmax 0.52 with 'running', "
                 "1.31 with 'batch'). Calling model.eval() first selects 'running'."
             )
@@ -267,6 +278,7 @@ class TorchObjective(AbstractObjective):
             for n, b in model.named_buffers()
         }
         self._has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        self._statistics = StatisticsCache()
         self._causal = type(model).__name__.endswith(_CAUSAL_SUFFIXES)
         # Only dropout layers that are themselves in training mode: a wrapper in train mode
         # around dropout layers in eval mode is not random.
@@ -468,6 +480,7 @@ class TorchObjective(AbstractObjective):
         state = self.__dict__.copy()
         state["_graph"], state["_graph_x"], state["_key_buffer"] = None, np.empty(0), None
         state["_evaluator"] = None
+        state["_statistics"] = StatisticsCache()
         return state
 
     # ------------------------------------------------------------------ plumbing
@@ -505,6 +518,18 @@ class TorchObjective(AbstractObjective):
         buffers = self._buffers
         if self.batchnorm == "batch" and self._has_bn:
             buffers = {n: b.clone() for n, b in buffers.items()}  # train-mode BN writes them
+        elif self.batchnorm == "recompute" and self._has_bn and self._counts:
+            if flat.requires_grad:
+                raise ValueError(
+                    "batchnorm='recompute' defines the loss at each point through statistics "
+                    "recomputed over the data there, and probecore does not differentiate "
+                    "through that recomputation, so this objective gives losses and metrics "
+                    "(paths, lines, planes, rays) but no gradients or HVPs. For the "
+                    "curvature at one point, take objective.statistics_at(x): the same "
+                    "model with the statistics recomputed at x, in batchnorm='running' mode. "
+                    "To fit a curve, use batchnorm='batch' (what Garipov et al. train with)."
+                )
+            buffers = self._statistics.at(self, flat)
         tensors = self._params(flat)
         for n, t in (*self._frozen.items(), *buffers.items()):
             tensors[f"model.{n}"] = t
@@ -576,6 +601,8 @@ class TorchObjective(AbstractObjective):
         with torch.no_grad(), modes:
             if ev is not None:
                 self._write(ev[1], flat)
+                if self.batchnorm == "recompute" and self._has_bn:
+                    copy_into(ev[0].model, self._statistics.at(self, flat))
             for w, batch in self._each():
                 if ev is not None:
                     out = ev[0](batch.inputs)
@@ -818,6 +845,28 @@ class TorchObjective(AbstractObjective):
                     )
         return dict(self._fingerprint)
 
+    def statistics_at(self, x: np.ndarray) -> TorchObjective:
+        """The objective with BatchNorm statistics recomputed at ``x``, in running mode.
+
+        The running statistics are those ``batchnorm="recompute"`` uses at ``x`` (one
+        train-mode pass over the data, Garipov et al.'s ``update_bn``); the objective
+        returned evaluates the eval-mode network with them at every point and has
+        gradients and HVPs: the curvature at a point of a path between two trained models.
+        The user's model is not changed.
+        """
+        flat = self._to_tensor(x)
+        if not self._has_bn:
+            raise ValueError("`statistics_at` needs a model with BatchNorm layers; this has none.")
+        stats = self._statistics.at(self, flat)
+        other = copy.copy(self)
+        other.batchnorm = "running"
+        other._buffers = {n: t.clone() for n, t in stats.items()}
+        other._options = {**self._options, "batchnorm": "running"}
+        other._statistics = StatisticsCache()
+        other._evaluator, other._graph, other._fingerprint = None, None, None
+        other._graph_x, other._key_buffer = np.empty(0), None
+        return other
+
     def subset(self, indices: np.ndarray) -> TorchObjective:
         """The same objective on examples ``indices`` of the data set (same batch size)."""
         idx = np.asarray(indices)
@@ -839,7 +888,10 @@ class TorchObjective(AbstractObjective):
         options = {**self._options, "batch_size": self._batch_size_hint, "layout": self.layout}
         options["stream"] = False
         options["dtype"] = self.dtype
-        return TorchObjective(self.model, self.loss_fn, data, **options)
+        out = TorchObjective(self.model, self.loss_fn, data, **options)
+        # the same state (e.g. statistics from `statistics_at`), not the model's buffers
+        out._buffers = {n: t.clone() for n, t in self._buffers.items()}
+        return out
 
     def _streamed_subset(self, idx: np.ndarray) -> Any:
         """Examples ``idx`` (in that order) of streamed data, gathered in one pass."""
