@@ -28,6 +28,7 @@ __all__ = [
     "backend_names",
     "hookimpl",
     "objective",
+    "sample_examples",
     # Operators
     "HessianOperator",
     "as_operator",

@@ -16,6 +16,7 @@ from probecore._contract.errors import (
     NoBackendError,
     ObjectiveCheckError,
 )
+from probecore._contract.fingerprint import sample_examples
 from probecore._contract.layout import ROLES, Block, Layout
 from probecore._contract.objective import AbstractObjective, Objective
 from probecore._contract.results import load, save

@@ -39,12 +39,15 @@ digest, callable_name, stable_repr
     Content digests, function names and address-free reprs for an objective's optional
     ``fingerprint()``: what a run store records to refuse resuming with other data,
     another loss function or another model (``docs/plugins.md``).
+record_subset
+    What an objective's ``subset`` calls on the objective it returns, so that results
+    record which examples of the full data set they were measured on.
 """
 
 from __future__ import annotations
 
 from probecore._contract.errors import NoBackendError
-from probecore._contract.fingerprint import callable_name, digest, stable_repr
+from probecore._contract.fingerprint import callable_name, digest, record_subset, stable_repr
 from probecore._contract.layout import ROLES, Block, Layout, override_layout, uncovered_by_override
 from probecore._contract.objective import AbstractObjective, Objective, require_objective
 from probecore._contract.validation import (
@@ -84,6 +87,7 @@ __all__ = [
     "check_vector",
     "digest",
     "hookimpl",
+    "record_subset",
     "require_objective",
     "stable_repr",
 ]

@@ -164,3 +164,82 @@ def objective_fingerprint(objective: Any, loss_at_origin: float | None = None) -
         loss = float(loss_at_origin)
         record["loss_at_origin"] = loss if math.isfinite(loss) else str(loss)
     return record
+
+
+def record_subset(parent: Any, child: Any, indices: Any) -> Any:
+    """Mark ``child`` as ``parent`` restricted to examples ``indices``; returns ``child``.
+
+    Sets ``child.data_subset`` to ``{"n", "of", "indices", "data"}``: how many examples,
+    out of how many in the full data set, which ones (positions in the full data set: a
+    subset of a subset is composed), and the full data set's digest when the parent has a
+    ``fingerprint()``. Runs record it (``metadata["objective"]["subset"]``), so a result
+    says on which examples its Hessian was measured. Backends call it from ``subset``.
+    """
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    prior = getattr(parent, "data_subset", None)
+    if prior:
+        idx = np.asarray(prior["indices"], dtype=np.int64)[idx]
+        of, data = prior["of"], prior["data"]
+    else:
+        of = getattr(parent, "n_examples", None)
+        extra = getattr(parent, "fingerprint", None)
+        data = extra().get("data") if callable(extra) else None
+    child.data_subset = {
+        "n": int(idx.size),
+        "of": None if of is None else int(of),
+        "indices": idx.tolist(),
+        "data": data,
+    }
+    return child
+
+
+def sample_examples(objective: Any, n: int, *, rng: Any = None) -> Any:
+    """The objective on ``n`` of its examples, drawn without replacement: the Hessian on n.
+
+    Curvature on a few thousand examples is what most papers report for large data sets
+    (PyHessian measures on one batch). The examples are drawn uniformly without
+    replacement and kept in data-set order; the objective returned records them
+    (``data_subset``: positions in the full data set, their number, the full set's size
+    and digest), and every run made with it stores that record in
+    ``metadata["objective"]["subset"]``.
+
+    Parameters
+    ----------
+    objective : Objective
+        An objective built from data (``n_examples`` set, ``subset`` implemented).
+    n : int
+        How many examples, in ``[1, objective.n_examples]``.
+    rng : int, numpy Generator or None
+        Which examples; the record holds the indices, so any choice is reproducible.
+
+    Returns
+    -------
+    Objective
+        ``objective.subset(indices)``, carrying ``data_subset``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probecore.analytic import LogisticRegression
+    >>> rng = np.random.default_rng(0)
+    >>> full = LogisticRegression(rng.standard_normal((500, 5)), rng.integers(0, 3, 500))
+    >>> sub = sample_examples(full, 100, rng=0)
+    >>> sub.n_examples, sub.data_subset["n"], sub.data_subset["of"]
+    (100, 100, 500)
+    """
+    from probecore._contract.validation import as_rng, check_int
+
+    total = getattr(objective, "n_examples", None)
+    if total is None:
+        raise ValueError(
+            f"`objective` ({type(objective).__name__}) has no data set (n_examples is None), "
+            "so it has no examples to sample; sample_examples applies to objectives built "
+            "from data."
+        )
+    n = check_int("n", n, lo=1, hi=int(total))
+    gen, _ = as_rng(rng)
+    idx = np.sort(gen.choice(int(total), size=n, replace=False))
+    sub = objective.subset(idx)
+    if getattr(sub, "data_subset", None) is None:  # a backend that does not record it
+        record_subset(objective, sub, idx)
+    return sub

@@ -8,7 +8,7 @@ import numpy as np
 from scipy import special
 
 from probecore._contract.errors import ConvergenceError
-from probecore._contract.fingerprint import digest
+from probecore._contract.fingerprint import digest, record_subset
 from probecore._contract.layout import Layout
 from probecore._contract.objective import AbstractObjective
 from probecore._contract.validation import (
@@ -187,7 +187,7 @@ class LogisticRegression(AbstractObjective):
             raise ValueError("`indices` must be a non-empty 1-D integer array.")
         if idx.min() < 0 or idx.max() >= self.n_examples:
             raise ValueError(f"`indices` must lie in [0, {self.n_examples - 1}].")
-        return LogisticRegression(
+        sub = LogisticRegression(
             self.features[idx],
             self.labels[idx],
             n_classes=self.n_classes,
@@ -195,6 +195,7 @@ class LogisticRegression(AbstractObjective):
             x0=self.x0,
             dtype=self.dtype,
         )
+        return record_subset(self, sub, idx)
 
     def minimize(self, *, tol: float = 1e-10, maxiter: int = 2000) -> np.ndarray:
         """Train to a minimum with L-BFGS and return the point.

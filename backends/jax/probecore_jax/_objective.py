@@ -37,6 +37,7 @@ from probecore.backend import (
     check_vector,
     digest,
     override_layout,
+    record_subset,
     stable_repr,
     uncovered_by_override,
 )
@@ -993,7 +994,7 @@ class JaxObjective(AbstractObjective):
         new.__dict__.update(self.__dict__)
         new._stream = None  # a subset is held in memory, even of a streamed data set
         new._set_batches(batches)
-        return new
+        return record_subset(self, new, idx)
 
     # -- misc ---------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from probecore.backend import (
     check_option,
     check_vector,
     digest,
+    record_subset,
     stable_repr,
 )
 from probecore_torch._bn import StatisticsCache, copy_into
@@ -891,7 +892,7 @@ class TorchObjective(AbstractObjective):
         out = TorchObjective(self.model, self.loss_fn, data, **options)
         # the same state (e.g. statistics from `statistics_at`), not the model's buffers
         out._buffers = {n: t.clone() for n, t in self._buffers.items()}
-        return out
+        return record_subset(self, out, idx)
 
     def _streamed_subset(self, idx: np.ndarray) -> Any:
         """Examples ``idx`` (in that order) of streamed data, gathered in one pass."""

@@ -1,0 +1,46 @@
+"""Provenance of a probe run: what it records about its objective and the software."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import platform
+import sys
+from typing import Any
+
+import numpy as np
+
+from probecore._contract.objective import Objective
+from probecore._version import __version__
+
+__all__ = ["objective_record", "versions"]
+
+
+def versions(objective: Objective) -> dict[str, str]:
+    """Versions of probecore, numpy, Python, the objective's package and loaded frameworks."""
+    out = {"probecore": __version__, "numpy": np.__version__, "python": platform.python_version()}
+    root = type(objective).__module__.split(".")[0]
+    for dist in {root.replace("_", "-"), root}:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            out[dist] = importlib.metadata.version(dist)
+    for framework in ("torch", "jax"):
+        mod = sys.modules.get(framework)  # recorded when loaded, never imported here
+        if mod is not None and hasattr(mod, "__version__"):
+            out[framework] = mod.__version__
+    return out
+
+
+def objective_record(objective: Objective) -> dict[str, Any]:
+    """What a run records about its objective: type, dim, dtype, data size, versions.
+
+    An objective made by ``subset`` (or :func:`probecore.sample_examples`) adds
+    ``subset``: the examples it holds, as positions in the full data set.
+    """
+    return {
+        "type": f"{type(objective).__module__}.{type(objective).__qualname__}",
+        "dim": int(objective.dim),
+        "dtype": str(np.dtype(objective.dtype)),
+        "n_examples": getattr(objective, "n_examples", None),
+        **({"subset": objective.data_subset} if getattr(objective, "data_subset", None) else {}),
+        "versions": versions(objective),
+    }
