@@ -6,7 +6,8 @@ For each spectrum and start seed, each method is run at a ladder of tolerances a
 cheapest run whose λmax is within 1e-6 (relative) of the exact value counts. Power
 iteration is read off its own history (one HVP per iterate). Counts include every HVP the
 method spent: probecore's Lanczos counts its final residual check (1 HVP) and, with
-``verify=True`` (the default), the deflated second pass.
+``verify=True`` (the default), the steps that certify no eigenvalue was missed (for
+``k=1`` from a random start, 1–4 past convergence; ``benchmarks/lambda_max_cost.py``).
 """
 
 from __future__ import annotations

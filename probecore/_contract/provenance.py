@@ -36,11 +36,14 @@ def objective_record(objective: Objective) -> dict[str, Any]:
     An objective made by ``subset`` (or :func:`probecore.sample_examples`) adds
     ``subset``: the examples it holds, as positions in the full data set.
     """
-    return {
+    record: dict[str, Any] = {
         "type": f"{type(objective).__module__}.{type(objective).__qualname__}",
         "dim": int(objective.dim),
         "dtype": str(np.dtype(objective.dtype)),
         "n_examples": getattr(objective, "n_examples", None),
-        **({"subset": objective.data_subset} if getattr(objective, "data_subset", None) else {}),
         "versions": versions(objective),
     }
+    subset = getattr(objective, "data_subset", None)
+    if subset:
+        record["subset"] = subset
+    return record

@@ -23,7 +23,14 @@ from probecore._contract.validation import (
     check_option,
     check_vector,
 )
-from probecore._linalg.lanczos import Krylov, expand, orthogonalize, unit_complement
+from probecore._linalg.lanczos import (
+    Krylov,
+    expand,
+    min_component,
+    miss_certified,
+    orthogonalize,
+    unit_complement,
+)
 from probecore._linalg.operators import Counted, as_operator
 from probecore._linalg.results import EigResult, PowerIterationResult
 
@@ -36,6 +43,10 @@ _BASIS_ENTRIES = 2**28  # default cap on ncv·dim: 2 GiB in float64, 1 GiB in fl
 # that the true residuals of the Ritz pairs cost no further HVP (else k HVPs at the end).
 _IMAGE_BYTES = 2**28
 METHODS = ("lanczos", "eigsh")
+# `verify`: accepted probability that a random start hides a missed eigenvalue (see
+# miss_certified), and the most steps a k = 1 run adds past convergence to reach it.
+_MISS_PROBABILITY = 1e-2
+_CERT_STEPS = 4
 
 
 def _default_tol(dtype: np.dtype) -> float:
@@ -196,14 +207,19 @@ def power_iteration(
 # --------------------------------------------------------------------------- lanczos
 
 
-def _converged_early(T, j, beta, k, which, tol, anorm, m) -> bool:
-    """Whether the wanted Ritz pairs of the first ``j + 1`` columns already converged.
+def _check_step(size: int, k: int, m: int) -> bool:
+    """Whether to solve the projected eigenproblem after ``size`` columns.
 
-    Checked at every step for small bases and every ``m // 16`` steps for large ones,
-    so that the ``O(j³)`` projected eigenproblem stays negligible next to an HVP.
+    Every step for small bases, every ``m // 16`` steps for large ones, so that the
+    ``O(j³)`` projected eigenproblem stays negligible next to an HVP.
     """
+    return not (size < k or size >= m or (m > 64 and size % max(m // 16, 1)))
+
+
+def _converged_early(T, j, beta, k, which, tol, anorm, m) -> bool:
+    """Whether the wanted Ritz pairs of the first ``j + 1`` columns already converged."""
     size = j + 1
-    if size < k or size >= m or (m > 64 and size % max(m // 16, 1)):
+    if not _check_step(size, k, m):
         return False
     theta, S = scipy.linalg.eigh(T[:size, :size])
     scale = max(anorm, float(np.max(np.abs(theta))))
@@ -217,6 +233,15 @@ def _order(theta: np.ndarray, which: str) -> np.ndarray:
     if which == "SA":
         return np.argsort(theta, kind="stable")
     return np.argsort(-np.abs(theta), kind="stable")
+
+
+def _beyond(value: float, margin: float, which: str) -> tuple[float, ...]:
+    """Where an eigenvalue would come before ``value`` by more than ``margin``."""
+    if which == "LA":
+        return (value + margin,)
+    if which == "SA":
+        return (value - margin,)
+    return (abs(value) + margin, -abs(value) - margin)
 
 
 def _better(a: float, b: float, which: str) -> bool:
@@ -240,7 +265,9 @@ def _thick_restart(
     gen: np.random.Generator,
     anorm: float,
     max_ncv: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, int, bool, float]:
+    certify: bool = False,
+    worst: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, int, bool, float, bool]:
     """Thick-restart Lanczos (Wu & Simon 2000) with full reorthogonalization.
 
     Works in the orthogonal complement of the orthonormal rows of ``D``. Every
@@ -249,7 +276,10 @@ def _thick_restart(
     Returns Ritz values (ordered by ``which``), Ritz vectors as rows, their images
     ``H·y`` as rows (combined from the stored images of the basis vectors; None when
     those did not fit in ``_IMAGE_BYTES``), Lanczos residual estimates, the number of
-    restarts, whether the ``k`` wanted pairs converged, and the operator norm estimate.
+    restarts, whether the ``k`` wanted pairs converged, the operator norm estimate, and
+    whether the first cycle certified (:func:`miss_certified`, ``v`` random) that no
+    eigenvalue comes before ``worst`` (if given; the run ends there, converged or not) or,
+    with ``certify``, before the converged Ritz value, by more than ``tol·‖H‖``.
     """
     n, dtype = matvec.n, matvec.dtype
     m = ncv
@@ -262,6 +292,11 @@ def _thick_restart(
     V[0] = v / np.linalg.norm(v)
     start = 0  # first column to expand in this cycle
     restarts = 0
+    certify = certify or worst is not None
+    certified = False
+    extra = 0  # steps past convergence spent on the certificate
+    gmin = min_component(n - D.shape[0], _MISS_PROBABILITY)
+    eps = float(np.finfo(dtype).eps)
 
     def fresh(i: int, j: int) -> np.ndarray | None:
         # invariant subspace: continue with a random direction if any is left
@@ -269,11 +304,24 @@ def _thick_restart(
 
     def early(j: int, broke: np.ndarray) -> bool:
         # after every step: ‖H‖ estimate; end the cycle if the wanted pairs converged
-        nonlocal anorm
+        # (and, when asked, once no eigenvalue is likely to hide beyond them)
+        nonlocal anorm, certified, extra
         anorm = max(anorm, float(np.max(np.abs(T[: j + 1, j]))))
         if broke[0]:
             return False
-        return _converged_early(T, j, K.beta[0, j], k, which, tol, anorm, m)
+        conv = _converged_early(T, j, K.beta[0, j], k, which, tol, anorm, m)
+        if not certify or restarts or not _check_step(j + 1, k, m) or (worst is None and not conv):
+            return conv
+        theta, S = scipy.linalg.eigh(T[: j + 1, : j + 1])
+        value = theta[_order(theta, which)[0]] if worst is None else worst
+        targets = _beyond(value, tol * anorm, which)
+        rounding = 10.0 * np.sqrt(j + 1) * eps * anorm  # assumed ‖xᵀF_j‖ (see docs)
+        certified = miss_certified(theta, S, float(K.beta[0, j]), targets, gmin, rounding)
+        if certified or worst is not None:
+            return certified or conv
+        extra += 1  # converged, not yet certified: a few more steps, unless hopeless
+        hopeless = not miss_certified(theta, S, 0.0, targets, gmin, rounding)
+        return hopeless or extra > _CERT_STEPS
 
     while True:
         K = Krylov(
@@ -298,7 +346,7 @@ def _thick_restart(
             Sw = S[:, want].T.astype(dtype)
             Y = Sw @ V[:m_eff]
             HY = None if W is None else Sw @ W[:m_eff]
-            return theta[want], Y, HY, res[want], restarts, converged, anorm
+            return theta[want], Y, HY, res[want], restarts, converged, anorm, certified
         # keep the best l Ritz pairs and continue from the residual direction
         restarts += 1
         n_keep = min(k + max((m - k) // 2, 1), m - 1)
@@ -374,11 +422,13 @@ def lanczos(
     rng : int, numpy.random.Generator or None
         Source of start vectors.
     verify : bool
-        After convergence, run a second, deflated Lanczos from a fresh random vector
-        orthogonal to the ``k`` found eigenvectors; if it finds an eigenvalue that should
-        have been among the ``k`` (a copy of a repeated eigenvalue, which a single Krylov
-        sequence cannot see in exact arithmetic), swap it in and check again. Costs one
-        more Lanczos run; only for ``method="lanczos"``.
+        Check that no eigenvalue that belongs among the ``k`` was missed (a copy of a
+        repeated one, which a single Krylov sequence cannot see in exact arithmetic, or
+        one a given ``v0`` is orthogonal to): for ``k=1`` from a random start, the run's
+        own sequence certifies in up to 4 more steps (room for them is added to ``ncv``)
+        that, with probability ``1 − 1e-2``, none lies ``tol·‖H‖`` beyond; else a deflated
+        Lanczos from a fresh random vector runs until it certifies that (stop) or finds
+        such an eigenvalue (swap it in, search again). Only for ``method="lanczos"``.
     raise_on_failure : bool
         Raise :class:`ConvergenceError` (carrying the partial result) on non-convergence,
         or return the result with ``converged=False``.
@@ -445,7 +495,7 @@ def lanczos(
         anorm = float(np.max(np.abs(theta), initial=0.0))
     else:
         theta, Y, HY, restarts, converged, anorm = _lanczos(
-            matvec, k, which, tol, ncv, max_ncv, maxiter, v, gen, verify
+            matvec, k, which, tol, ncv, max_ncv, maxiter, v, gen, verify, v0 is None
         )
 
     # Certify: true residuals ‖H y − θ y‖, from the images Lanczos kept (H is linear, so
@@ -488,44 +538,32 @@ def lanczos(
     return result
 
 
-def _lanczos(matvec, k, which, tol, ncv, max_ncv, maxiter, v, gen, verify):
+def _lanczos(matvec, k, which, tol, ncv, max_ncv, maxiter, v, gen, verify, random_start):
     n = matvec.n
-    theta, Y, HY, _, restarts, converged, anorm = _thick_restart(
-        matvec,
-        k,
-        which,
-        ncv,
-        tol,
-        maxiter,
-        v,
-        np.zeros((0, n), matvec.dtype),
-        gen,
-        0.0,
-        max_ncv,
+    # k = 1 from a random start: the run itself can rule out a hidden top eigenvalue (a
+    # copy of the one found changes nothing); otherwise a second, deflated pass must.
+    # It may take _CERT_STEPS steps past convergence: the first cycle has room for them.
+    certify = verify and random_start and k == 1 < n
+    D, args = np.zeros((0, n), matvec.dtype), (tol, maxiter)
+    m = min(ncv + _CERT_STEPS, max_ncv) if certify else ncv
+    theta, Y, HY, _, restarts, converged, anorm, certified = _thick_restart(
+        matvec, k, which, m, *args, v, D, gen, 0.0, max_ncv, certify
     )
-    if not (verify and converged and k < n):
+    if not (verify and converged and k < n) or certified:
         return theta, Y, HY, restarts, converged, anorm
     # Search the complement of the found eigenvectors for an eigenvalue that belongs
-    # among the k wanted ones (missed copies of repeated eigenvalues).
+    # among the k wanted ones (missed copies of repeated eigenvalues); stop as soon as
+    # the search rules that out, or converges to a value that does not belong there.
     for _ in range(n - k):
-        start = gen.standard_normal(n)
-        room = n - Y.shape[0]
-        extra, y, hy, res, more, ok, anorm = _thick_restart(
-            matvec,
-            1,
-            which,
-            min(ncv, room),
-            tol,
-            maxiter,
-            start,
-            Y,
-            gen,
-            anorm,
-            min(max_ncv, room),
+        room, worst = n - Y.shape[0], theta[-1]
+        sizes = (min(ncv, room), *args, gen.standard_normal(n), Y, gen, anorm, min(max_ncv, room))
+        extra, y, hy, res, more, ok, anorm, clear = _thick_restart(
+            matvec, 1, which, *sizes, worst=worst
         )
         restarts += more
+        if clear:  # certified: nothing in the complement belongs among the k
+            break
         converged = converged and ok
-        worst = theta[-1]
         if not (ok and _better(extra[0], worst, which) and abs(extra[0] - worst) > res[0]):
             break
         theta = np.concatenate([theta, extra])

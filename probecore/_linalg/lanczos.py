@@ -14,10 +14,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.special
 
 from probecore._linalg.operators import Counted
 
-__all__ = ["Krylov", "breakdown_threshold", "expand", "orthogonalize", "unit_complement"]
+__all__ = [
+    "Krylov",
+    "breakdown_threshold",
+    "expand",
+    "miss_certified",
+    "min_component",
+    "orthogonalize",
+    "unit_complement",
+]
 
 _TINY = float(np.finfo(float).tiny)
 
@@ -339,3 +348,83 @@ def expand(
         if done is not None and done(j, broke):
             break
     return steps
+
+
+def min_component(dim: int, delta: float) -> float:
+    """The ``delta``-quantile of ``|xᵀv|`` for ``v`` uniform on the unit sphere of ``R^dim``.
+
+    For any fixed unit vector ``x``, ``(xᵀv)² ~ Beta(1/2, (dim − 1)/2)``, so
+    ``P(|xᵀv| < min_component(dim, delta)) = delta`` (about ``delta·√(π/(2·dim))``).
+
+    Parameters
+    ----------
+    dim : int
+        Dimension of the sphere's space.
+    delta : float
+        Probability in ``(0, 1)``.
+
+    Returns
+    -------
+    float
+    """
+    if dim <= 1:
+        return 1.0
+    return math.sqrt(float(scipy.special.betaincinv(0.5, (dim - 1) / 2.0, delta)))
+
+
+def miss_certified(
+    theta: np.ndarray,
+    S: np.ndarray,
+    beta: float,
+    targets: tuple[float, ...],
+    gamma_min: float,
+    rounding: float,
+) -> bool:
+    r"""Whether a Lanczos sequence from a random start rules out eigenvalues past ``targets``.
+
+    Parameters
+    ----------
+    theta, S : numpy.ndarray
+        Eigen-decomposition of the ``(j+1) × (j+1)`` projected matrix ``T_j`` of a
+        sequence whose first basis vector is its (random) start vector ``q_0``.
+    beta : float
+        ``β_j``, the coupling to the next basis vector.
+    targets : tuple of float
+        Points outside ``[min θ, max θ]``; each stands for the half-line beyond it.
+    gamma_min : float
+        :func:`min_component` of the start vector's sphere at the chosen probability.
+    rounding : float
+        Bound on ``‖xᵀF_j‖``, the rounding of the Lanczos relation along an eigenvector.
+
+    Returns
+    -------
+    bool
+        True when every eigenvalue ``λ`` beyond a target would need
+        ``|xᵀq_0| < gamma_min`` for its eigenvector ``x`` (for a uniform ``q_0``, an event
+        of the probability ``gamma_min`` was chosen for).
+
+    Notes
+    -----
+    The Lanczos relation ``H Q_j = Q_j T_j + β_j q_{j+1} e_jᵀ + F_j`` multiplied by the
+    eigenvector ``xᵀ`` gives ``c (λ − T_j) = β_j (xᵀq_{j+1}) e_jᵀ + xᵀF_j`` for
+    ``c = xᵀQ_j``, whose first entry is ``xᵀq_0``:
+
+    .. math:: |x^\top q_0| \le \beta_j\,\Bigl|\sum_i \frac{S_{ji} S_{0i}}{\lambda -
+              \theta_i}\Bigr| + \lVert x^\top F_j\rVert\,
+              \Bigl(\sum_i \frac{S_{0i}^2}{(\lambda - \theta_i)^2}\Bigr)^{1/2}.
+
+    For a tridiagonal ``T_j`` the first sum is ``β_0⋯β_{j−1}/det(λ − T_j)``, and both
+    terms shrink monotonically as ``λ`` moves away from the Ritz values, so checking
+    the bound at a target covers the whole half-line beyond it (van Dorsselaer,
+    Hochstenbach & van der Vorst 2000 use the same polynomial for probabilistic bounds).
+    """
+    lo, hi = float(np.min(theta)), float(np.max(theta))
+    for lam in targets:
+        if lo <= lam <= hi:
+            return False
+        d = lam - theta
+        g = abs(float(np.sum(S[-1] * S[0] / d)))
+        r = float(np.sqrt(np.sum((S[0] / d) ** 2)))
+        if beta * g + rounding * r >= gamma_min:
+            return False
+    return True
