@@ -186,6 +186,9 @@ def require_objective(objective: Any, *members: str, name: str = "objective") ->
     return objective
 
 
+_SPAN_BLOCK = 1 << 16  # entries per block: 512 KiB of float64 scratch, whatever dim is
+
+
 def span_point(
     origin: np.ndarray,
     basis: np.ndarray,
@@ -193,13 +196,15 @@ def span_point(
     *,
     work: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """A new array ``origin + (c @ basis).astype(origin.dtype)``, in ``O(dim)`` memory.
+    """A new array ``origin + (c @ basis).astype(origin.dtype)``, in one vector of memory.
 
     ``c @ basis`` with a float32 ``basis`` and float64 ``c`` would first copy the whole
     basis to float64 (``k`` vectors of ``dim``); here the combination is accumulated row
     by row in float64, skipping zero coefficients, then rounded once to ``origin``'s dtype
-    and added to ``origin``, as the batched expression does. A float64 point is
-    accumulated in place, so one nonzero coefficient costs no vector but the point.
+    and added to ``origin``, as the batched expression does -- block by block of
+    ``2**16`` entries, so that the only vector allocated is the point itself (float64
+    scratch of one block, reused). The arithmetic of every entry is the same as the
+    whole-vector expression's, so the result does not depend on the blocking.
 
     Parameters
     ----------
@@ -210,8 +215,8 @@ def span_point(
     c : numpy.ndarray
         ``(k,)`` coefficients (float64).
     work : dict, optional
-        Float64 scratch vectors, made on first need and reused by later calls that pass
-        the same dict.
+        Scratch blocks, made on first need and reused by later calls that pass the same
+        dict.
 
     Returns
     -------
@@ -220,23 +225,29 @@ def span_point(
     """
     work = {} if work is None else work
     out = np.empty_like(origin)
-    in_place = out.dtype == np.float64
-    acc = out if in_place else work.setdefault("acc", np.empty(origin.size))
+    size = min(_SPAN_BLOCK, origin.size)
+    acc, term = work.get("acc"), work.get("term")
+    if acc is None or acc.size < size:
+        acc = work["acc"] = np.empty(size)
+    if term is None or term.size < size:
+        term = work["term"] = np.empty(size)
     nonzero = [
         (float(ci), row)
         for ci, row in zip(np.asarray(c, np.float64), basis, strict=True)
         if ci != 0.0
     ]
-    if not nonzero:
-        acc.fill(0.0)
-    for n, (ci, row) in enumerate(nonzero):
-        if n == 0:
-            np.multiply(row, ci, out=acc, dtype=np.float64)
-        else:
-            term = work.setdefault("term", np.empty(origin.size))
-            np.multiply(row, ci, out=term, dtype=np.float64)
-            acc += term
-    if not in_place:
-        np.copyto(out, acc, casting="same_kind")
-    out += origin
+    for start in range(0, origin.size, _SPAN_BLOCK):
+        stop = min(start + _SPAN_BLOCK, origin.size)
+        a, t = acc[: stop - start], term[: stop - start]
+        if not nonzero:
+            a.fill(0.0)
+        for n, (ci, row) in enumerate(nonzero):
+            if n == 0:
+                np.multiply(row[start:stop], ci, out=a, dtype=np.float64)
+            else:
+                np.multiply(row[start:stop], ci, out=t, dtype=np.float64)
+                a += t
+        block = out[start:stop]
+        np.copyto(block, a, casting="same_kind")
+        block += origin[start:stop]
     return out
