@@ -35,6 +35,9 @@ all_finite, FLOAT_DTYPES, as_rng
     A memory-light finiteness test, the supported dtypes, and ``rng`` normalisation.
 require_objective
     The structural check of an objective argument that the algorithms use.
+span_point
+    A point ``origin + c @ basis`` formed as ``AbstractObjective.losses_in_span`` forms
+    it (bit for bit, one vector of memory), for a backend's own ``losses_in_span``.
 digest, callable_name, stable_repr
     Content digests, function names and address-free reprs for an objective's optional
     ``fingerprint()``: what a run store records to refuse resuming with other data,
@@ -49,7 +52,12 @@ from __future__ import annotations
 from probecore._contract.errors import NoBackendError
 from probecore._contract.fingerprint import callable_name, digest, record_subset, stable_repr
 from probecore._contract.layout import ROLES, Block, Layout, override_layout, uncovered_by_override
-from probecore._contract.objective import AbstractObjective, Objective, require_objective
+from probecore._contract.objective import (
+    AbstractObjective,
+    Objective,
+    require_objective,
+    span_point,
+)
 from probecore._contract.validation import (
     FLOAT_DTYPES,
     all_finite,
@@ -89,5 +97,6 @@ __all__ = [
     "hookimpl",
     "record_subset",
     "require_objective",
+    "span_point",
     "stable_repr",
 ]

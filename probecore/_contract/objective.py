@@ -186,7 +186,7 @@ def require_objective(objective: Any, *members: str, name: str = "objective") ->
     return objective
 
 
-_SPAN_BLOCK = 1 << 16  # entries per block: 512 KiB of float64 scratch, whatever dim is
+_SPAN_BLOCK = 1 << 15  # entries per block: 256 KiB of float64 scratch, whatever dim is
 
 
 def span_point(
@@ -195,16 +195,18 @@ def span_point(
     c: np.ndarray,
     *,
     work: dict[str, np.ndarray] | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """A new array ``origin + (c @ basis).astype(origin.dtype)``, in one vector of memory.
+    """``origin + (c @ basis).astype(origin.dtype)``, in one vector of memory.
 
     ``c @ basis`` with a float32 ``basis`` and float64 ``c`` would first copy the whole
     basis to float64 (``k`` vectors of ``dim``); here the combination is accumulated row
     by row in float64, skipping zero coefficients, then rounded once to ``origin``'s dtype
     and added to ``origin``, as the batched expression does -- block by block of
-    ``2**16`` entries, so that the only vector allocated is the point itself (float64
-    scratch of one block, reused). The arithmetic of every entry is the same as the
-    whole-vector expression's, so the result does not depend on the blocking.
+    ``2**15`` entries, so that the only vector allocated is the point itself (float64
+    scratch of at most two blocks, reused; a float64 point is accumulated in place). The
+    arithmetic of every entry is the same as the whole-vector expression's, so the
+    result does not depend on the blocking.
 
     Parameters
     ----------
@@ -217,28 +219,32 @@ def span_point(
     work : dict, optional
         Scratch blocks, made on first need and reused by later calls that pass the same
         dict.
+    out : numpy.ndarray, optional
+        Where to write the point (``origin``'s shape and dtype; not ``origin`` itself):
+        a backend's parameter buffer. Default: a new array.
 
     Returns
     -------
     numpy.ndarray
-        The point, a new array of ``origin``'s dtype.
+        The point: ``out``, or a new array of ``origin``'s dtype.
     """
     work = {} if work is None else work
-    out = np.empty_like(origin)
-    size = min(_SPAN_BLOCK, origin.size)
-    acc, term = work.get("acc"), work.get("term")
-    if acc is None or acc.size < size:
-        acc = work["acc"] = np.empty(size)
-    if term is None or term.size < size:
-        term = work["term"] = np.empty(size)
+    out = np.empty_like(origin) if out is None else out
     nonzero = [
         (float(ci), row)
         for ci, row in zip(np.asarray(c, np.float64), basis, strict=True)
         if ci != 0.0
     ]
+    size = min(_SPAN_BLOCK, origin.size)
+    in_place = out.dtype == np.float64
+    for name, needed in (("acc", not in_place), ("term", len(nonzero) > 1)):
+        if needed and (name not in work or work[name].size < size):
+            work[name] = np.empty(size)
     for start in range(0, origin.size, _SPAN_BLOCK):
         stop = min(start + _SPAN_BLOCK, origin.size)
-        a, t = acc[: stop - start], term[: stop - start]
+        block = out[start:stop]
+        a = block if in_place else work["acc"][: stop - start]
+        t = work["term"][: stop - start] if len(nonzero) > 1 else a
         if not nonzero:
             a.fill(0.0)
         for n, (ci, row) in enumerate(nonzero):
@@ -247,7 +253,7 @@ def span_point(
             else:
                 np.multiply(row[start:stop], ci, out=t, dtype=np.float64)
                 a += t
-        block = out[start:stop]
-        np.copyto(block, a, casting="same_kind")
+        if not in_place:
+            np.copyto(block, a, casting="same_kind")
         block += origin[start:stop]
     return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -11,7 +13,51 @@ from probecore._contract.objective import Objective
 from probecore._contract.progress import progress_bar
 from probecore._contract.validation import check_vector
 
-__all__ = ["HessianOperator", "as_operator"]
+__all__ = ["HessianOperator", "as_operator", "small_dense"]
+
+# Dense work below this many flops runs in one BLAS thread (see small_dense): 1e8 flops
+# take about 10 ms on one core, where a second thread saves little.
+SMALL_DENSE_FLOPS = 1e8
+_BLAS: list[Any] = []  # threadpoolctl's controller, made on first use ([None] without it)
+
+
+def small_dense(flops: float) -> AbstractContextManager[Any]:
+    """A context in which numpy's BLAS uses one thread, for ``flops`` of small dense work.
+
+    LAPACK's QR of a tall ``(dim, s)`` block calls BLAS-2 kernels column by column, and
+    OpenBLAS spreads each over all its threads once the block holds more than about 10⁴
+    entries, so every column waits until the other threads are scheduled. On the 2-core
+    development machine under load, the QR of Hutch++'s ``(2410, 33)`` sketch took
+    0.1–1.2 s in 2 threads and 1–20 ms in one (``docs/benchmarks.md``, small models).
+    Work of ``SMALL_DENSE_FLOPS`` or more keeps every thread, as does everything when
+    ``threadpoolctl`` (a dependency of probecore) is missing. The thread count is
+    restored on exit. The QR factors came out bitwise equal in one and two threads; a
+    matrix product may differ in its last bits (OpenBLAS splits it differently), as it
+    does between machines with other numbers of cores.
+
+    Parameters
+    ----------
+    flops : float
+        The work's size, e.g. ``dim * s**2`` for the QR of a ``(dim, s)`` block.
+
+    Examples
+    --------
+    >>> with small_dense(1e4):
+    ...     q, r = np.linalg.qr(np.eye(3))
+    """
+    if flops >= SMALL_DENSE_FLOPS:
+        return nullcontext()
+    if not _BLAS:
+        try:  # optional, and untyped: imported by name
+            threadpoolctl = importlib.import_module("threadpoolctl")
+        except ImportError:  # pragma: no cover - a declared dependency of probecore
+            _BLAS.append(None)
+        else:
+            _BLAS.append(threadpoolctl.ThreadpoolController())
+    controller = _BLAS[0]
+    if controller is None:  # pragma: no cover - see above
+        return nullcontext()
+    return controller.limit(limits=1, user_api="blas")
 
 
 class HessianOperator(LinearOperator):
@@ -103,6 +149,7 @@ def as_operator(A: Any) -> LinearOperator:
     if op.dtype is None or np.dtype(op.dtype).kind != "f":
         raise TypeError(f"`A` must have a real floating dtype; got {op.dtype}.")
     return op
+
 
 class Counted:
     """Applies an operator to column blocks and counts the columns it multiplies.

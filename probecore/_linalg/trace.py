@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from probecore._contract.validation import as_rng, check_int, check_option
-from probecore._linalg.operators import Counted, as_operator
+from probecore._linalg.operators import Counted, as_operator, small_dense
 from probecore._linalg.results import TraceResult
 
 __all__ = ["hutchinson", "hutchpp"]
@@ -164,7 +164,8 @@ def hutchpp(
     g = n_matvecs - 2 * s
     S = _probes(gen, n, s, distribution)
     Y = matvec(S).astype(np.float64)
-    Q, R = np.linalg.qr(Y)
+    with small_dense(n * s * s):  # one BLAS thread for small sketches (see small_dense)
+        Q, R = np.linalg.qr(Y)
     # drop directions the sketch did not reach (rank-deficient H, or s > rank)
     keep = np.abs(np.diag(R)) > np.finfo(np.float64).eps * max(np.abs(R).max(), 1e-300) * s
     Q = Q[:, keep]
@@ -172,7 +173,8 @@ def hutchpp(
     if Q.shape[1]:
         exact = float(np.einsum("ij,ij->", Q, matvec(Q).astype(np.float64)))
     G = _probes(gen, n, g, distribution)
-    G = G - Q @ (Q.T @ G)
+    with small_dense(2 * n * Q.shape[1] * g):
+        G = G - Q @ (Q.T @ G)
     samples = np.einsum("ij,ij->j", G, matvec(G).astype(np.float64))
     mean, se = _mean_se(samples)
     return TraceResult(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
@@ -32,7 +33,28 @@ from probecore._probes.engine import (
 from probecore._probes.provenance import objective_record
 from probecore._probes.results import RayResult
 
-__all__ = ["default_ray_eps", "ray_directions", "ray_stats", "rays"]
+__all__ = [
+    "CHECK_FIELDS",
+    "JITTER",
+    "KINK_RELATIVE",
+    "KINK_SIGMAS",
+    "N_CENTER",
+    "default_ray_eps",
+    "ray_directions",
+    "ray_errors",
+    "ray_result",
+    "ray_stats",
+    "rays",
+]
+
+# The checks of `rays(check=True)` (docs/landscape.md, "Errors of κ"): the stored columns
+# beyond L(x ± εd), the rays that also carry a jitter pair, its step as a share of ε, and
+# the kink threshold (rounding standard deviations; share of the ray's own curvature).
+CHECK_FIELDS = ("loss_plus_half", "loss_minus_half", "loss_center_plus", "loss_center_minus")
+N_CENTER = 32
+JITTER = 1 / 16
+KINK_SIGMAS = 5.0
+KINK_RELATIVE = 0.1
 
 # --------------------------------------------------------------------------- directions
 
@@ -85,29 +107,48 @@ def _ray_direction(seed: int, index: int, dim: int) -> np.ndarray:
 
 
 def _ray_chunk(
-    spec: Any, origin: np.ndarray, entropy: int, start: int, n: int, eps: float
+    spec: Any,
+    origin: np.ndarray,
+    entropy: int,
+    start: int,
+    n: int,
+    eps: float,
+    n_center: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Losses at ``origin ± eps·d_i`` for rays ``start, ..., start + n - 1``.
+    """Losses along rays ``start, ..., start + n - 1``: the chunk task of :func:`rays`.
 
-    The chunk task of :func:`rays`: the directions are drawn here, in the worker, so a
-    task carries a seed instead of ``n × dim`` numbers. One ray at a time: its direction
-    is drawn, cast to the objective's dtype, evaluated at ``origin + eps·d`` and at
-    ``origin - eps·d`` (one point per ``losses_in_span`` call, the route of ``L(x)``) and
+    The directions are drawn here, in the worker, so a task carries a seed instead of
+    ``n × dim`` numbers. One ray at a time: its direction is drawn, cast to the objective's
+    dtype, evaluated at ``origin ± eps·d`` (and, when ``n_center`` is given, at
+    ``origin ± eps/2·d`` and, for rays below ``n_center``, at ``origin ± eps·JITTER·d``:
+    see :func:`rays`), one point per ``losses_in_span`` call, the route of ``L(x)``, and
     dropped before the next is drawn, so that memory is a few vectors of ``dim`` whatever
     ``n`` (see :func:`_ray_losses`).
     """
     obj = resolve(spec)
-    plus = np.empty(n, dtype=np.float64)
-    minus = np.empty(n, dtype=np.float64)
+    fields = _fields(n_center is not None)
+    out = {name: np.full(n, np.nan) for name in fields}
     for k in range(n):
-        plus[k], minus[k] = _ray_losses(obj, origin, entropy, start + k, eps)
-    return {"loss_plus": plus, "loss_minus": minus}
+        index = start + k
+        steps = [eps, eps / 2]
+        if n_center is not None and index < n_center:
+            steps.append(eps * JITTER)
+        values = _ray_losses(obj, origin, entropy, index, steps[: 1 if n_center is None else 3])
+        for name, value in zip(fields, values, strict=False):
+            out[name][k] = value
+    return out
+
+
+def _fields(check: bool) -> list[str]:
+    """Stored columns of a rays run: ``±ε``, and with ``check`` ``±ε/2`` and the jitter."""
+    base = ["loss_plus", "loss_minus"]
+    return [*base, *CHECK_FIELDS] if check else base
 
 
 def _ray_losses(
-    obj: Objective, origin: np.ndarray, entropy: int, index: int, eps: float
-) -> tuple[float, float]:
-    """``L(origin + eps·d)`` and ``L(origin - eps·d)`` for ray ``index``.
+    obj: Objective, origin: np.ndarray, entropy: int, index: int, steps: list[float]
+) -> list[float]:
+    """``L(origin + h·d)`` and ``L(origin - h·d)`` for ray ``index``, for each ``h`` of ``steps``.
 
     Each point is one ``losses_in_span`` call with one coefficient, the route of ``L(x)``.
     The values are those of the batched call ``losses_in_span(origin, D, [eps·I; -eps·I])``
@@ -125,25 +166,33 @@ def _ray_losses(
     float64 and the float64 product (tests/test_rays_memory.py, docs/benchmarks.md).
     """
     basis = _ray_direction(entropy, index, origin.size).astype(origin.dtype, copy=False)[None]
-    up = obj.losses_in_span(origin, basis, np.array([[eps]]))
-    down = obj.losses_in_span(origin, basis, np.array([[-eps]]))
-    return (
-        float(np.asarray(up, dtype=np.float64)[0]),
-        float(np.asarray(down, dtype=np.float64)[0]),
-    )
+    out = []
+    for h in steps:
+        for c in (h, -h):
+            value = obj.losses_in_span(origin, basis, np.array([[c]]))
+            out.append(float(np.asarray(value, dtype=np.float64)[0]))
+    return out
 
 
 # --------------------------------------------------------------------------- rays
 
 
 def default_ray_eps(dtype: Any) -> float:
-    """``eps_mach ** 0.25`` of ``dtype``: 1.2e-4 in float64, 1.9e-2 in float32.
+    """Default step of :func:`rays`: 1e-5 in float64, 0.1 in float32, else ``eps_mach ** 0.25``.
 
-    The central second difference has rounding error about ``4·δ/ε²`` (``δ`` the error of
-    one loss value, ``≈ eps_mach·|L|``) and truncation error ``ε²·|L''''|/12``; they
+    The central second difference has rounding error about ``2·δ/ε²`` per ray (``δ`` the
+    error of one loss value, ``≈ eps_mach·|L|``) and truncation error ``ε²·|L⁗|/12``; they
     balance at ``ε ∝ eps_mach^{1/4}`` when the loss and its fourth derivative along a unit
-    direction are of order one. See docs/landscape.md for ``κ`` against ``ε`` on a real
-    model.
+    direction are of order one. A third error grows with ``ε``: on a piecewise-linear
+    network (ReLU) a step crosses kinks, about ``ε ×`` (pre-activations per unit step) of
+    them per ray, and each adds ``O(1/ε)`` to ``κ``. In float64 the rounding term is small
+    down to ``ε = 1e-5`` (``2·2.2e-16·|L|/1e-10 = 4.4e-6·|L|`` per ray; the check of
+    :func:`rays` measures it and corrects the part that every ray shares), so the default
+    is 1e-5, 12 times shorter than ``eps_mach ** 0.25``: 12 times fewer kinks. In float32
+    the rounding term forbids a shorter step, and on the digits MLPs of
+    benchmarks/rays_coverage.py ``ε = 0.1`` beat ``eps_mach ** 0.25 = 1.9e-2``: the shared
+    rounding of ``L(x)`` 28 times smaller, truncation still below the sampling error, and
+    (ReLU) fewer kinks' worth of bias. See docs/landscape.md ("Choosing ε", "Errors of κ").
 
     Parameters
     ----------
@@ -156,10 +205,12 @@ def default_ray_eps(dtype: Any) -> float:
 
     Examples
     --------
-    >>> round(default_ray_eps("float32"), 4)
-    0.0186
+    >>> default_ray_eps("float32"), default_ray_eps("float64")
+    (0.1, 1e-05)
     """
-    return float(np.finfo(np.dtype(dtype)).eps ** 0.25)
+    dt = np.dtype(dtype)
+    chosen = {np.dtype(np.float64): 1e-5, np.dtype(np.float32): 0.1}
+    return chosen.get(dt, float(np.finfo(dt).eps ** 0.25))
 
 
 def ray_stats(kappa: np.ndarray, confidence: float) -> dict[str, Any]:
@@ -223,6 +274,7 @@ def rays(
     eps: float | None = None,
     x: np.ndarray | None = None,
     confidence: float = 0.95,
+    check: bool = True,
     rng: int | np.random.Generator | None = None,
     chunk_size: int | None = None,
     executor: Executor | None = None,
@@ -233,9 +285,22 @@ def rays(
 ) -> RayResult:
     r"""Curvature of the loss along ``n_rays`` uniformly random unit directions.
 
-    ``κ = (L(x + εd) − 2L(x) + L(x − εd)) / ε²`` per ray: ``2·n_rays + 1`` loss
-    evaluations, no gradients. For a quadratic ``κ = dᵀHd`` exactly (up to rounding), and
-    over uniformly random unit ``d`` its mean is ``tr(H)/dim``.
+    ``κ = (L(x + εd) − 2L(x) + L(x − εd)) / ε²`` per ray, no gradients. For a quadratic
+    ``κ = dᵀHd`` exactly (up to rounding), and over uniformly random unit ``d`` its mean
+    is ``tr(H)/dim``.
+
+    With ``check`` (the default) each ray is also evaluated at ``±ε/2``, and the first
+    ``min(n_rays, N_CENTER)`` rays at ``±ε·JITTER`` as well, which measures the errors
+    that the Student-t interval ``mean_ci`` does not see (docs/landscape.md, "Errors of
+    κ"): the rounding noise of one loss value (``loss_noise``), the shift that the
+    rounding of ``L(x)`` gives every ``κ`` alike (``center_shift``, corrected, and what
+    is left of it, ``center_error``), the truncation bias of the mean
+    (``truncation_bias``, Richardson: ``4/3·mean(κ(ε) − κ(ε/2))``) and the rays whose
+    curvature changes between ``ε`` and ``ε/2`` by more than rounding and smooth
+    truncation allow (``kinked``: a ReLU's activation pattern changing within ``±ε``;
+    a warning names them). ``mean_total_ci`` and ``negative_fraction_total_ci`` account
+    for all of it. Cost: ``4·n_rays + 2·min(n_rays, N_CENTER) + 1`` loss evaluations;
+    ``check=False``: ``2·n_rays + 1`` and no such fields.
 
     Parameters
     ----------
@@ -249,15 +314,17 @@ def rays(
         The point (default ``objective.x0``).
     confidence : float
         Level of the intervals on the mean and on the negative fraction.
+    check : bool
+        Evaluate the half steps and the jitter that estimate rounding, truncation and kinks.
     rng : int, numpy.random.Generator or None
         Source of the directions. Ray ``i`` is drawn from its own stream
         (``SeedSequence(seed, spawn_key=(i,))``), so a resumed or parallel run draws the
         same rays.
     chunk_size, executor, objective_factory, store, progress, metadata
-        As for :func:`line`; a chunk is ``chunk_size`` rays (``2·chunk_size`` points),
-        the unit of work, storage and resume. The directions are drawn by the worker that
-        evaluates them, one ray at a time, and never stored (the seed reproduces them):
-        memory is a few parameter vectors per worker whatever ``chunk_size``.
+        As for :func:`line`; a chunk is ``chunk_size`` rays, the unit of work, storage and
+        resume. The directions are drawn by the worker that evaluates them, one ray at a
+        time, and never stored (the seed reproduces them): memory is a few parameter
+        vectors per worker whatever ``chunk_size``.
 
     Returns
     -------
@@ -268,14 +335,14 @@ def rays(
     >>> from probecore.analytic import Quadratic
     >>> q = Quadratic.from_spectrum(np.linspace(1.0, 3.0, 50), rng=0)
     >>> r = rays(q, n_rays=400, rng=0)
-    >>> bool(r.mean_ci[0] <= 2.0 <= r.mean_ci[1]), r.n_loss_evals     # tr(H)/dim = 2
-    (True, 801)
+    >>> bool(r.mean_total_ci[0] <= 2.0 <= r.mean_total_ci[1]), r.n_loss_evals, r.n_kinked
+    (True, 1665, 0)
     """
     origin = check_point(objective, x)
     n_rays = check_int("n_rays", n_rays, lo=1)
-    # κ, L(x+εd), L(x−εd), their stored copies and the result's: about 7 floats per ray
+    # κ, κ(ε/2), six losses, their stored copies and the result's: about 16 floats per ray
     check_points_budget(
-        f"`n_rays` = {n_rays}", n_rays, floats_per_point=7,
+        f"`n_rays` = {n_rays}", n_rays, floats_per_point=16 if check is True else 7,
         advice="Draw fewer rays (the interval on the mean shrinks like 1/√n_rays).",
     )
     eps = default_ray_eps(origin.dtype) if eps is None else check_float("eps", eps, lo=0.0)
@@ -284,6 +351,9 @@ def rays(
     confidence = check_float("confidence", confidence, lo=0.0, hi=1.0)
     if not 0 < confidence < 1:
         raise ValueError(f"`confidence` must lie strictly between 0 and 1; got {confidence}.")
+    if not isinstance(check, bool | np.bool_):
+        raise TypeError(f"`check` must be True or False; got {type(check).__name__}.")
+    check = bool(check)
     check_executor(executor, objective_factory)
     if store is not None and (isinstance(rng, bool) or not isinstance(rng, numbers.Integral)):
         raise TypeError(
@@ -293,6 +363,7 @@ def rays(
     gen, seed = as_rng(rng)
     entropy = int(seed) if isinstance(seed, int) else int(gen.integers(2**63))
     chunk_size, chunks = chunking(n_rays, chunk_size, objective)
+    n_center = min(n_rays, N_CENTER) if check else None
     loss0 = origin_loss(objective, origin)  # the route of L(x ± εd): both round alike
     meta = {
         "objective": objective_record(objective),
@@ -301,25 +372,30 @@ def rays(
         "confidence": confidence,
         "user": dict(metadata or {}),
     }
+    # identity without `check` is that of the runs before it: their stores still resume
+    identity: dict[str, Any] = {"eps": eps, "entropy": entropy}
+    if check:
+        identity.update(check=True, n_center=n_center, jitter=JITTER)
     state = RunState.start(
         store,
         kind="rays",
         n_points=n_rays,
         chunk_size=chunk_size,
-        fields=["loss_plus", "loss_minus"],
+        fields=_fields(check),
         fixed={"origin": origin},
-        identity={"eps": eps, "entropy": entropy},
+        identity=identity,
         objective=None if store is None else objective_fingerprint(objective, loss0),
         metadata=meta,
     )
     if state.store is not None and state.store.resumed:  # stored losses go with stored L(x)
         loss0 = float(state.store.metadata["loss0"])
         meta["loss0"] = loss0
+    before = state.done.copy()
     try:
-        n_evals = 1 + 2 * run_chunks(
+        run_chunks(
             chunks,
             _ray_chunk,
-            lambda i, s, e: (origin, entropy, s, e - s, eps),
+            lambda i, s, e: (origin, entropy, s, e - s, eps, n_center),
             task_spec(objective, executor, objective_factory),
             state,
             executor=executor,
@@ -328,12 +404,50 @@ def rays(
         )
     finally:
         state.close()
-    values, done = state.values, state.done
-    kappa = np.full(n_rays, np.nan)
+    new = state.done & ~before
+    n_evals = 1 + (4 if check else 2) * int(new.sum()) + 2 * int(new[: n_center or 0].sum())
+    meta["store"] = None if store is None else os.fspath(store)
+    return ray_result(
+        state.values, state.done, loss0=loss0, eps=eps, dtype=origin.dtype,
+        confidence=confidence, n_loss_evals=n_evals, seed=seed, metadata=meta,
+    )
+
+
+def ray_result(
+    values: dict[str, np.ndarray],
+    done: np.ndarray,
+    *,
+    loss0: float,
+    eps: float,
+    dtype: Any,
+    confidence: float,
+    n_loss_evals: int = 0,
+    seed: Any = None,
+    metadata: dict | None = None,
+) -> RayResult:
+    """The :class:`RayResult` of a run's stored columns (by :func:`rays` and stored runs).
+
+    Parameters
+    ----------
+    values : dict of str to numpy.ndarray
+        The run's columns (``loss_plus``, ``loss_minus``, and with ``check`` the half-step
+        and jitter columns), NaN where not computed.
+    done : numpy.ndarray
+        Mask of the rays computed.
+    loss0, eps, dtype, confidence, n_loss_evals, seed, metadata
+        The run's ``L(x)``, step, the objective's dtype and the result's fields.
+
+    Returns
+    -------
+    RayResult
+    """
+    kappa = np.full(done.size, np.nan)
     with np.errstate(invalid="ignore", over="ignore"):
         kappa[done] = (values["loss_plus"][done] - 2 * loss0 + values["loss_minus"][done]) / eps**2
-    st = ray_stats(kappa[done], confidence)
-    meta["store"] = None if store is None else os.fspath(store)
+    errors: dict[str, Any] = {}
+    if all(name in values for name in CHECK_FIELDS):
+        errors = ray_errors(values, done, kappa, loss0=loss0, eps=eps, dtype=dtype,
+                            confidence=confidence)
     return RayResult(
         kappa=kappa,
         losses_plus=values["loss_plus"],
@@ -342,9 +456,117 @@ def rays(
         loss0=loss0,
         eps=eps,
         confidence=confidence,
-        rounding_error=4 * float(np.finfo(origin.dtype).eps) * abs(loss0) / eps**2,
-        n_loss_evals=n_evals,
+        rounding_error=4 * float(np.finfo(dtype).eps) * abs(loss0) / eps**2,
+        n_loss_evals=n_loss_evals,
         seed=seed,
-        metadata=meta,
-        **st,
+        metadata=dict(metadata or {}),
+        **ray_stats(kappa[done], confidence),
+        **errors,
     )
+
+
+def ray_errors(
+    values: dict[str, np.ndarray],
+    done: np.ndarray,
+    kappa: np.ndarray,
+    *,
+    loss0: float,
+    eps: float,
+    dtype: Any,
+    confidence: float,
+) -> dict[str, Any]:
+    r"""Rounding, centre, truncation and kink estimates of a checked rays run.
+
+    With ``σ`` the rounding noise of one loss value, ray ``i`` has
+    ``κ_i(ε) = c_i + a_i ε² + (n_i⁺ + n_i⁻ − 2δ₀)/ε²`` (``c_i = dᵢᵀHdᵢ``; ``n``, ``δ₀``
+    the rounding of ``L(x ± εd)`` and of ``L(x)``), and ``κ_i(ε/2)`` the same with
+    ``a_i ε²/4`` and ``4/ε²``. The jitter pairs ``p_j = (L(x+ηd_j) + L(x−ηd_j))/2 −
+    η²κ_j(η)/2`` (``η = JITTER·ε``; ``κ_j(η)`` from the two steps) are ``L(x)`` up to
+    rounding alone: their spread gives
+    ``σ`` (``loss_noise``, at least ``eps_mach·|L|/2``) and, averaged with ``L(x)``, an
+    estimate of ``δ₀`` whose error has standard deviation ``σ/√(1 + 2m)``. So
+
+    - ``center_shift`` = ``−2δ̂₀/ε²``, the shift of every κ, removed in the total
+      intervals; ``center_error`` = ``2σ/(ε²√(1+2m))``, the standard deviation left;
+    - ``Δ_i = κ_i(ε) − κ_i(ε/2) = ¾a_iε² + noise`` of standard deviation
+      ``√34·σ/ε²`` (plus ``3·center_error`` shared); a ray is ``kinked`` when
+      ``|Δ_i| > KINK_SIGMAS·(√34·σ/ε² + 3·center_error) + KINK_RELATIVE·max|κ_i|``:
+      beyond what rounding allows, its curvature changed by more than ``KINK_RELATIVE``
+      of itself between ``ε`` and ``ε/2`` (a kink within ``±ε`` adds ``O(1/ε)``);
+    - ``truncation_bias`` = ``4/3·mean(Δ)`` over the rays not kinked;
+    - ``mean_total_ci``: the Student-t interval of the corrected κ of the rays not kinked,
+      with ``center_error`` added in quadrature to the standard error, widened by
+      ``|truncation_bias|`` on both sides (conservative); ``negative_fraction_total_ci``:
+      the Wilson bounds of the share below ``−w`` and below ``+w``, ``w`` =
+      ``t·center_error + |truncation_bias|``.
+
+    Returns
+    -------
+    dict
+        The :class:`RayResult` fields ``kappa_half``, ``kinked``, ``n_kinked``,
+        ``n_center``, ``loss_noise``, ``center_shift``, ``center_error``,
+        ``truncation_bias``, ``mean_total_ci``, ``negative_fraction_total_ci``.
+    """
+    from scipy import stats
+
+    u = float(np.finfo(np.dtype(dtype)).eps)
+    lph, lmh, lcp, lcm = (values[name] for name in CHECK_FIELDS)
+    with np.errstate(invalid="ignore", over="ignore"):
+        half = np.where(done, (lph - 2 * loss0 + lmh) / (eps / 2) ** 2, np.nan)
+        # κ at the jitter step η: κ(h) = c + a·h², a from the two steps (exact to degree 4)
+        at_eta = kappa - 4 / 3 * (kappa - half) * (1 - JITTER**2)
+        pairs = (lcp + lcm) / 2 - (eps * JITTER) ** 2 / 2 * at_eta
+    pairs = pairs[done & np.isfinite(pairs) & np.isfinite(kappa)]
+    m = pairs.size
+    sigma = u * abs(loss0) / 2
+    if m >= 2:
+        spread = 1.4826 * np.median(np.abs(pairs - np.median(pairs)))
+        keep = pairs if spread == 0 else pairs[np.abs(pairs - np.median(pairs)) <= 5 * spread]
+        if keep.size >= 2:
+            sigma = max(sigma, math.sqrt(2.0) * float(np.std(keep, ddof=1)))
+    centre = (loss0 + 2 * float(np.sum(pairs))) / (1 + 2 * m) if math.isfinite(loss0) else loss0
+    shift = -2 * (loss0 - centre) / eps**2
+    center_error = 2 * sigma / (eps**2 * math.sqrt(1 + 2 * m))
+    k1, k2 = kappa - shift, half - 4 * shift
+    finite = done & np.isfinite(k1) & np.isfinite(k2)
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = k1 - k2
+        tol = KINK_SIGMAS * (math.sqrt(34.0) * sigma / eps**2 + 3 * center_error)
+        kinked = finite & (np.abs(diff) > tol + KINK_RELATIVE * np.maximum(np.abs(k1), np.abs(k2)))
+    smooth = finite & ~kinked
+    n = int(smooth.sum())
+    bias = 4 / 3 * float(np.mean(diff[smooth])) if n else math.nan
+    total = np.array([math.nan, math.nan])
+    neg_total = np.array([math.nan, math.nan])
+    if n >= 2:
+        k = k1[smooth]
+        t = float(stats.t.ppf(0.5 + confidence / 2, n - 1))
+        half_width = t * math.hypot(float(np.std(k, ddof=1)) / math.sqrt(n), center_error)
+        half_width += abs(bias)
+        total = np.array([np.mean(k) - half_width, np.mean(k) + half_width])
+        w = t * center_error + abs(bias)
+        lo = stats.binomtest(int(np.sum(k < -w)), n).proportion_ci(confidence, "wilson").low
+        hi = stats.binomtest(int(np.sum(k < w)), n).proportion_ci(confidence, "wilson").high
+        neg_total = np.array([lo, hi])
+    n_kinked = int(kinked.sum())
+    if n_kinked:
+        warnings.warn(
+            f"{n_kinked} of {int(finite.sum())} rays changed curvature between ε = {eps:.3g} "
+            "and ε/2 by more than rounding and smooth truncation allow: a kink (a ReLU's "
+            "activation pattern changing) within ±ε, where κ is not dᵀHd. `kinked` marks "
+            "them and mean_total_ci leaves them out; a smaller `eps` (float64) avoids them.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return {
+        "kappa_half": half,
+        "kinked": kinked,
+        "n_kinked": n_kinked,
+        "n_center": m,
+        "loss_noise": sigma,
+        "center_shift": shift,
+        "center_error": center_error,
+        "truncation_bias": bias,
+        "mean_total_ci": total,
+        "negative_fraction_total_ci": neg_total,
+    }

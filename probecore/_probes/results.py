@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -132,6 +133,11 @@ class RayResult(ResultBase):
     which tends to :math:`d_i^\top H d_i` as :math:`\varepsilon \to 0`; for uniformly
     random unit directions its mean is :math:`\operatorname{tr}(H)/\dim`.
 
+    The fields from ``kappa_half`` on come from ``rays(check=True)`` (the default; see
+    :func:`~probecore._probes.rays.ray_errors` and docs/landscape.md, "Errors of κ");
+    they are None or NaN for ``check=False`` and for a run read back by a
+    :func:`~probecore.load_run` that does not pass them on.
+
     Attributes
     ----------
     kappa : numpy.ndarray
@@ -159,11 +165,43 @@ class RayResult(ResultBase):
     n_finite : int
         Rays with a finite ``kappa`` (the statistics use these).
     confidence : float
-        Level of both intervals.
+        Level of all four intervals.
     n_loss_evals : int
-        Loss evaluations spent by this call.
+        Loss evaluations spent by this call (``4·n_rays + 2·n_center + 1`` for a checked
+        run, ``2·n_rays + 1`` without the check; 1 when a resumed run finds every ray in its
+        store, 0 from :func:`~probecore.load_run`).
     seed : int or dict
         Reproduces the directions (ray ``i`` is drawn from its own stream).
+
+    kappa_half : numpy.ndarray or None
+        :math:`\kappa` at step :math:`\varepsilon/2` (same centre :math:`L(x)`).
+    kinked : numpy.ndarray or None
+        Mask of the rays whose curvature changed between :math:`\varepsilon` and
+        :math:`\varepsilon/2` by more than rounding and smooth truncation allow: a kink
+        (a ReLU's activation pattern changing) within :math:`\pm\varepsilon`.
+    n_kinked : int or None
+        Their number (a ``RuntimeWarning`` names it when non-zero).
+    n_center : int
+        Rays that also carry a jitter pair (``min(n_rays, N_CENTER)`` computed).
+    loss_noise : float
+        Rounding noise (standard deviation) of one loss value, measured on the jitter
+        pairs; at least :math:`\epsilon_{\rm mach}|L(x)|/2`.
+    center_shift : float
+        Estimated shift that the rounding of :math:`L(x)` gives every ``kappa`` alike;
+        the total intervals remove it (``kappa`` and ``mean`` keep it).
+    center_error : float
+        Standard deviation of what is left of that shift after the correction.
+    truncation_bias : float
+        Richardson estimate of the bias of the mean from the finite step,
+        :math:`\tfrac43\,\mathrm{mean}(\kappa(\varepsilon) - \kappa(\varepsilon/2))`,
+        over the rays not kinked.
+    mean_total_ci : numpy.ndarray or None
+        Interval on :math:`\operatorname{tr}(H)/\dim` that accounts for the sampling
+        error, the centre's rounding (corrected, ``center_error`` in quadrature) and the
+        truncation bias (``|truncation_bias|`` on each side), over the rays not kinked.
+        Conservative; ``mean_ci`` is the sampling error of ``mean`` alone.
+    negative_fraction_total_ci : numpy.ndarray or None
+        Wilson bounds on the negative share with the same allowances.
     """
 
     _array_fields: ClassVar[tuple[str, ...]] = (
@@ -173,6 +211,10 @@ class RayResult(ResultBase):
         "computed",
         "mean_ci",
         "negative_fraction_ci",
+        "kappa_half",
+        "kinked",
+        "mean_total_ci",
+        "negative_fraction_total_ci",
     )
 
     kappa: np.ndarray
@@ -193,6 +235,16 @@ class RayResult(ResultBase):
     n_loss_evals: int
     seed: Any = None
     metadata: dict = field(default_factory=dict)
+    kappa_half: np.ndarray | None = None
+    kinked: np.ndarray | None = None
+    n_kinked: int | None = None
+    n_center: int = 0
+    loss_noise: float = math.nan
+    center_shift: float = math.nan
+    center_error: float = math.nan
+    truncation_bias: float = math.nan
+    mean_total_ci: np.ndarray | None = None
+    negative_fraction_total_ci: np.ndarray | None = None
 
     @property
     def complete(self) -> bool:

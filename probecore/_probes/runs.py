@@ -17,7 +17,7 @@ import numpy as np
 
 from probecore._contract.fingerprint import digest
 from probecore._probes.engine import stack_metrics
-from probecore._probes.rays import ray_stats
+from probecore._probes.rays import ray_result
 from probecore._probes.results import LineResult, PlaneResult, RayResult
 from probecore._probes.store import open_run, verified_chunks
 
@@ -202,24 +202,13 @@ def _plane(run: StoredRun) -> PlaneResult:
 
 @register_reader("rays")
 def _rays(run: StoredRun) -> RayResult:
-    done, vals, ident = run.computed, run.values, run.identity
-    eps, loss0 = float(ident["eps"]), float(run.metadata["loss0"])
-    kappa = np.full(done.size, np.nan)
-    with np.errstate(invalid="ignore", over="ignore"):
-        kappa[done] = (vals["loss_plus"][done] - 2 * loss0 + vals["loss_minus"][done]) / eps**2
-    confidence = float(run.metadata.get("confidence", 0.95))
-    dtype = np.dtype(run.metadata["objective"]["dtype"])
-    return RayResult(
-        kappa=kappa,
-        losses_plus=vals["loss_plus"],
-        losses_minus=vals["loss_minus"],
-        computed=done,
-        loss0=loss0,
-        eps=eps,
-        confidence=confidence,
-        rounding_error=4 * float(np.finfo(dtype).eps) * abs(loss0) / eps**2,
-        n_loss_evals=0,
-        seed=ident["entropy"],
+    return ray_result(
+        run.values,
+        run.computed,
+        loss0=float(run.metadata["loss0"]),
+        eps=float(run.identity["eps"]),
+        dtype=np.dtype(run.metadata["objective"]["dtype"]),
+        confidence=float(run.metadata.get("confidence", 0.95)),
+        seed=run.identity["entropy"],
         metadata=run.metadata,
-        **ray_stats(kappa[done], confidence),
     )
