@@ -71,3 +71,22 @@ def test_sample_examples_needs_a_data_set():
     q = Quadratic.from_spectrum(np.arange(1.0, 5.0), rng=0)
     with pytest.raises(ValueError, match="has no data set"):
         pc.sample_examples(q, 2, rng=0)
+
+
+def test_spectra_and_traces_record_their_objective_and_subset(tmp_path):
+    sub = pc.sample_examples(digits_logistic_regression(l2=1e-2), 200, rng=1)
+    x = sub.x0
+    results = [
+        pc.lanczos((sub, x), k=1, rng=0),
+        pc.power_iteration((sub, x), rng=0, raise_on_failure=False),
+        pc.hutchinson((sub, x), n_probes=3, rng=0),
+        pc.hutchpp((sub, x), n_matvecs=9, rng=0),
+    ]
+    for r in results:
+        record = r.metadata["objective"]
+        assert record["dim"] == sub.dim and record["n_examples"] == 200
+        assert record["subset"]["indices"] == sub.data_subset["indices"]
+        back = pc.load(pc.save(r, tmp_path / f"{type(r).__name__}{r.n_matvecs}.npz"))
+        assert back.metadata["objective"]["subset"] == sub.data_subset
+    # a matrix has no objective to record
+    assert "objective" not in pc.lanczos(np.diag([3.0, 2.0, 1.0]), k=1, rng=0).metadata

@@ -31,7 +31,7 @@ from probecore._linalg.lanczos import (
     orthogonalize,
     unit_complement,
 )
-from probecore._linalg.operators import Counted, as_operator
+from probecore._linalg.operators import Counted, as_operator, recorded
 from probecore._linalg.results import EigResult, PowerIterationResult
 
 __all__ = ["eigenvalues", "lanczos", "power_iteration"]
@@ -193,6 +193,7 @@ def power_iteration(
         n_matvecs=matvec.count,
         converged=converged,
         seed=seed,
+        metadata=recorded(op),
     )
     if not converged and raise_on_failure:
         raise ConvergenceError(
@@ -524,6 +525,7 @@ def lanczos(
         tol=tol,
         tol_applied=bound / anorm,
         seed=seed,
+        metadata=recorded(op),
     )
     if not converged and raise_on_failure:
         applied = "" if bound == tol * anorm else f" (applied: {bound / anorm:.2g}, the floor)"

@@ -11,9 +11,10 @@ from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
 from probecore._contract.objective import Objective
 from probecore._contract.progress import progress_bar
+from probecore._contract.provenance import objective_record
 from probecore._contract.validation import check_vector
 
-__all__ = ["HessianOperator", "as_operator", "small_dense"]
+__all__ = ["HessianOperator", "as_operator", "recorded", "small_dense"]
 
 # Dense work below this many flops runs in one BLAS thread (see small_dense): 1e8 flops
 # take about 10 ms on one core, where a second thread saves little.
@@ -193,3 +194,16 @@ class Counted:
         )
         self.bar.update(k)
         return out
+
+
+def recorded(op: LinearOperator) -> dict[str, Any]:
+    """What a result records about the operator it was computed from.
+
+    For the Hessian of an objective: ``{"objective": ...}``, the objective's type, size,
+    dtype, number of examples, the examples it holds when it is a subset
+    (``probecore.sample_examples``) and the software versions, as probe runs record them.
+    Nothing for a matrix or another operator.
+    """
+    if isinstance(op, HessianOperator):
+        return {"objective": objective_record(op.objective)}
+    return {}

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from probecore._contract.validation import as_rng, check_int, check_option
-from probecore._linalg.operators import Counted, as_operator, small_dense
+from probecore._linalg.operators import Counted, as_operator, recorded, small_dense
 from probecore._linalg.results import TraceResult
 
 __all__ = ["hutchinson", "hutchpp"]
@@ -101,6 +101,7 @@ def hutchinson(
         method="hutchinson",
         n_matvecs=matvec.count,
         seed=seed,
+        metadata=recorded(op),
     )
 
 
@@ -184,5 +185,5 @@ def hutchpp(
         method="hutch++",
         n_matvecs=matvec.count,
         seed=seed,
-        metadata={"sketch_rank": int(Q.shape[1]), "exact_part": exact},
+        metadata={"sketch_rank": int(Q.shape[1]), "exact_part": exact, **recorded(op)},
     )
