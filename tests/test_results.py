@@ -302,11 +302,12 @@ def test_save_load_non_finite_numpy_scalar_metadata(tmp_path):
 
 def test_user_metadata_is_merged_not_replacing(quad, tmp_path):
     r = pc.hutchpp(quad, n_matvecs=30, rng=0)
-    assert set(r.metadata) == {"sketch_rank", "exact_part"}
+    assert set(r.metadata) == {"sketch_rank", "exact_part", "objective"}
     loaded = pc.load(pc.save(r, tmp_path / "h", metadata={"run": 3}))
     assert loaded.metadata["run"] == 3
     assert loaded.metadata["sketch_rank"] == r.metadata["sketch_rank"]
     assert loaded.metadata["exact_part"] == r.metadata["exact_part"]
+    assert loaded.metadata["objective"] == r.metadata["objective"]
     # saving does not modify the result it was given
     assert "run" not in r.metadata
 

@@ -9,7 +9,7 @@ import scipy.linalg
 
 from probecore._contract.validation import as_rng, check_bool, check_float, check_int
 from probecore._linalg.lanczos import Krylov, expand
-from probecore._linalg.operators import Counted, as_operator
+from probecore._linalg.operators import Counted, as_operator, recorded
 from probecore._linalg.results import SpectralDensity
 
 __all__ = ["spectral_density"]
@@ -154,5 +154,6 @@ def spectral_density(
             "n_steps": n_steps,
             "steps_taken": steps.tolist(),
             "reorthogonalize": reorthogonalize,
+            **recorded(op),
         },
     )

@@ -190,15 +190,51 @@ class SpectralDensity(ResultBase):
         return mean, se
 
     def moment_interval(self, p: int, confidence: float = 0.95) -> tuple[float, float]:
-        """Student-t interval for ``tr(H^p)/dim`` over the probes, at level ``confidence``.
+        r"""Interval for ``tr(H^p)/dim`` at level ``confidence``: a scaled chi-square fit.
 
-        ``moment(p)`` ± ``t·se`` with ``n_probes − 1`` degrees of freedom: with the default
-        5 probes ``t = 2.78`` at 95%, where a normal ``z = 1.96`` would undercover. NaN
-        bounds for a single probe.
+        The probes are uniform on the unit sphere, so the variance of the estimate is known
+        in terms of the spectrum, ``Var = 2/(N(d + 2))·(m_{2p} − m_p²)`` (``N`` probes,
+        ``d = dim``, ``m_k = tr(H^k)/d``), and each probe's quadrature gives ``m_{2p}``
+        exactly when ``n_steps >= p + 1``: the variance is a plug-in from all the nodes,
+        not the spread of ``N`` numbers. A few outlying eigenvalues make the estimate a
+        skewed, chi-square-like sum; with ``A = H^p − cI ⪰ 0`` (``c = 0`` for even ``p``,
+        ``min(0, θ_min)^p`` for odd ``p``, ``θ_min`` the smallest node) the estimate minus
+        ``c`` is fitted by ``(m_p − c)·χ²_ν/ν`` with matching variance,
+        ``ν = 2(m̂_p − c)²/Var``, kept at least ``N(d + 2)/(d − 1)`` (its value when all
+        of ``A``'s trace sits on one eigenvalue, the smallest possible), and the interval
+        is ``c + (m̂_p − c)·ν/χ²_ν(q)`` at the two quantiles. It is not symmetric: it
+        reaches further above the estimate than below.
+
+        With 5 probes, where ``moment(p)`` ± Student-t standard errors held the exact
+        first two moments in 85–93% of seeds on NN-like spectra and a trained MLP
+        (nominal 95%), this held them in 94.6–95.5%, with 0.78–1.02 times the mean width
+        (``docs/algorithms.md``, ``benchmarks/interval_coverage.py``). A single probe
+        gives an interval too. The variance formula assumes the sphere
+        probes that :func:`probecore.spectral_density` draws.
+
+        When ``n_steps < p + 1`` the quadrature underestimates ``m_{2p}``: a
+        ``RuntimeWarning`` is issued and the Student-t interval over the probes,
+        ``moment(p)`` ± ``t·se`` with ``N − 1`` degrees of freedom, is returned (NaN
+        bounds for a single probe).
         """
+        confidence = check_float("confidence", confidence, lo=0.0, hi=1.0)
+        if not 0.0 < confidence < 1.0:
+            raise ValueError(f"`confidence` must lie strictly between 0 and 1; got {confidence!r}.")
         mean, se = self.moment(p)
-        half = _t_quantile(confidence, self.n_probes - 1) * se
-        return mean - half, mean + half
+        n_probes, m = self.nodes.shape
+        if p > m - 1:
+            if p <= 2 * m - 1:  # moment() has warned otherwise
+                warnings.warn(
+                    f"moment_interval(p={p}) from {m} quadrature nodes per probe: the "
+                    f"variance needs the moment of degree 2p = {2 * p}, exact only up to "
+                    f"2m - 1 = {2 * m - 1}; returning the Student-t interval over the probes. "
+                    f"Run spectral_density with n_steps >= {p + 1}.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            half = _t_quantile(confidence, n_probes - 1) * se
+            return mean - half, mean + half
+        return _chi2_interval(self.nodes, self.weights, int(p), self.dim, confidence)
 
     def pooled(self) -> tuple[np.ndarray, np.ndarray]:
         """All nodes and weights pooled into one discrete measure (weights sum to 1)."""
@@ -253,6 +289,28 @@ class TraceResult(ResultBase):
         if z is None:
             z = _t_quantile(confidence, int(np.size(self.samples)) - 1)
         return self.estimate - z * self.std_error, self.estimate + z * self.std_error
+
+
+def _chi2_interval(
+    nodes: np.ndarray, weights: np.ndarray, p: int, dim: int, confidence: float
+) -> tuple[float, float]:
+    """The scaled chi-square interval of :meth:`SpectralDensity.moment_interval`."""
+    from scipy import stats  # imported on use: scipy.stats is slow to import
+
+    theta = nodes.astype(np.float64)
+    per_probe = np.sum(weights * theta**p, axis=1)
+    n_probes = per_probe.size
+    mean = float(per_probe.mean())
+    # Centred second moment (no cancellation): each probe's Σ τ (θ^p − mean)² is exact.
+    central = float(np.mean(np.sum(weights * (theta**p - mean) ** 2, axis=1)))
+    var = 2.0 * central / ((dim + 2) * n_probes)
+    shift = 0.0 if p % 2 == 0 else min(0.0, float(theta.min())) ** p
+    excess = mean - shift  # >= 0: every probe's value is at least min θ^p >= shift
+    if not var > 0.0 or not excess > 0.0 or dim < 2:
+        return mean, mean
+    nu = max(2.0 * excess**2 / var, n_probes * (dim + 2) / (dim - 1))
+    q_lo, q_hi = stats.chi2.ppf([0.5 - confidence / 2, 0.5 + confidence / 2], nu)
+    return float(shift + excess * nu / q_hi), float(shift + excess * nu / q_lo)
 
 
 def _t_quantile(confidence: float, dof: int) -> float:
