@@ -35,9 +35,10 @@ all_finite, FLOAT_DTYPES, as_rng
     A memory-light finiteness test, the supported dtypes, and ``rng`` normalisation.
 require_objective
     The structural check of an objective argument that the algorithms use.
-span_point
-    A point ``origin + c @ basis`` formed as ``AbstractObjective.losses_in_span`` forms
-    it (bit for bit, one vector of memory), for a backend's own ``losses_in_span``.
+check_span, span_point
+    The argument checks of ``losses_in_span``, and a point ``origin + c @ basis`` formed
+    as ``AbstractObjective.losses_in_span`` forms it (bit for bit, one vector of memory),
+    for a backend's own ``losses_in_span``.
 digest, callable_name, stable_repr
     Content digests, function names and address-free reprs for an objective's optional
     ``fingerprint()``: what a run store records to refuse resuming with other data,
@@ -55,6 +56,7 @@ from probecore._contract.layout import ROLES, Block, Layout, override_layout, un
 from probecore._contract.objective import (
     AbstractObjective,
     Objective,
+    check_span,
     require_objective,
     span_point,
 )
@@ -92,6 +94,7 @@ __all__ = [
     "check_int",
     "check_matrix",
     "check_option",
+    "check_span",
     "check_vector",
     "digest",
     "hookimpl",

@@ -135,16 +135,10 @@ class AbstractObjective:
     ) -> np.ndarray:
         """Losses at ``origin + coeffs @ basis``, one point at a time (:func:`span_point`).
 
-        Memory is a few vectors of ``dim`` whatever the number of points: the point in the
-        objective's dtype and up to two float64 work vectors.
+        Memory is one vector of ``dim`` whatever the number of points: the point in the
+        objective's dtype (and two float64 blocks of scratch).
         """
-        origin = check_vector("origin", origin, dim=self.dim, dtype=self.dtype)
-        basis = check_matrix("basis", basis, dim=self.dim, dtype=self.dtype)
-        coeffs = np.asarray(coeffs, dtype=np.float64)
-        if coeffs.ndim != 2 or coeffs.shape[1] != basis.shape[0]:
-            raise ValueError(
-                f"`coeffs` must have shape (n_points, {basis.shape[0]}); got {coeffs.shape}."
-            )
+        origin, basis, coeffs = check_span(self, origin, basis, coeffs)
         out = np.empty(coeffs.shape[0], dtype=np.float64)
         work: dict[str, np.ndarray] = {}
         for j, c in enumerate(coeffs):  # one point at a time: O(dim) memory
@@ -184,6 +178,24 @@ def require_objective(objective: Any, *members: str, name: str = "objective") ->
                 "`probecore.objective(model, loss_fn, data)`."
             )
     return objective
+
+
+def check_span(
+    objective: Any, origin: Any, basis: Any, coeffs: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``losses_in_span``'s arguments checked against ``objective``: origin, basis, coeffs.
+
+    ``origin`` a vector and ``basis`` a ``(k, dim)`` matrix of the objective's size and
+    dtype, ``coeffs`` a float64 ``(n_points, k)`` array; anything else raises naming it.
+    """
+    origin = check_vector("origin", origin, dim=objective.dim, dtype=objective.dtype)
+    basis = check_matrix("basis", basis, dim=objective.dim, dtype=objective.dtype)
+    coeffs = np.asarray(coeffs, dtype=np.float64)
+    if coeffs.ndim != 2 or coeffs.shape[1] != basis.shape[0]:
+        raise ValueError(
+            f"`coeffs` must have shape (n_points, {basis.shape[0]}); got {coeffs.shape}."
+        )
+    return origin, basis, coeffs
 
 
 _SPAN_BLOCK = 1 << 15  # entries per block: 256 KiB of float64 scratch, whatever dim is

@@ -34,6 +34,7 @@ from probecore.backend import (
     check_dtype,
     check_int,
     check_matrix,
+    check_span,
     check_vector,
     digest,
     override_layout,
@@ -873,13 +874,7 @@ class JaxObjective(AbstractObjective):
         ``origin + (coeffs @ basis).astype(dtype)``; memory is ``O(chunk · dim)`` plus the
         activations of ``chunk`` simultaneous forward passes over one batch.
         """
-        origin = check_vector("origin", origin, dim=self.dim, dtype=self.dtype)
-        basis = check_matrix("basis", basis, dim=self.dim, dtype=self.dtype)
-        coeffs = np.asarray(coeffs, dtype=np.float64)
-        if coeffs.ndim != 2 or coeffs.shape[1] != basis.shape[0]:
-            raise ValueError(
-                f"`coeffs` must have shape (n_points, {basis.shape[0]}); got {coeffs.shape}."
-            )
+        origin, basis, coeffs = check_span(self, origin, basis, coeffs)
         if not np.all(np.isfinite(coeffs)):
             raise ValueError("`coeffs` must be finite.")
         chunk = max(1, min(int(self.chunk_size), 64))
