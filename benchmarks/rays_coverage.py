@@ -13,7 +13,9 @@ float64 copy of the same model, from the dense Hessian (``dim`` HVPs of the prob
 objective on the unit vectors). Each row runs ``probecore.rays`` with ``--seeds`` seeds
 (``rng=0..``) at one step ``ε`` and counts how often each interval holds the truth:
 ``mean_ci`` (Student-t, sampling error only) and ``mean_total_ci`` (sampling, centre
-rounding and truncation bias, kinked rays left out). It also reports the median number of
+rounding and truncation bias, kinked rays left out). The float32 rows also run
+``curvature="hessian"`` (dᵀHd from one HVP per ray), and the script prints how far its
+float32 values are from float64's along the same rays, against ``rounding_error``. It also reports the median number of
 kinked rays, the mean widths and the mean of ``center_error`` and ``|truncation_bias|``.
 """
 
@@ -60,14 +62,15 @@ def _truth(o64) -> float:
     return float(np.trace(H)) / o64.dim
 
 
-def _row(obj, truth, eps, seeds, n_rays):
+def _row(obj, truth, eps, seeds, n_rays, curvature="difference"):
     import probecore as pc
 
     rs = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the kink warning: counted below
         for seed in range(seeds):
-            rs.append(pc.rays(obj, n_rays=n_rays, eps=eps, rng=seed, progress=False))
+            rs.append(pc.rays(obj, n_rays=n_rays, eps=eps, rng=seed, progress=False,
+                              curvature=curvature))
     inside = sum(r.mean_ci[0] <= truth <= r.mean_ci[1] for r in rs)
     total = [r.mean_total_ci for r in rs]
     finite = [t for t in total if np.all(np.isfinite(t))]
@@ -78,28 +81,41 @@ def _row(obj, truth, eps, seeds, n_rays):
         "inside": inside,
         "inside_total": inside_total,
         "n_total": len(finite),
-        "kinked": float(np.median([r.n_kinked for r in rs])),
+        "kinked": float(np.median([r.n_kinked or 0 for r in rs])),
         "half": np.mean([(r.mean_ci[1] - r.mean_ci[0]) / 2 for r in rs]),
         "half_total": np.mean([(t[1] - t[0]) / 2 for t in finite]) if finite else np.nan,
         "center": np.mean([r.center_error for r in rs]),
         "bias": np.mean([abs(r.truncation_bias) for r in rs]),
         "shift": np.mean([r.center_shift for r in rs]),
         "evals": rs[0].n_loss_evals,
+        "hvps": rs[0].n_hvps,
+        "first": rs[0],
     }
+
+
+def _hessian_rounding(r32, o64) -> str:
+    """How far float32 dᵀHd is from float64 dᵀHd along the same rays, against the bound."""
+    import probecore as pc
+
+    r64 = pc.rays(o64, n_rays=r32.kappa.size, rng=r32.seed, curvature="hessian", progress=False)
+    dev = float(np.max(np.abs(r32.kappa - r64.kappa)))
+    return (f"float32 dᵀHd against float64 along the same {r32.kappa.size} rays: max deviation "
+            f"{dev:.2e} ({dev / float(np.max(np.abs(r64.kappa))):.1e} of max|κ|), "
+            f"`rounding_error` {r32.rounding_error:.2e}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=50)
+    ap.add_argument("--seeds", type=int, default=None, help="default 50 (10 with --quick)")
     ap.add_argument("--rays", type=int, default=100)
-    ap.add_argument("--quick", action="store_true", help="10 seeds, ReLU rows only")
+    ap.add_argument("--quick", action="store_true", help="ReLU rows in float32 only")
     args = ap.parse_args()
     import torch
 
     import probecore as pc
 
     torch.set_num_threads(1)
-    seeds = 10 if args.quick else args.seeds
+    seeds = args.seeds if args.seeds is not None else (10 if args.quick else 50)
     cases = [("relu", False), ("relu", True)]
     if not args.quick:
         cases += [("tanh", False), ("tanh", True)]
@@ -110,25 +126,36 @@ def main() -> None:
           "| \\|`truncation_bias`\\| | loss evals |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     t0 = time.time()
+    notes: list[str] = []
     for act, trained in cases:
         o32, o64 = _models(act, trained)
         truth = _truth(o64)
         name = f"{act} {'trained' if trained else 'init'} (L = {o64.loss(o64.x0):.3g})"
         # float32: eps_mach**0.25 (the default before 0.1.0's check) and the default, 0.1;
         # float64 (ReLU): eps_mach**0.25 = 1.2e-4 and the default, 1e-5
-        rows = [(o32, float(np.finfo(np.float32).eps ** 0.25)), (o32, None)]
+        rows = [(o32, float(np.finfo(np.float32).eps ** 0.25), "difference"),
+                (o32, None, "difference"), (o32, None, "hessian")]
         if act == "relu" and not args.quick:
-            rows += [(o64, float(np.finfo(np.float64).eps ** 0.25)), (o64, None)]
-        for obj, eps in rows:
-            r = _row(obj, truth, eps, seeds, args.rays)
+            rows += [(o64, float(np.finfo(np.float64).eps ** 0.25), "difference"),
+                     (o64, None, "difference")]
+        for obj, eps, curvature in rows:
+            r = _row(obj, truth, eps, seeds, args.rays, curvature)
             total = f"{r['inside_total']}/{r['n_total']}"
+            if curvature == "hessian":
+                step, cost = "dᵀHd (`curvature=\"hessian\"`)", f"1 + {r['hvps']} HVPs"
+                notes.append(f"{name}: " + _hessian_rounding(r["first"], o64))
+            else:
+                step = f"{r['eps']:.3g}{' (default)' if eps is None else ''}"
+                cost = str(r["evals"])
             print(
-                f"| {name} | {obj.dtype} | {r['eps']:.3g}{' (default)' if eps is None else ''} "
+                f"| {name} | {obj.dtype} | {step} "
                 f"| {truth:.5f} | {r['mean']:.5f} | {r['inside']}/{seeds} | {total} "
                 f"| {r['kinked']:g} | {r['half']:.2e} | {r['half_total']:.2e} "
-                f"| {r['center']:.1e} | {r['bias']:.1e} | {r['evals']} |",
+                f"| {r['center']:.1e} | {r['bias']:.1e} | {cost} |",
                 flush=True,
             )
+    for line in notes:
+        print(f"\n{line}")
     print(f"\n{time.time() - t0:.0f} s; probecore {pc.__version__}, torch {torch.__version__}")
 
 

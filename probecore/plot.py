@@ -190,13 +190,15 @@ def ray_histogram(result: Any, *, ax: Any = None, bins: Any = "auto") -> Any:
     lo, hi = result.negative_fraction_ci
     mlo, mhi = result.mean_ci
     pct = int(round(100 * result.confidence))
+    hessian = getattr(result, "curvature", "difference") == "hessian"
+    how = "dᵀHd" if hessian else f"ε = {result.eps:.2g}"
     ax.set_title(
-        f"κ over {result.n_finite} rays, ε = {result.eps:.2g}: mean {result.mean:.4g} "
+        f"κ over {result.n_finite} rays, {how}: mean {result.mean:.4g} "
         f"[{mlo:.4g}, {mhi:.4g}],\nnegative {100 * result.negative_fraction:.1f}% "
         f"[{100 * lo:.1f}, {100 * hi:.1f}] ({pct}% CI)",
         fontsize=9,
     )
-    ax.set_xlabel("κ = (L(x+εd) − 2L(x) + L(x−εd)) / ε²")
+    ax.set_xlabel("κ = dᵀHd" if hessian else "κ = (L(x+εd) − 2L(x) + L(x−εd)) / ε²")
     ax.set_ylabel("rays")
     ax.legend(fontsize=8)
     return ax

@@ -205,6 +205,7 @@ def target(tmp_path):
             ["plane_contour.png", "plane_surface.png"],
         ),
         (["rays", "{t}:logreg", "--n-rays", "8"], ["rays.npz", "rays.png"]),
+        (["rays", "{t}:logreg", "--n-rays", "8", "--hessian"], ["rays.npz", "rays.png"]),
         (
             ["connect", "{t}:ring_a", "--end", "{t}:ring_b", "--epochs", "2", "--points", "5"],
             ["path_linear.npz", "curve_fit.npz", "path_curve.npz", "paths.png"],
@@ -319,6 +320,7 @@ def marked(tmp_path):
         (["plane", "{m}", "--extent", "inf"], "got inf."),
         (["rays", "{m}", "--n-rays", "0"], "`--n-rays` must be >= 1; got 0."),
         (["rays", "{m}", "--eps", "-1"], "`--eps` must be a finite number > 0"),
+        (["rays", "{m}", "--eps", "0.1", "--hessian"], "--eps is the finite-difference step"),
         (["connect", "{m}", "--end", "{m}", "--bends", "0"], "`--bends` must be >= 1"),
         (["connect", "{m}", "--end", "{m}", "--epochs", "0"], "`--epochs` must be >= 1; got 0."),
         (["connect", "{m}", "--end", "{m}", "--batch-size", "0"], "`--batch-size` must be >= 1"),

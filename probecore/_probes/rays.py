@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import warnings
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
@@ -31,6 +30,14 @@ from probecore._probes.engine import (
     task_spec,
 )
 from probecore._probes.provenance import objective_record
+from probecore._probes.ray_checks import (
+    CHECK_FIELDS,
+    JITTER,
+    KINK_RELATIVE,
+    KINK_SIGMAS,
+    N_CENTER,
+    ray_errors,
+)
 from probecore._probes.results import RayResult
 
 __all__ = [
@@ -40,21 +47,13 @@ __all__ = [
     "KINK_SIGMAS",
     "N_CENTER",
     "default_ray_eps",
+    "hessian_ray_result",
     "ray_directions",
     "ray_errors",
     "ray_result",
     "ray_stats",
     "rays",
 ]
-
-# The checks of `rays(check=True)` (docs/landscape.md, "Errors of κ"): the stored columns
-# beyond L(x ± εd), the rays that also carry a jitter pair, its step as a share of ε, and
-# the kink threshold (rounding standard deviations; share of the ray's own curvature).
-CHECK_FIELDS = ("loss_plus_half", "loss_minus_half", "loss_center_plus", "loss_center_minus")
-N_CENTER = 32
-JITTER = 1 / 16
-KINK_SIGMAS = 5.0
-KINK_RELATIVE = 0.1
 
 # --------------------------------------------------------------------------- directions
 
@@ -137,6 +136,26 @@ def _ray_chunk(
         for name, value in zip(fields, values, strict=False):
             out[name][k] = value
     return out
+
+
+def _hessian_ray_chunk(
+    spec: Any, origin: np.ndarray, entropy: int, start: int, n: int
+) -> dict[str, np.ndarray]:
+    """``dᵀHd`` along rays ``start, ..., start + n - 1``: the chunk task of ``curvature="hessian"``.
+
+    One Hessian-vector product per ray at ``origin``, in the objective's dtype, the
+    direction drawn as for the finite differences and cast to that dtype first; the
+    Rayleigh quotient ``dᵀHd / dᵀd`` of the cast direction is formed in float64. Memory:
+    the direction, its product and their float64 copies, whatever ``n``.
+    """
+    obj = resolve(spec)
+    out = np.full(n, np.nan)
+    for k in range(n):
+        d = _ray_direction(entropy, start + k, origin.size).astype(origin.dtype, copy=False)
+        hd = np.asarray(obj.hvp(origin, d), dtype=np.float64)
+        d64 = d.astype(np.float64, copy=False)
+        out[k] = float(np.dot(d64, hd) / np.dot(d64, d64))
+    return {"curvature": out}
 
 
 def _fields(check: bool) -> list[str]:
@@ -275,6 +294,7 @@ def rays(
     x: np.ndarray | None = None,
     confidence: float = 0.95,
     check: bool = True,
+    curvature: str = "difference",
     rng: int | np.random.Generator | None = None,
     chunk_size: int | None = None,
     executor: Executor | None = None,
@@ -302,6 +322,14 @@ def rays(
     for all of it. Cost: ``4·n_rays + 2·min(n_rays, N_CENTER) + 1`` loss evaluations;
     ``check=False``: ``2·n_rays + 1`` and no such fields.
 
+    ``curvature="hessian"`` measures ``κ = dᵀHd`` of the same directions exactly instead,
+    with one Hessian-vector product per ray (``n_hvps = n_rays``, one loss evaluation
+    for ``loss0``) and no step: no rounding floor and no kinks, so it is the route for
+    float32 models of piecewise-linear (ReLU) networks, where every step that float32
+    rounding allows crosses activation changes that the Hessian does not see
+    (docs/landscape.md, "Errors of κ"). Its only error is sampling: ``mean_total_ci`` is
+    ``mean_ci`` widened by ``rounding_error``.
+
     Parameters
     ----------
     objective : Objective
@@ -315,7 +343,12 @@ def rays(
     confidence : float
         Level of the intervals on the mean and on the negative fraction.
     check : bool
-        Evaluate the half steps and the jitter that estimate rounding, truncation and kinks.
+        Evaluate the half steps and the jitter that estimate rounding, truncation and kinks
+        (``curvature="difference"`` only).
+    curvature : {"difference", "hessian"}
+        ``"difference"``: the central second difference of the loss at step ``eps`` (loss
+        evaluations only, the seed paper's method). ``"hessian"``: ``dᵀHd`` from the
+        objective's ``hvp`` (``eps`` must be left unset).
     rng : int, numpy.random.Generator or None
         Source of the directions. Ray ``i`` is drawn from its own stream
         (``SeedSequence(seed, spawn_key=(i,))``), so a resumed or parallel run draws the
@@ -340,13 +373,30 @@ def rays(
     """
     origin = check_point(objective, x)
     n_rays = check_int("n_rays", n_rays, lo=1)
+    if curvature not in ("difference", "hessian"):
+        raise ValueError(
+            f"`curvature` must be 'difference' or 'hessian'; got {curvature!r}."
+        )
+    hessian = curvature == "hessian"
+    if hessian and eps is not None:
+        raise ValueError(
+            f"`eps` is the step of curvature='difference'; curvature='hessian' takes no step "
+            f"(dᵀHd from one HVP per ray); got eps={eps!r}. Leave `eps` unset."
+        )
+    if hessian:
+        check = False
     # κ, κ(ε/2), six losses, their stored copies and the result's: about 16 floats per ray
     check_points_budget(
         f"`n_rays` = {n_rays}", n_rays, floats_per_point=16 if check is True else 7,
         advice="Draw fewer rays (the interval on the mean shrinks like 1/√n_rays).",
     )
-    eps = default_ray_eps(origin.dtype) if eps is None else check_float("eps", eps, lo=0.0)
-    if eps <= 0:
+    if hessian:
+        eps = 0.0
+    elif eps is None:
+        eps = default_ray_eps(origin.dtype)
+    else:
+        eps = check_float("eps", eps, lo=0.0)
+    if eps <= 0 and not hessian:
         raise ValueError(f"`eps` must be positive; got {eps}.")
     confidence = check_float("confidence", confidence, lo=0.0, hi=1.0)
     if not 0 < confidence < 1:
@@ -376,12 +426,14 @@ def rays(
     identity: dict[str, Any] = {"eps": eps, "entropy": entropy}
     if check:
         identity.update(check=True, n_center=n_center, jitter=JITTER)
+    if hessian:
+        identity["curvature"] = "hessian"
     state = RunState.start(
         store,
         kind="rays",
         n_points=n_rays,
         chunk_size=chunk_size,
-        fields=_fields(check),
+        fields=["curvature"] if hessian else _fields(check),
         fixed={"origin": origin},
         identity=identity,
         objective=None if store is None else objective_fingerprint(objective, loss0),
@@ -394,8 +446,9 @@ def rays(
     try:
         run_chunks(
             chunks,
-            _ray_chunk,
-            lambda i, s, e: (origin, entropy, s, e - s, eps, n_center),
+            _hessian_ray_chunk if hessian else _ray_chunk,
+            (lambda i, s, e: (origin, entropy, s, e - s)) if hessian
+            else (lambda i, s, e: (origin, entropy, s, e - s, eps, n_center)),
             task_spec(objective, executor, objective_factory),
             state,
             executor=executor,
@@ -405,11 +458,71 @@ def rays(
     finally:
         state.close()
     new = state.done & ~before
-    n_evals = 1 + (4 if check else 2) * int(new.sum()) + 2 * int(new[: n_center or 0].sum())
     meta["store"] = None if store is None else os.fspath(store)
+    if hessian:
+        return hessian_ray_result(
+            state.values["curvature"], state.done, loss0=loss0, dtype=origin.dtype,
+            confidence=confidence, n_hvps=int(new.sum()), n_loss_evals=1, seed=seed,
+            metadata=meta,
+        )
+    n_evals = 1 + (4 if check else 2) * int(new.sum()) + 2 * int(new[: n_center or 0].sum())
     return ray_result(
         state.values, state.done, loss0=loss0, eps=eps, dtype=origin.dtype,
         confidence=confidence, n_loss_evals=n_evals, seed=seed, metadata=meta,
+    )
+
+
+def hessian_ray_result(
+    kappa: np.ndarray,
+    done: np.ndarray,
+    *,
+    loss0: float,
+    dtype: Any,
+    confidence: float,
+    n_hvps: int = 0,
+    n_loss_evals: int = 0,
+    seed: Any = None,
+    metadata: dict | None = None,
+) -> RayResult:
+    """The :class:`RayResult` of a ``curvature="hessian"`` run (by :func:`rays` and stored runs).
+
+    ``kappa`` holds ``dᵀHd`` per ray (NaN where not computed). There is no step: ``eps``
+    is 0, the loss columns are NaN, and the only error beside sampling is the rounding
+    of the products, bounded by ``rounding_error`` = ``√dim·eps_mach·max|κ|``, which widens
+    ``mean_ci`` into ``mean_total_ci`` (and the negative share's bounds alike).
+    """
+    from scipy import stats
+
+    kappa = np.where(done, kappa, np.nan)
+    base = ray_stats(kappa[done], confidence)
+    k = kappa[done & np.isfinite(kappa)]
+    n_dim = int((metadata or {}).get("objective", {}).get("dim", 1) or 1)
+    u = float(np.finfo(np.dtype(dtype)).eps)
+    rounding = math.sqrt(n_dim) * u * float(np.max(np.abs(k))) if k.size else math.nan
+    total = base["mean_ci"] + np.array([-rounding, rounding])
+    neg_total = np.array([math.nan, math.nan])
+    if k.size:
+        lo = stats.binomtest(int(np.sum(k < -rounding)), k.size).proportion_ci(confidence, "wilson")
+        hi = stats.binomtest(int(np.sum(k < rounding)), k.size).proportion_ci(confidence, "wilson")
+        neg_total = np.array([lo.low, hi.high])
+    nan = np.full(done.size, np.nan)
+    return RayResult(
+        kappa=kappa,
+        losses_plus=nan,
+        losses_minus=nan.copy(),
+        computed=done,
+        loss0=loss0,
+        eps=0.0,
+        confidence=confidence,
+        rounding_error=rounding,
+        n_loss_evals=n_loss_evals,
+        n_hvps=n_hvps,
+        curvature="hessian",
+        seed=seed,
+        metadata=dict(metadata or {}),
+        mean_total_ci=total,
+        negative_fraction_total_ci=neg_total,
+        **base,
     )
 
 
@@ -463,110 +576,3 @@ def ray_result(
         **ray_stats(kappa[done], confidence),
         **errors,
     )
-
-
-def ray_errors(
-    values: dict[str, np.ndarray],
-    done: np.ndarray,
-    kappa: np.ndarray,
-    *,
-    loss0: float,
-    eps: float,
-    dtype: Any,
-    confidence: float,
-) -> dict[str, Any]:
-    r"""Rounding, centre, truncation and kink estimates of a checked rays run.
-
-    With ``σ`` the rounding noise of one loss value, ray ``i`` has
-    ``κ_i(ε) = c_i + a_i ε² + (n_i⁺ + n_i⁻ − 2δ₀)/ε²`` (``c_i = dᵢᵀHdᵢ``; ``n``, ``δ₀``
-    the rounding of ``L(x ± εd)`` and of ``L(x)``), and ``κ_i(ε/2)`` the same with
-    ``a_i ε²/4`` and ``4/ε²``. The jitter pairs ``p_j = (L(x+ηd_j) + L(x−ηd_j))/2 −
-    η²κ_j(η)/2`` (``η = JITTER·ε``; ``κ_j(η)`` from the two steps) are ``L(x)`` up to
-    rounding alone: their spread gives
-    ``σ`` (``loss_noise``, at least ``eps_mach·|L|/2``) and, averaged with ``L(x)``, an
-    estimate of ``δ₀`` whose error has standard deviation ``σ/√(1 + 2m)``. So
-
-    - ``center_shift`` = ``−2δ̂₀/ε²``, the shift of every κ, removed in the total
-      intervals; ``center_error`` = ``2σ/(ε²√(1+2m))``, the standard deviation left;
-    - ``Δ_i = κ_i(ε) − κ_i(ε/2) = ¾a_iε² + noise`` of standard deviation
-      ``√34·σ/ε²`` (plus ``3·center_error`` shared); a ray is ``kinked`` when
-      ``|Δ_i| > KINK_SIGMAS·(√34·σ/ε² + 3·center_error) + KINK_RELATIVE·max|κ_i|``:
-      beyond what rounding allows, its curvature changed by more than ``KINK_RELATIVE``
-      of itself between ``ε`` and ``ε/2`` (a kink within ``±ε`` adds ``O(1/ε)``);
-    - ``truncation_bias`` = ``4/3·mean(Δ)`` over the rays not kinked;
-    - ``mean_total_ci``: the Student-t interval of the corrected κ of the rays not kinked,
-      with ``center_error`` added in quadrature to the standard error, widened by
-      ``|truncation_bias|`` on both sides (conservative); ``negative_fraction_total_ci``:
-      the Wilson bounds of the share below ``−w`` and below ``+w``, ``w`` =
-      ``t·center_error + |truncation_bias|``.
-
-    Returns
-    -------
-    dict
-        The :class:`RayResult` fields ``kappa_half``, ``kinked``, ``n_kinked``,
-        ``n_center``, ``loss_noise``, ``center_shift``, ``center_error``,
-        ``truncation_bias``, ``mean_total_ci``, ``negative_fraction_total_ci``.
-    """
-    from scipy import stats
-
-    u = float(np.finfo(np.dtype(dtype)).eps)
-    lph, lmh, lcp, lcm = (values[name] for name in CHECK_FIELDS)
-    with np.errstate(invalid="ignore", over="ignore"):
-        half = np.where(done, (lph - 2 * loss0 + lmh) / (eps / 2) ** 2, np.nan)
-        # κ at the jitter step η: κ(h) = c + a·h², a from the two steps (exact to degree 4)
-        at_eta = kappa - 4 / 3 * (kappa - half) * (1 - JITTER**2)
-        pairs = (lcp + lcm) / 2 - (eps * JITTER) ** 2 / 2 * at_eta
-    pairs = pairs[done & np.isfinite(pairs) & np.isfinite(kappa)]
-    m = pairs.size
-    sigma = u * abs(loss0) / 2
-    if m >= 2:
-        spread = 1.4826 * np.median(np.abs(pairs - np.median(pairs)))
-        keep = pairs if spread == 0 else pairs[np.abs(pairs - np.median(pairs)) <= 5 * spread]
-        if keep.size >= 2:
-            sigma = max(sigma, math.sqrt(2.0) * float(np.std(keep, ddof=1)))
-    centre = (loss0 + 2 * float(np.sum(pairs))) / (1 + 2 * m) if math.isfinite(loss0) else loss0
-    shift = -2 * (loss0 - centre) / eps**2
-    center_error = 2 * sigma / (eps**2 * math.sqrt(1 + 2 * m))
-    k1, k2 = kappa - shift, half - 4 * shift
-    finite = done & np.isfinite(k1) & np.isfinite(k2)
-    with np.errstate(invalid="ignore", over="ignore"):
-        diff = k1 - k2
-        tol = KINK_SIGMAS * (math.sqrt(34.0) * sigma / eps**2 + 3 * center_error)
-        kinked = finite & (np.abs(diff) > tol + KINK_RELATIVE * np.maximum(np.abs(k1), np.abs(k2)))
-    smooth = finite & ~kinked
-    n = int(smooth.sum())
-    bias = 4 / 3 * float(np.mean(diff[smooth])) if n else math.nan
-    total = np.array([math.nan, math.nan])
-    neg_total = np.array([math.nan, math.nan])
-    if n >= 2:
-        k = k1[smooth]
-        t = float(stats.t.ppf(0.5 + confidence / 2, n - 1))
-        half_width = t * math.hypot(float(np.std(k, ddof=1)) / math.sqrt(n), center_error)
-        half_width += abs(bias)
-        total = np.array([np.mean(k) - half_width, np.mean(k) + half_width])
-        w = t * center_error + abs(bias)
-        lo = stats.binomtest(int(np.sum(k < -w)), n).proportion_ci(confidence, "wilson").low
-        hi = stats.binomtest(int(np.sum(k < w)), n).proportion_ci(confidence, "wilson").high
-        neg_total = np.array([lo, hi])
-    n_kinked = int(kinked.sum())
-    if n_kinked:
-        warnings.warn(
-            f"{n_kinked} of {int(finite.sum())} rays changed curvature between ε = {eps:.3g} "
-            "and ε/2 by more than rounding and smooth truncation allow: a kink (a ReLU's "
-            "activation pattern changing) within ±ε, where κ is not dᵀHd. `kinked` marks "
-            "them and mean_total_ci leaves them out; a smaller `eps` (float64) avoids them.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return {
-        "kappa_half": half,
-        "kinked": kinked,
-        "n_kinked": n_kinked,
-        "n_center": m,
-        "loss_noise": sigma,
-        "center_shift": shift,
-        "center_error": center_error,
-        "truncation_bias": bias,
-        "mean_total_ci": total,
-        "negative_fraction_total_ci": neg_total,
-    }

@@ -202,6 +202,14 @@ class RayResult(ResultBase):
         Conservative; ``mean_ci`` is the sampling error of ``mean`` alone.
     negative_fraction_total_ci : numpy.ndarray or None
         Wilson bounds on the negative share with the same allowances.
+    curvature : str
+        ``"difference"`` (the above) or ``"hessian"``: ``kappa`` is :math:`d_i^\top H d_i`
+        from one Hessian-vector product per ray, exact up to rounding; ``eps`` is 0, the
+        loss columns are NaN, ``rounding_error`` is
+        :math:`\sqrt{\dim}\,\epsilon_{\rm mach}\max|\kappa|`, and ``mean_total_ci`` is
+        ``mean_ci`` widened by it.
+    n_hvps : int
+        Hessian-vector products spent by this call (``n_rays`` for ``curvature="hessian"``).
     """
 
     _array_fields: ClassVar[tuple[str, ...]] = (
@@ -245,6 +253,8 @@ class RayResult(ResultBase):
     truncation_bias: float = math.nan
     mean_total_ci: np.ndarray | None = None
     negative_fraction_total_ci: np.ndarray | None = None
+    curvature: str = "difference"
+    n_hvps: int = 0
 
     @property
     def complete(self) -> bool:

@@ -17,7 +17,7 @@ import numpy as np
 
 from probecore._contract.fingerprint import digest
 from probecore._probes.engine import stack_metrics
-from probecore._probes.rays import ray_result
+from probecore._probes.rays import hessian_ray_result, ray_result
 from probecore._probes.results import LineResult, PlaneResult, RayResult
 from probecore._probes.store import open_run, verified_chunks
 
@@ -202,6 +202,16 @@ def _plane(run: StoredRun) -> PlaneResult:
 
 @register_reader("rays")
 def _rays(run: StoredRun) -> RayResult:
+    if run.identity.get("curvature") == "hessian":
+        return hessian_ray_result(
+            run.values["curvature"],
+            run.computed,
+            loss0=float(run.metadata["loss0"]),
+            dtype=np.dtype(run.metadata["objective"]["dtype"]),
+            confidence=float(run.metadata.get("confidence", 0.95)),
+            seed=run.identity["entropy"],
+            metadata=run.metadata,
+        )
     return ray_result(
         run.values,
         run.computed,

@@ -81,3 +81,12 @@ def test_objective_factory_on_workers_equals_serial():
     rays = pc.rays(obj, n_rays=300, rng=0)
     trace = np.trace(dense_hessian(obj)) / obj.dim
     assert rays.mean_ci[0] - 1e-6 <= trace <= rays.mean_ci[1] + 1e-6
+
+
+def test_hessian_rays_equal_the_dense_rayleigh_quotients():
+    obj = M.mlp_objective()
+    r = pc.rays(obj, n_rays=20, rng=2, curvature="hessian")
+    D = pc.ray_directions(2, range(20), obj.dim)
+    want = np.einsum("ij,jk,ik->i", D, dense_hessian(obj), D)
+    np.testing.assert_allclose(r.kappa, want, rtol=1e-10, atol=1e-14)
+    assert (r.n_hvps, r.n_loss_evals) == (20, 1)

@@ -164,3 +164,24 @@ def test_rays_on_a_torch_model_track_the_hessian_trace():
     # κ = dᵀHd + O(ε²): with ε = 1.2e-4 the bias is far below the Monte Carlo error
     assert r.mean_ci[0] - 1e-6 <= trace <= r.mean_ci[1] + 1e-6
     assert r.n_loss_evals == 4 * 400 + 2 * 32 + 1 and isinstance(nn.Module, type)
+
+
+def test_hessian_rays_of_a_float32_relu_network_match_float64():
+    # float32 differences of a ReLU network cross activation changes at every step that
+    # rounding allows; dᵀHd from HVPs does not, and equals float64's to its rounding bound
+    import copy
+
+    import torch
+
+    X, y = digits(300, dtype=torch.float32)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    o32 = pc.objective(net, F.cross_entropy, (X, y))
+    o64 = pc.objective(copy.deepcopy(net).double(), F.cross_entropy, (X.double(), y))
+    r32 = pc.rays(o32, n_rays=40, rng=0, curvature="hessian")
+    r64 = pc.rays(o64, n_rays=40, rng=0, curvature="hessian")
+    assert np.max(np.abs(r32.kappa - r64.kappa)) <= r32.rounding_error
+    D = pc.ray_directions(0, range(40), o64.dim)
+    want = np.einsum("ij,jk,ik->i", D, dense_hessian(o64), D)
+    np.testing.assert_allclose(r64.kappa, want, rtol=1e-10, atol=1e-14)
+    assert r32.mean_total_ci[0] < r32.mean < r32.mean_total_ci[1]
