@@ -290,7 +290,8 @@ def main():
         f"{torch.get_num_threads()} torch threads, load average {os.getloadavg()[0]:.1f} at "
         f"the end; Python {platform.python_version()}, torch {torch.__version__}, probecore "
         f"{pc.__version__}, loss-landscapes {version('loss-landscapes')}, curvlinops "
-        f"{version('curvlinops-for-pytorch')}, OMP_WAIT_POLICY=PASSIVE. Command: "
+        f"{version('curvlinops-for-pytorch')}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY') or '(unset)'}. Command: "
         f"`python benchmarks/small_models.py --rounds {args.rounds}` "
         f"({time.perf_counter() - start:.0f} s).\n"
     )

@@ -432,3 +432,28 @@ def test_hvp_through_scaled_dot_product_attention_equals_the_dense_hessian():
     with sdpa_kernel([SDPBackend.MATH]):
         want = hessian(loss)(torch.from_numpy(obj.x0)).numpy()
     assert np.max(np.abs(H - want)) <= 1e-10 * np.max(np.abs(want))
+
+
+def test_hvp_many_batches_rows_on_dense_networks_and_loops_elsewhere(monkeypatch):
+    import probecore_torch._objective as impl
+
+    X, y = digits(200)
+    rng = np.random.default_rng(0)
+    dense = pc.objective(mlp(hidden=16), F.cross_entropy, (X, y))
+    conv = pc.objective(cnn(), F.cross_entropy, (X.view(-1, 1, 8, 8), y))
+    assert dense._batch_rows and not conv._batch_rows
+    for obj in (dense, conv):
+        V = rng.standard_normal((5, obj.dim))
+        rows = np.stack([obj.hvp(obj.x0, v) for v in V])
+        want = V @ dense_hessian(obj)  # H is symmetric
+        got = obj.hvp_many(obj.x0, V)
+        np.testing.assert_allclose(got, rows, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)
+    # blocks of rows: 2 rows per batched backward, and a last block of one row
+    monkeypatch.setattr(impl, "BATCHED_NUMBERS", 2 * dense.dim)
+    V = rng.standard_normal((5, dense.dim))
+    np.testing.assert_allclose(
+        dense.hvp_many(dense.x0, V), np.stack([dense.hvp(dense.x0, v) for v in V]),
+        rtol=1e-12, atol=1e-14,
+    )
+    assert dense.hvp_many(dense.x0, np.empty((0, dense.dim))).shape == (0, dense.dim)
