@@ -15,8 +15,9 @@ objective on the unit vectors). Each row runs ``probecore.rays`` with ``--seeds`
 ``mean_ci`` (Student-t, sampling error only) and ``mean_total_ci`` (sampling, centre
 rounding and truncation bias, kinked rays left out). The float32 rows also run
 ``curvature="hessian"`` (dᵀHd from one HVP per ray), and the script prints how far its
-float32 values are from float64's along the same rays, against ``rounding_error``. It also reports the median number of
-kinked rays, the mean widths and the mean of ``center_error`` and ``|truncation_bias|``.
+float32 values are from float64's along the same rays, against ``rounding_error``. It
+also reports the median number of kinked rays, the mean widths and the mean of
+``center_error`` and ``|truncation_bias|``.
 """
 
 from __future__ import annotations

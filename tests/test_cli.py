@@ -320,7 +320,10 @@ def marked(tmp_path):
         (["plane", "{m}", "--extent", "inf"], "got inf."),
         (["rays", "{m}", "--n-rays", "0"], "`--n-rays` must be >= 1; got 0."),
         (["rays", "{m}", "--eps", "-1"], "`--eps` must be a finite number > 0"),
-        (["rays", "{m}", "--eps", "0.1", "--hessian"], "--eps is the finite-difference step"),
+        (
+            ["rays", "{m}", "--eps", "0.1", "--hessian"],
+            "`--eps` is the finite-difference step and `--hessian` takes none; got --eps 0.1",
+        ),
         (["connect", "{m}", "--end", "{m}", "--bends", "0"], "`--bends` must be >= 1"),
         (["connect", "{m}", "--end", "{m}", "--epochs", "0"], "`--epochs` must be >= 1; got 0."),
         (["connect", "{m}", "--end", "{m}", "--batch-size", "0"], "`--batch-size` must be >= 1"),

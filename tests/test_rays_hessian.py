@@ -111,8 +111,9 @@ def test_chunks_executors_store_resume_and_load(tmp_path):
     back = pc.load(pc.save(ref, tmp_path / "r.npz"))
     assert back.curvature == "hessian" and back.n_hvps == 25
     np.testing.assert_array_equal(back.kappa, ref.kappa)
-    # a finite-difference run does not resume from this store
-    with pytest.raises(ValueError):
+    # a finite-difference run does not resume from this store, and says why
+    why = "its `curvature` is 'hessian', this run's is 'difference'"
+    with pytest.raises(ValueError, match=why):
         pc.rays(q, n_rays=25, rng=3, chunk_size=4, store=path)
 
 
@@ -122,3 +123,11 @@ def test_arguments_are_checked():
         pc.rays(q, curvature="hvp")
     with pytest.raises(ValueError, match="`eps` is the step of curvature='difference'"):
         pc.rays(q, curvature="hessian", eps=1e-3)
+    with pytest.raises(TypeError, match="`check` must be True or False; got str"):
+        pc.rays(q, curvature="hessian", check="yes")
+
+
+def test_one_ray_has_no_interval():
+    r = pc.rays(_quadratic(), n_rays=1, rng=0, curvature="hessian")
+    assert np.isfinite(r.kappa[0]) and r.n_finite == 1
+    assert np.all(np.isnan(r.mean_total_ci)) and np.all(np.isnan(r.negative_fraction_total_ci))

@@ -327,8 +327,9 @@ def rays(
     for ``loss0``) and no step: no rounding floor and no kinks, so it is the route for
     float32 models of piecewise-linear (ReLU) networks, where every step that float32
     rounding allows crosses activation changes that the Hessian does not see
-    (docs/landscape.md, "Errors of κ"). Its only error is sampling: ``mean_total_ci`` is
-    ``mean_ci`` widened by ``rounding_error``.
+    (docs/landscape.md, "Errors of κ"). Beside sampling its error is the rounding of the
+    products, estimated by ``rounding_error``: ``mean_total_ci`` is ``mean_ci`` widened by
+    it. ``check`` does not apply.
 
     Parameters
     ----------
@@ -378,6 +379,8 @@ def rays(
             f"`curvature` must be 'difference' or 'hessian'; got {curvature!r}."
         )
     hessian = curvature == "hessian"
+    if not isinstance(check, bool | np.bool_):
+        raise TypeError(f"`check` must be True or False; got {type(check).__name__}.")
     if hessian and eps is not None:
         raise ValueError(
             f"`eps` is the step of curvature='difference'; curvature='hessian' takes no step "
@@ -401,8 +404,6 @@ def rays(
     confidence = check_float("confidence", confidence, lo=0.0, hi=1.0)
     if not 0 < confidence < 1:
         raise ValueError(f"`confidence` must lie strictly between 0 and 1; got {confidence}.")
-    if not isinstance(check, bool | np.bool_):
-        raise TypeError(f"`check` must be True or False; got {type(check).__name__}.")
     check = bool(check)
     check_executor(executor, objective_factory)
     if store is not None and (isinstance(rng, bool) or not isinstance(rng, numbers.Integral)):
@@ -461,7 +462,8 @@ def rays(
     meta["store"] = None if store is None else os.fspath(store)
     if hessian:
         return hessian_ray_result(
-            state.values["curvature"], state.done, loss0=loss0, dtype=origin.dtype,
+            state.values["curvature"], state.done, loss0=loss0, dim=origin.size,
+            dtype=origin.dtype,
             confidence=confidence, n_hvps=int(new.sum()), n_loss_evals=1, seed=seed,
             metadata=meta,
         )
@@ -477,6 +479,7 @@ def hessian_ray_result(
     done: np.ndarray,
     *,
     loss0: float,
+    dim: int,
     dtype: Any,
     confidence: float,
     n_hvps: int = 0,
@@ -487,21 +490,21 @@ def hessian_ray_result(
     """The :class:`RayResult` of a ``curvature="hessian"`` run (by :func:`rays` and stored runs).
 
     ``kappa`` holds ``dᵀHd`` per ray (NaN where not computed). There is no step: ``eps``
-    is 0, the loss columns are NaN, and the only error beside sampling is the rounding
-    of the products, bounded by ``rounding_error`` = ``√dim·eps_mach·max|κ|``, which widens
-    ``mean_ci`` into ``mean_total_ci`` (and the negative share's bounds alike).
+    is 0 and the loss columns are NaN. Beside sampling, the error is the rounding of the
+    products, estimated (not bounded) by ``rounding_error`` = ``√dim·eps_mach·max|κ|``
+    (``dim`` the objective's), which widens ``mean_ci`` into ``mean_total_ci`` and the
+    negative share's bounds alike (both NaN with fewer than 2 rays, as ``mean_ci``).
     """
     from scipy import stats
 
     kappa = np.where(done, kappa, np.nan)
     base = ray_stats(kappa[done], confidence)
     k = kappa[done & np.isfinite(kappa)]
-    n_dim = int((metadata or {}).get("objective", {}).get("dim", 1) or 1)
     u = float(np.finfo(np.dtype(dtype)).eps)
-    rounding = math.sqrt(n_dim) * u * float(np.max(np.abs(k))) if k.size else math.nan
+    rounding = math.sqrt(int(dim)) * u * float(np.max(np.abs(k))) if k.size else math.nan
     total = base["mean_ci"] + np.array([-rounding, rounding])
     neg_total = np.array([math.nan, math.nan])
-    if k.size:
+    if k.size >= 2:
         lo = stats.binomtest(int(np.sum(k < -rounding)), k.size).proportion_ci(confidence, "wilson")
         hi = stats.binomtest(int(np.sum(k < rounding)), k.size).proportion_ci(confidence, "wilson")
         neg_total = np.array([lo.low, hi.high])

@@ -131,12 +131,17 @@ class RayResult(ResultBase):
     For unit directions :math:`d_i`,
     :math:`\kappa_i = (L(x+\varepsilon d_i) - 2L(x) + L(x-\varepsilon d_i))/\varepsilon^2`,
     which tends to :math:`d_i^\top H d_i` as :math:`\varepsilon \to 0`; for uniformly
-    random unit directions its mean is :math:`\operatorname{tr}(H)/\dim`.
+    random unit directions its mean is :math:`\operatorname{tr}(H)/\dim`. With
+    ``curvature="hessian"`` (see ``curvature`` below) ``kappa`` is :math:`d_i^\top H d_i`
+    itself, from one Hessian-vector product per ray.
 
-    The fields from ``kappa_half`` on come from ``rays(check=True)`` (the default; see
-    :func:`~probecore._probes.rays.ray_errors` and docs/landscape.md, "Errors of κ");
-    they are None or NaN for ``check=False`` and for a run read back by a
-    :func:`~probecore.load_run` that does not pass them on.
+    The fields from ``kappa_half`` to ``truncation_bias`` come from ``rays(check=True)``
+    (the default for finite differences; see
+    :func:`~probecore._probes.ray_checks.ray_errors` and docs/landscape.md, "Errors of
+    κ"); they are None or NaN for ``check=False``, for ``curvature="hessian"`` and for a
+    run read back by a :func:`~probecore.load_run` that does not pass them on.
+    ``mean_total_ci`` and ``negative_fraction_total_ci`` come from the check or from
+    ``curvature="hessian"``.
 
     Attributes
     ----------
@@ -168,8 +173,8 @@ class RayResult(ResultBase):
         Level of all four intervals.
     n_loss_evals : int
         Loss evaluations spent by this call (``4·n_rays + 2·n_center + 1`` for a checked
-        run, ``2·n_rays + 1`` without the check; 1 when a resumed run finds every ray in its
-        store, 0 from :func:`~probecore.load_run`).
+        run, ``2·n_rays + 1`` without the check, 1 with ``curvature="hessian"``; 1 when a
+        resumed run finds every ray in its store, 0 from :func:`~probecore.load_run`).
     seed : int or dict
         Reproduces the directions (ray ``i`` is drawn from its own stream).
 
@@ -205,11 +210,13 @@ class RayResult(ResultBase):
     curvature : str
         ``"difference"`` (the above) or ``"hessian"``: ``kappa`` is :math:`d_i^\top H d_i`
         from one Hessian-vector product per ray, exact up to rounding; ``eps`` is 0, the
-        loss columns are NaN, ``rounding_error`` is
+        loss columns are NaN, ``rounding_error`` estimates the products' rounding as
         :math:`\sqrt{\dim}\,\epsilon_{\rm mach}\max|\kappa|`, and ``mean_total_ci`` is
         ``mean_ci`` widened by it.
     n_hvps : int
-        Hessian-vector products spent by this call (``n_rays`` for ``curvature="hessian"``).
+        Hessian-vector products spent by this call: with ``curvature="hessian"`` one per
+        ray computed by it (``n_rays``; fewer when a resumed run finds rays in its store,
+        0 from :func:`~probecore.load_run`), else 0.
     """
 
     _array_fields: ClassVar[tuple[str, ...]] = (

@@ -207,6 +207,7 @@ def _rays(run: StoredRun) -> RayResult:
             run.values["curvature"],
             run.computed,
             loss0=float(run.metadata["loss0"]),
+            dim=int(run.metadata["objective"]["dim"]),
             dtype=np.dtype(run.metadata["objective"]["dtype"]),
             confidence=float(run.metadata.get("confidence", 0.95)),
             seed=run.identity["entropy"],

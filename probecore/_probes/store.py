@@ -77,7 +77,12 @@ _IDENTITY_NAMES = {
     "entropy": "seed (`rng`)",
     "chunk_size": "`chunk_size`",
     "n_points": "number of points",
+    "curvature": "`curvature`",
 }
+# Settings that older runs do not record, with the value they had; compared first, as
+# they name the difference best (a rays run of the other `curvature` also differs in
+# its step and checks).
+_IDENTITY_DEFAULTS = {"curvature": "difference"}
 
 
 def _store_module(name: str, requirement: str) -> Any:
@@ -276,12 +281,14 @@ class RunStore:
             if theirs.get(key) != objective.get(key):
                 self._other_objective(_OBJECTIVE_NAMES.get(key, repr(key)), theirs, objective, key)
         stored = record["identity"]
-        for key in sorted(set(stored) | set(identity)):
-            if stored.get(key) != identity.get(key):
+        first = sorted(set(stored) | set(identity), key=lambda k: (k not in _IDENTITY_DEFAULTS, k))
+        for key in first:
+            default = _IDENTITY_DEFAULTS.get(key)
+            if stored.get(key, default) != identity.get(key, default):
                 raise ValueError(
                     f"`store` {path!r} holds a different run: its "
-                    f"{_IDENTITY_NAMES.get(key, key)} is {stored.get(key)!r}, this run's is "
-                    f"{identity.get(key)!r}. " + again
+                    f"{_IDENTITY_NAMES.get(key, key)} is {stored.get(key, default)!r}, this "
+                    f"run's is {identity.get(key, default)!r}. " + again
                 )
         for name in sorted(set(record["fixed"]) | set(fixed)):
             if record["fixed"].get(name) != fixed.get(name):

@@ -108,7 +108,10 @@ def check_args(args: argparse.Namespace) -> None:
         _at_least(args, "n_rays", 1)
         _positive(args, "eps", " (the finite-difference step)")
         if args.hessian and args.eps is not None:
-            raise CLIError("--eps is the finite-difference step; --hessian takes none.")
+            raise CLIError(
+                f"`--eps` is the finite-difference step and `--hessian` takes none; got "
+                f"--eps {args.eps} with --hessian."
+            )
     elif cmd == "connect":
         _at_least(args, "bends", 1, " (free control points)")
         _at_least(args, "epochs", 1)

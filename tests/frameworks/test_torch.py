@@ -457,3 +457,22 @@ def test_hvp_many_batches_rows_on_dense_networks_and_loops_elsewhere(monkeypatch
         rtol=1e-12, atol=1e-14,
     )
     assert dense.hvp_many(dense.x0, np.empty((0, dense.dim))).shape == (0, dense.dim)
+
+
+def test_batched_hvp_many_in_float32_and_with_a_frozen_non_linear_part():
+    import copy
+
+    X, y = digits(200)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 16), nn.LayerNorm(16), nn.Tanh(), nn.Linear(16, 10))
+    assert not pc.objective(copy.deepcopy(net), F.cross_entropy, (X.float(), y))._batch_rows
+    net[1].requires_grad_(False)  # only Linear layers are trained: rows are batched
+    o32 = pc.objective(copy.deepcopy(net), F.cross_entropy, (X.float(), y))
+    o64 = pc.objective(copy.deepcopy(net).double(), F.cross_entropy, (X, y))
+    assert o32._batch_rows and o64._batch_rows
+    V = np.random.default_rng(1).standard_normal((9, o32.dim))
+    want = o64.hvp_many(o64.x0, V)
+    rows = np.stack([o64.hvp(o64.x0, v) for v in V])
+    np.testing.assert_allclose(want, rows, rtol=1e-12, atol=1e-14)
+    got = o32.hvp_many(o32.x0, V.astype(np.float32))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())

@@ -44,7 +44,9 @@ __all__ = ["TorchObjective"]
 _DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 _DROPOUT_TYPES = (nn.modules.dropout._DropoutNd,)
 _CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
-# hvp_many: the most numbers (rows × dim) one batched double backward takes at a time
+# hvp_many: the most rows, and numbers (rows × dim), one batched double backward takes
+# at a time (its temporaries grow with the rows times the activations of a batch)
+BATCHED_ROWS = 64
 BATCHED_NUMBERS = 2**22
 
 
@@ -288,7 +290,7 @@ class TorchObjective(AbstractObjective):
         self._batch_rows = all(
             isinstance(m, nn.Linear)
             for m in modules.values()
-            if next(m.parameters(recurse=False), None) is not None
+            if any(p.requires_grad for p in m.parameters(recurse=False))
         )
         self._statistics = StatisticsCache()
         self._causal = type(model).__name__.endswith(_CAUSAL_SUFFIXES)
@@ -735,9 +737,9 @@ class TorchObjective(AbstractObjective):
     def _second_backward(
         self, graph: tuple[torch.Tensor, list[torch.Tensor]], vt: torch.Tensor, batched=False
     ):
-        """H·v by double backward, restricted to the entries torch trains (``batched``: H·vᵢ
-        for each row of ``vt`` in one vmapped backward).
+        """H·v by double backward, restricted to the entries torch trains.
 
+        With ``batched``, H·vᵢ for each row of ``vt`` in one vmapped backward.
         The padding row of an ``nn.Embedding(padding_idx=...)`` gets no gradient from torch,
         so the double backward would return a non-symmetric operator (it ignores v on that
         row but writes into it); its rows are zeroed, which leaves the Hessian of the loss
@@ -784,13 +786,15 @@ class TorchObjective(AbstractObjective):
     def hvp_many(self, x: np.ndarray, V: np.ndarray) -> np.ndarray:
         """Hessian times each row of ``V``, reusing the gradient graph at ``x``.
 
-        Networks whose parameters all sit in ``nn.Linear`` layers (MLPs) take blocks of
-        rows through torch's batched backward (``is_grads_batched``, a vmap over rows;
-        blocks of at most 2**22 numbers, at least 2 rows): on the digits MLP 64-32-10, 33
-        rows in 0.6 of the loop's time, and a third of it with passive OpenMP threads
-        (docs/benchmarks.md). The products equal ``hvp``'s to rounding, not bitwise. Other
-        networks make one backward pass per row: on a digits CNN the batched backward was
-        2-3× slower than this loop.
+        Networks whose trained parameters all sit in ``nn.Linear`` layers (MLPs) take
+        blocks of rows through torch's batched backward (``is_grads_batched``, a vmap over
+        rows; at most ``BATCHED_ROWS`` rows and ``BATCHED_NUMBERS`` numbers a block, one
+        row at a time when ``dim`` exceeds half of that): on the digits MLP 64-32-10, 33
+        rows took 15-28 ms against the loop's 25-36 ms, and 36-44 ms against 94-119 ms
+        with passive OpenMP threads (docs/benchmarks.md). The products equal ``hvp``'s to
+        rounding, not bitwise. A model that the batched backward cannot run (an operation
+        without a vmap rule) falls back to the loop for good. Other networks make one
+        backward pass per row: on a digits CNN the batched backward was 2-3× slower.
         """
         V = check_matrix("V", V, dim=self.dim, dtype=self.dtype)
         if self.stream:
@@ -800,13 +804,20 @@ class TorchObjective(AbstractObjective):
             return self._np(self._streamed_hvps(x, vt))
         graph = self._gradient_graph(x)
         out = np.empty_like(V)
-        block = max(1, BATCHED_NUMBERS // max(self.dim, 1)) if self._batch_rows else 1
         i = 0
         while i < len(V):
+            block = 1
+            if self._batch_rows:
+                block = min(BATCHED_ROWS, max(1, BATCHED_NUMBERS // max(self.dim, 1)))
             rows = V[i : i + block]
             vt = torch.from_numpy(np.ascontiguousarray(rows)).to(self.device)
             if len(rows) > 1:
-                out[i : i + len(rows)] = self._np(self._second_backward(graph, vt, batched=True))
+                try:
+                    products = self._second_backward(graph, vt, batched=True)
+                except RuntimeError:  # no batching rule for an operation: loop from now on
+                    self._batch_rows = False
+                    continue
+                out[i : i + len(rows)] = self._np(products)
             else:
                 out[i] = self._np(self._second_backward(graph, vt[0]))
             i += len(rows)
