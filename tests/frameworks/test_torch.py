@@ -467,9 +467,10 @@ def test_batched_hvp_many_in_float32_and_with_a_frozen_non_linear_part():
     net = nn.Sequential(nn.Linear(64, 16), nn.LayerNorm(16), nn.Tanh(), nn.Linear(16, 10))
     assert not pc.objective(copy.deepcopy(net), F.cross_entropy, (X.float(), y))._batch_rows
     net[1].requires_grad_(False)  # only Linear layers are trained: rows are batched
-    o32 = pc.objective(copy.deepcopy(net), F.cross_entropy, (X.float(), y))
+    o32 = pc.objective(copy.deepcopy(net).float(), F.cross_entropy, (X.float(), y))
     o64 = pc.objective(copy.deepcopy(net).double(), F.cross_entropy, (X, y))
     assert o32._batch_rows and o64._batch_rows
+    assert (o32.dtype, o64.dtype) == (np.float32, np.float64)
     V = np.random.default_rng(1).standard_normal((9, o32.dim))
     want = o64.hvp_many(o64.x0, V)
     rows = np.stack([o64.hvp(o64.x0, v) for v in V])

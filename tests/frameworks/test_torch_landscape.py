@@ -175,9 +175,10 @@ def test_hessian_rays_of_a_float32_relu_network_match_float64():
 
     X, y = digits(300, dtype=torch.float32)
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).float()
     o32 = pc.objective(net, F.cross_entropy, (X, y))
     o64 = pc.objective(copy.deepcopy(net).double(), F.cross_entropy, (X.double(), y))
+    assert (o32.dtype, o64.dtype) == (np.float32, np.float64)
     r32 = pc.rays(o32, n_rays=40, rng=0, curvature="hessian")
     r64 = pc.rays(o64, n_rays=40, rng=0, curvature="hessian")
     assert np.max(np.abs(r32.kappa - r64.kappa)) <= r32.rounding_error
@@ -185,3 +186,7 @@ def test_hessian_rays_of_a_float32_relu_network_match_float64():
     want = np.einsum("ij,jk,ik->i", D, dense_hessian(o64), D)
     np.testing.assert_allclose(r64.kappa, want, rtol=1e-10, atol=1e-14)
     assert r32.mean_total_ci[0] < r32.mean < r32.mean_total_ci[1]
+    # the differences of the same rays in float32 cross kinks, and say so
+    with pytest.warns(RuntimeWarning, match="curvature='hessian'"):
+        fd = pc.rays(o32, n_rays=40, rng=0)
+    assert fd.n_kinked > 0
