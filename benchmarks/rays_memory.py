@@ -213,6 +213,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="chunks 1 and 64 only")
     ap.add_argument("--chunks", default=None, help="comma-separated chunk sizes")
     ap.add_argument("--n-rays", type=int, default=None, help="rays per run (max(64, chunk))")
+    ap.add_argument("--after-only", action="store_true", help="skip the 'before' routes")
     ap.add_argument("--child", choices=("before", "after"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     default = "1,64" if args.quick else "1,8,64,256"
@@ -228,6 +229,8 @@ def main():
     load = os.getloadavg()
     avail_kib = _meminfo_kib("MemAvailable:")
     routes = (("after", None), ("after", MMAP_THRESHOLD), ("before", None))
+    if args.after_only:
+        routes = routes[:2]
     rows, skipped = [], []
     for chunk in chunks:
         n_rays = args.n_rays or max(64, chunk)
@@ -251,7 +254,8 @@ def main():
         f"{torch.get_num_threads()} torch threads, load average {load[0]:.1f} at start; "
         f"Python {platform.python_version()}, torch {torch.__version__}, numpy "
         f"{np.__version__}, probecore {pc.__version__}. Command: "
-        f"`python benchmarks/rays_memory.py{' --quick' if args.quick else ''}` "
+        f"`python benchmarks/rays_memory.py{' --quick' if args.quick else ''}"
+        f"{' --after-only' if args.after_only else ''}` "
         f"({time.perf_counter() - start:.0f} s).\n"
     )
     print(

@@ -179,10 +179,10 @@ def _ray_losses(
 
     Memory beyond ``origin`` (the peak of a whole :func:`rays` run, whatever its chunk
     size): the float64 direction and its squares while drawing (2 float64 vectors); then
-    the direction in the objective's dtype and what ``losses_in_span`` forms for one point.
-    With the default :meth:`~probecore.AbstractObjective.losses_in_span` in float32 that is
-    5 float32 vectors: the direction, and inside ``coeffs @ basis`` the basis cast to
-    float64 and the float64 product (tests/test_rays_memory.py, docs/benchmarks.md).
+    the direction in the objective's dtype and what ``losses_in_span`` forms for one point
+    (:func:`~probecore.backend.span_point`: the point, one vector, or none where a backend
+    forms it in its own parameter buffer, as PyTorch's does; tests/test_rays_memory.py,
+    docs/benchmarks.md).
     """
     basis = _ray_direction(entropy, index, origin.size).astype(origin.dtype, copy=False)[None]
     out = []
