@@ -190,7 +190,7 @@ def ray_histogram(result: Any, *, ax: Any = None, bins: Any = "auto") -> Any:
     lo, hi = result.negative_fraction_ci
     mlo, mhi = result.mean_ci
     pct = int(round(100 * result.confidence))
-    hessian = getattr(result, "curvature", "difference") == "hessian"
+    hessian = result.curvature == "hessian"
     how = "dᵀHd" if hessian else f"ε = {result.eps:.2g}"
     ax.set_title(
         f"κ over {result.n_finite} rays, {how}: mean {result.mean:.4g} "

@@ -8,7 +8,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CHECK_FIELDS", "JITTER", "KINK_RELATIVE", "KINK_SIGMAS", "N_CENTER", "ray_errors"]
+__all__ = [
+    "CHECK_FIELDS",
+    "JITTER",
+    "KINK_RELATIVE",
+    "KINK_SIGMAS",
+    "N_CENTER",
+    "negative_share_bounds",
+    "ray_errors",
+]
 
 # The checks of `rays(check=True)` (docs/landscape.md, "Errors of κ"): the stored columns
 # beyond L(x ± εd), the rays that also carry a jitter pair, its step as a share of ε, and
@@ -18,6 +26,19 @@ N_CENTER = 32
 JITTER = 1 / 16
 KINK_SIGMAS = 5.0
 KINK_RELATIVE = 0.1
+
+
+def negative_share_bounds(k: np.ndarray, w: float, confidence: float) -> np.ndarray:
+    """Wilson bounds on the negative share of ``k`` when each value may be off by ``w``.
+
+    The lower bound of the share below ``−w`` and the upper bound of the share below
+    ``+w``, at level ``confidence``.
+    """
+    from scipy import stats
+
+    lo = stats.binomtest(int(np.sum(k < -w)), k.size).proportion_ci(confidence, "wilson").low
+    hi = stats.binomtest(int(np.sum(k < w)), k.size).proportion_ci(confidence, "wilson").high
+    return np.array([lo, hi])
 
 
 def ray_errors(
@@ -99,10 +120,7 @@ def ray_errors(
         half_width = t * math.hypot(float(np.std(k, ddof=1)) / math.sqrt(n), center_error)
         half_width += abs(bias)
         total = np.array([np.mean(k) - half_width, np.mean(k) + half_width])
-        w = t * center_error + abs(bias)
-        lo = stats.binomtest(int(np.sum(k < -w)), n).proportion_ci(confidence, "wilson").low
-        hi = stats.binomtest(int(np.sum(k < w)), n).proportion_ci(confidence, "wilson").high
-        neg_total = np.array([lo, hi])
+        neg_total = negative_share_bounds(k, t * center_error + abs(bias), confidence)
     n_kinked = int(kinked.sum())
     if n_kinked:
         warnings.warn(

@@ -36,6 +36,7 @@ from probecore._probes.ray_checks import (
     KINK_RELATIVE,
     KINK_SIGMAS,
     N_CENTER,
+    negative_share_bounds,
     ray_errors,
 )
 from probecore._probes.results import RayResult
@@ -395,12 +396,10 @@ def rays(
     )
     if hessian:
         eps = 0.0
-    elif eps is None:
-        eps = default_ray_eps(origin.dtype)
     else:
-        eps = check_float("eps", eps, lo=0.0)
-    if eps <= 0 and not hessian:
-        raise ValueError(f"`eps` must be positive; got {eps}.")
+        eps = default_ray_eps(origin.dtype) if eps is None else check_float("eps", eps, lo=0.0)
+        if eps <= 0:
+            raise ValueError(f"`eps` must be positive; got {eps}.")
     confidence = check_float("confidence", confidence, lo=0.0, hi=1.0)
     if not 0 < confidence < 1:
         raise ValueError(f"`confidence` must lie strictly between 0 and 1; got {confidence}.")
@@ -495,8 +494,6 @@ def hessian_ray_result(
     (``dim`` the objective's), which widens ``mean_ci`` into ``mean_total_ci`` and the
     negative share's bounds alike (both NaN with fewer than 2 rays, as ``mean_ci``).
     """
-    from scipy import stats
-
     kappa = np.where(done, kappa, np.nan)
     base = ray_stats(kappa[done], confidence)
     k = kappa[done & np.isfinite(kappa)]
@@ -505,9 +502,7 @@ def hessian_ray_result(
     total = base["mean_ci"] + np.array([-rounding, rounding])
     neg_total = np.array([math.nan, math.nan])
     if k.size >= 2:
-        lo = stats.binomtest(int(np.sum(k < -rounding)), k.size).proportion_ci(confidence, "wilson")
-        hi = stats.binomtest(int(np.sum(k < rounding)), k.size).proportion_ci(confidence, "wilson")
-        neg_total = np.array([lo.low, hi.high])
+        neg_total = negative_share_bounds(k, rounding, confidence)
     nan = np.full(done.size, np.nan)
     return RayResult(
         kappa=kappa,

@@ -477,3 +477,20 @@ def test_batched_hvp_many_in_float32_and_with_a_frozen_non_linear_part():
     np.testing.assert_allclose(want, rows, rtol=1e-12, atol=1e-14)
     got = o32.hvp_many(o32.x0, V.astype(np.float32))
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+def test_hvp_many_falls_back_to_the_loop_when_the_batched_backward_fails(monkeypatch):
+    X, y = digits(100)
+    obj = pc.objective(mlp(hidden=8), F.cross_entropy, (X, y))
+    V = np.random.default_rng(2).standard_normal((4, obj.dim))
+    want = np.stack([obj.hvp(obj.x0, v) for v in V])
+    loop = obj._second_backward
+
+    def no_vmap(graph, vt, batched=False):
+        if batched:
+            raise RuntimeError("batching rule not implemented")
+        return loop(graph, vt)
+
+    monkeypatch.setattr(obj, "_second_backward", no_vmap)
+    np.testing.assert_array_equal(obj.hvp_many(obj.x0, V), want)
+    assert not obj._batch_rows

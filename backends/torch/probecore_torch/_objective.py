@@ -740,6 +740,7 @@ class TorchObjective(AbstractObjective):
         """H·v by double backward, restricted to the entries torch trains.
 
         With ``batched``, H·vᵢ for each row of ``vt`` in one vmapped backward.
+
         The padding row of an ``nn.Embedding(padding_idx=...)`` gets no gradient from torch,
         so the double backward would return a non-symmetric operator (it ignores v on that
         row but writes into it); its rows are zeroed, which leaves the Hessian of the loss
@@ -789,9 +790,9 @@ class TorchObjective(AbstractObjective):
         Networks whose trained parameters all sit in ``nn.Linear`` layers (MLPs) take
         blocks of rows through torch's batched backward (``is_grads_batched``, a vmap over
         rows; at most ``BATCHED_ROWS`` rows and ``BATCHED_NUMBERS`` numbers a block, one
-        row at a time when ``dim`` exceeds half of that): on the digits MLP 64-32-10, 33
-        rows took 15-28 ms against the loop's 25-36 ms, and 36-44 ms against 94-119 ms
-        with passive OpenMP threads (docs/benchmarks.md). The products equal ``hvp``'s to
+        row at a time when ``dim`` exceeds half of ``BATCHED_NUMBERS``): on the digits MLP
+        64-32-10, 33 rows took 15-28 ms against the loop's 25-36 ms, and 36-44 ms against
+        94-119 ms with passive OpenMP threads (docs/benchmarks.md). The products equal ``hvp``'s to
         rounding, not bitwise. A model that the batched backward cannot run (an operation
         without a vmap rule) falls back to the loop for good. Other networks make one
         backward pass per row: on a digits CNN the batched backward was 2-3× slower.
@@ -803,24 +804,26 @@ class TorchObjective(AbstractObjective):
             vt = torch.from_numpy(np.ascontiguousarray(V)).to(self.device)
             return self._np(self._streamed_hvps(x, vt))
         graph = self._gradient_graph(x)
+        block = min(BATCHED_ROWS, BATCHED_NUMBERS // max(self.dim, 1))
+        if self._batch_rows and len(V) > 1 and block > 1:
+            try:
+                return self._batched_hvps(graph, V, block)
+            except RuntimeError:  # an operation without a vmap rule: loop from now on
+                self._batch_rows = False
         out = np.empty_like(V)
-        i = 0
-        while i < len(V):
-            block = 1
-            if self._batch_rows:
-                block = min(BATCHED_ROWS, max(1, BATCHED_NUMBERS // max(self.dim, 1)))
-            rows = V[i : i + block]
-            vt = torch.from_numpy(np.ascontiguousarray(rows)).to(self.device)
-            if len(rows) > 1:
-                try:
-                    products = self._second_backward(graph, vt, batched=True)
-                except RuntimeError:  # no batching rule for an operation: loop from now on
-                    self._batch_rows = False
-                    continue
-                out[i : i + len(rows)] = self._np(products)
-            else:
-                out[i] = self._np(self._second_backward(graph, vt[0]))
-            i += len(rows)
+        for i, row in enumerate(V):
+            vt = torch.from_numpy(np.ascontiguousarray(row)).to(self.device)
+            out[i] = self._np(self._second_backward(graph, vt))
+        return out
+
+    def _batched_hvps(
+        self, graph: tuple[torch.Tensor, list[torch.Tensor]], V: np.ndarray, block: int
+    ) -> np.ndarray:
+        """H times the rows of ``V``, ``block`` rows per batched double backward."""
+        out = np.empty_like(V)
+        for i in range(0, len(V), block):
+            vt = torch.from_numpy(np.ascontiguousarray(V[i : i + block])).to(self.device)
+            out[i : i + block] = self._np(self._second_backward(graph, vt, batched=True))
         return out
 
     def metrics(self, x: np.ndarray) -> dict[str, float]:
