@@ -95,7 +95,7 @@ def _row(obj, truth, eps, seeds, n_rays, curvature="difference"):
 
 
 def _hessian_rounding(r32, o64) -> str:
-    """How far float32 dᵀHd is from float64 dᵀHd along the same rays, against the bound."""
+    """How far float32 dᵀHd is from float64 dᵀHd along the same rays, against its estimate."""
     import probecore as pc
 
     r64 = pc.rays(o64, n_rays=r32.kappa.size, rng=r32.seed, curvature="hessian", progress=False)

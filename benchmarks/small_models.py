@@ -292,7 +292,7 @@ def main():
         f"{pc.__version__}, loss-landscapes {version('loss-landscapes')}, curvlinops "
         f"{version('curvlinops-for-pytorch')}, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY') or '(unset)'}. Command: "
-        f"`python benchmarks/small_models.py --rounds {args.rounds}` "
+        f"`python benchmarks/small_models.py --rounds {args.rounds} --models {args.models}` "
         f"({time.perf_counter() - start:.0f} s).\n"
     )
     for label, dim, times in results:
