@@ -35,10 +35,12 @@ all_finite, FLOAT_DTYPES, as_rng
     A memory-light finiteness test, the supported dtypes, and ``rng`` normalisation.
 require_objective
     The structural check of an objective argument that the algorithms use.
-check_span, span_point
+check_span, span_point, span_points, SPAN_ROWS_NUMBERS
     The argument checks of ``losses_in_span``, and a point ``origin + c @ basis`` formed
     as ``AbstractObjective.losses_in_span`` forms it (bit for bit, one vector of memory),
-    for a backend's own ``losses_in_span``.
+    for a backend's own ``losses_in_span``; ``span_points`` forms a block of such points
+    at once (the same bits, fewer array operations per point), at most
+    ``SPAN_ROWS_NUMBERS`` numbers a block keeping its memory independent of the chunk.
 digest, callable_name, stable_repr
     Content digests, function names and address-free reprs for an objective's optional
     ``fingerprint()``: what a run store records to refuse resuming with other data,
@@ -54,11 +56,13 @@ from probecore._contract.errors import NoBackendError
 from probecore._contract.fingerprint import callable_name, digest, record_subset, stable_repr
 from probecore._contract.layout import ROLES, Block, Layout, override_layout, uncovered_by_override
 from probecore._contract.objective import (
+    SPAN_ROWS_NUMBERS,
     AbstractObjective,
     Objective,
     check_span,
     require_objective,
     span_point,
+    span_points,
 )
 from probecore._contract.validation import (
     FLOAT_DTYPES,
@@ -78,6 +82,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "FLOAT_DTYPES",
     "ROLES",
+    "SPAN_ROWS_NUMBERS",
     "AbstractObjective",
     "Block",
     "Layout",
@@ -101,5 +106,6 @@ __all__ = [
     "record_subset",
     "require_objective",
     "span_point",
+    "span_points",
     "stable_repr",
 ]

@@ -214,8 +214,9 @@ def test_long_estimators_show_a_progress_bar_counting_hvps(capfd):
         "lanczos": lambda p: pc.lanczos(A, k=3, rng=0, progress=p),
         "hutchinson": lambda p: pc.hutchinson(A, n_probes=8, rng=0, progress=p),
         "hutchpp": lambda p: pc.hutchpp(A, n_matvecs=30, rng=0, progress=p),
-        "spectral_density": lambda p: pc.spectral_density(A, n_probes=2, n_steps=10, rng=0,
-                                                          progress=p),
+        "spectral_density": lambda p: pc.spectral_density(
+            A, n_probes=2, n_steps=10, rng=0, progress=p
+        ),
     }
     for name, call in calls.items():
         quiet = call(False)

@@ -30,8 +30,11 @@ class _Function(AbstractObjective):
         self.sigma, self.w, self.s, self.b, self.key = sigma, w, s, b, key
 
     def _z(self, x):
-        h = hashlib.blake2b(np.asarray(x, dtype=np.float64).tobytes(), digest_size=8,
-                            key=self.key.to_bytes(8, "little"))
+        h = hashlib.blake2b(
+            np.asarray(x, dtype=np.float64).tobytes(),
+            digest_size=8,
+            key=self.key.to_bytes(8, "little"),
+        )
         return np.random.default_rng(int.from_bytes(h.digest(), "little")).standard_normal()
 
     def loss(self, x):

@@ -158,8 +158,38 @@ def test_plane_peak_memory_is_a_few_vectors_whatever_the_chunk_size(dtype):
     np.testing.assert_array_equal(grids[441].losses, grids[1].losses)
     # the points are those of the batched expression, to the rounding of one product
     A, B = np.meshgrid(axis, axis, indexing="ij")
-    coeffs = np.stack([A.ravel(), B.ravel()], axis=1)[:: 40]
+    coeffs = np.stack([A.ravel(), B.ravel()], axis=1)[::40]
     points = obj.x0 + (coeffs @ dirs.vectors).astype(obj.dtype)
     expected = [obj.loss(p) for p in points]
     got = obj.losses_in_span(obj.x0, dirs.vectors, coeffs)
     np.testing.assert_allclose(got, expected, rtol=8 * np.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_span_points_equal_span_point_row_for_row_bit_for_bit(dtype, k):
+    """A block formed together is, row for row, the point formed alone: every pattern of
+    zero coefficients (the origin, the axes of a plane) included."""
+    from probecore.backend import span_point, span_points
+
+    rng = np.random.default_rng(k)
+    dim = 1_000
+    origin = rng.standard_normal(dim).astype(dtype)
+    basis = rng.standard_normal((k, dim)).astype(dtype)
+    coeffs = rng.standard_normal((40, k))
+    coeffs[rng.random((40, k)) < 0.3] = 0.0  # mixed patterns
+    coeffs[0] = 0.0
+    coeffs[1] = -0.0
+    out = span_points(origin, basis, coeffs, out=np.empty((40, dim), dtype))
+    ref = np.stack([span_point(origin, basis, c) for c in coeffs])
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out.view(f"u{out.itemsize}"), ref.view(f"u{ref.itemsize}"))
+    # one pattern for every row takes the whole-block route
+    full = rng.uniform(0.5, 1.0, (7, k))
+    np.testing.assert_array_equal(
+        span_points(origin, basis, full, out=np.empty((7, dim), dtype)),
+        np.stack([span_point(origin, basis, c) for c in full]),
+    )
+    assert span_points(origin, basis, coeffs[:0], out=np.empty((0, dim), dtype)).shape == (0, dim)
+    with pytest.raises(ValueError, match="`out` must be"):
+        span_points(origin, basis, coeffs, out=np.empty((39, dim), dtype))

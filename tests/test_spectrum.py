@@ -259,8 +259,9 @@ def test_eig_result_records_the_tolerance_applied(method, tmp_path):
     A = np.diag(np.linspace(1.0, 3.0, n))
     r64 = pc.lanczos(A, k=2, tol=1e-8, method=method, rng=0)
     assert r64.tol_applied == pytest.approx(1e-8)
-    r32 = pc.lanczos(A.astype(np.float32), k=2, tol=1e-8, method=method, rng=0,
-                     raise_on_failure=False)
+    r32 = pc.lanczos(
+        A.astype(np.float32), k=2, tol=1e-8, method=method, rng=0, raise_on_failure=False
+    )
     floor = 10 * np.sqrt(n) * np.finfo(np.float32).eps  # 2.4e-5: above the asked 1e-8
     assert r32.tol == 1e-8 and r32.tol_applied == pytest.approx(floor, rel=1e-6)
     anorm = np.max(np.abs(r32.eigenvalues))

@@ -205,8 +205,15 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_store(tmp_path):
     path = tmp_path / "p"
     f = _logreg()
     first = RunState.start(
-        path, kind="plane", n_points=4, chunk_size=2, fields=["loss"], fixed={},
-        identity={}, objective={}, metadata={},
+        path,
+        kind="plane",
+        n_points=4,
+        chunk_size=2,
+        fields=["loss"],
+        fixed={},
+        identity={},
+        objective={},
+        metadata={},
     )
     try:
         with pytest.raises(ValueError, match="being written by another run"):
@@ -353,9 +360,7 @@ def _attack(kind: str, path, rng: np.random.Generator):
         return _logreg(dtype=np.float32)
     if kind == "other function":  # same data, another regularization: another loss
         base = _logreg()
-        return LogisticRegression(
-            base.features, base.labels, n_classes=3, l2=2e-3, x0=base.x0
-        )
+        return LogisticRegression(base.features, base.labels, n_classes=3, l2=2e-3, x0=base.x0)
     if kind == "delete":
         os.remove(chunks[int(rng.integers(len(chunks)))])
     elif kind == "truncate":
@@ -377,8 +382,15 @@ def _attack(kind: str, path, rng: np.random.Generator):
 
 
 ATTACKS = [
-    "other data", "other dtype", "other function", "concurrent writer",
-    "delete", "truncate", "flip", "flip chunk", "partial",
+    "other data",
+    "other dtype",
+    "other function",
+    "concurrent writer",
+    "delete",
+    "truncate",
+    "flip",
+    "flip chunk",
+    "partial",
 ]
 
 

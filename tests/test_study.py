@@ -42,7 +42,15 @@ def test_stored_runs_resume_and_stale_ones_are_replaced(tmp_path):
     assert other.losses.shape == (3, 3) and other.n_loss_evals == 1 + 9
     assert pc.load_run(path).losses.shape == (3, 3)
     q2 = Quadratic(np.diag([1.0, 4.0]))  # another objective: its run is stale too
-    fresh = stored(path, lambda store: pc.plane(
-        q2, np.eye(2), x=np.zeros(2), alphas=np.linspace(-2, 2, 3),
-        betas=np.linspace(-2, 2, 3), store=store))
+    fresh = stored(
+        path,
+        lambda store: pc.plane(
+            q2,
+            np.eye(2),
+            x=np.zeros(2),
+            alphas=np.linspace(-2, 2, 3),
+            betas=np.linspace(-2, 2, 3),
+            store=store,
+        ),
+    )
     assert fresh.n_loss_evals == 1 + 9 and fresh.losses[0, 0] == 0.5 * (4 + 16)

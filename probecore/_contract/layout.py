@@ -278,8 +278,7 @@ def override_layout(layout: Layout, override: Any, *, param: str = "layout") -> 
             names = [b.name for b in layout]
             shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
             raise ValueError(
-                f"`{param}` entry {key!r} matches no block of the model; its blocks are "
-                f"{shown}."
+                f"`{param}` entry {key!r} matches no block of the model; its blocks are {shown}."
             )
         for name in hits:
             specs[name].update(spec)

@@ -269,3 +269,73 @@ def span_point(
             np.copyto(block, a, casting="same_kind")
         block += origin[start:stop]
     return out
+
+
+SPAN_ROWS_NUMBERS = 1 << 17  # numbers in a block of points formed together (span_points)
+
+
+def span_points(
+    origin: np.ndarray, basis: np.ndarray, coeffs: np.ndarray, *, out: np.ndarray
+) -> np.ndarray:
+    """The points ``origin + c @ basis`` for each row ``c`` of ``coeffs``, into ``out``.
+
+    Row for row bitwise equal to :func:`span_point` (the same float64 products and sums,
+    zero coefficients skipped, one rounding to ``origin``'s dtype, then ``origin``
+    added), formed with a few whole-block array operations instead of several per
+    point: on the 2,410-parameter MLP of ``docs/benchmarks.md`` a point cost 6 µs this
+    way against 12 µs one at a time. Scratch is two float64 blocks of ``out``'s size,
+    so a caller bounds the memory through the rows it passes: at most
+    ``SPAN_ROWS_NUMBERS // dim`` rows keeps it independent of the number of points.
+
+    Parameters
+    ----------
+    origin : numpy.ndarray
+        ``(dim,)``, in the objective's dtype.
+    basis : numpy.ndarray
+        ``(k, dim)``.
+    coeffs : numpy.ndarray
+        ``(n, k)`` coefficients (float64).
+    out : numpy.ndarray
+        ``(n, dim)`` in ``origin``'s dtype, where the points are written.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``out``.
+    """
+    coeffs = np.asarray(coeffs, dtype=np.float64)
+    if out.shape != (coeffs.shape[0], origin.size) or out.dtype != origin.dtype:
+        raise ValueError(
+            f"`out` must be a {origin.dtype} array of shape {(coeffs.shape[0], origin.size)}; "
+            f"got {out.dtype} {out.shape}."
+        )
+    if coeffs.shape[0] == 0:
+        return out
+    # rows that skip the same coefficients share their arithmetic: one pass per pattern
+    nonzero = coeffs != 0.0
+    if nonzero.shape[1] <= 62:  # each row's pattern as the bits of one integer
+        codes = nonzero @ (1 << np.arange(nonzero.shape[1], dtype=np.int64))
+    else:
+        codes = np.unique(nonzero, axis=0, return_inverse=True)[1].ravel()
+    for code in np.unique(codes):
+        rows = np.flatnonzero(codes == code)
+        pattern = nonzero[rows[0]]
+        every = len(rows) == coeffs.shape[0]
+        c = coeffs if every else coeffs[rows]
+        cols = np.flatnonzero(pattern)
+        if len(cols) == 0:  # the origin itself (plus zero, as span_point adds it)
+            acc = np.zeros((len(rows), origin.size))
+        for n, col in enumerate(cols):
+            term = np.multiply(c[:, col : col + 1], basis[col], dtype=np.float64)
+            if n == 0:
+                acc = term
+            else:
+                acc += term
+        if every:
+            np.copyto(out, acc, casting="same_kind")
+            out += origin
+        else:
+            block = acc.astype(origin.dtype)
+            block += origin
+            out[rows] = block
+    return out

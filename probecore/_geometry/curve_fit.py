@@ -86,8 +86,6 @@ class CurveFit(ResultBase):
         return Curve(kind=self.kind, points=self.points)
 
 
-
-
 # --------------------------------------------------------------------------- fit
 
 

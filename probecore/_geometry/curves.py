@@ -124,6 +124,7 @@ def linear_curve(start: Any, end: Any) -> Curve:
     b = check_vector("end", end, dim=a.size, dtype=a.dtype)
     return Curve(kind="line", points=np.stack([a, b]))
 
+
 def check_endpoint(name: str, value: Any, objective: Objective) -> np.ndarray:
     """A flat endpoint that matches ``objective``: same layout, size and dtype.
 

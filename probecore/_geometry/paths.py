@@ -131,16 +131,18 @@ def _path_result(
             **fields,
         )
     ends = losses[[0, -1]]
-    at, vals = (ts, losses) if extra is None else (
-        np.concatenate([ts, extra[0]]),
-        np.concatenate([losses, extra[1]]),
+    at, vals = (
+        (ts, losses)
+        if extra is None
+        else (
+            np.concatenate([ts, extra[0]]),
+            np.concatenate([losses, extra[1]]),
+        )
     )
     # a non-finite loss on the path (overflow far from the minima) is an infinite barrier
     ranked = np.where(np.isfinite(vals), vals, np.inf)
     peak = float(ranked.max())
-    excess = (
-        ranked - ((1.0 - at) * ends[0] + at * ends[1]) if np.isfinite(peak) else ranked
-    )
+    excess = ranked - ((1.0 - at) * ends[0] + at * ends[1]) if np.isfinite(peak) else ranked
     barriers = {
         name: float(np.min(values[i, [0, -1]]) - np.min(values[i])) for i, name in enumerate(names)
     }
@@ -239,6 +241,7 @@ def _refine_maxima(
     found_t: list[float] = []
     found_l: list[float] = []
     for shift in (False, True):
+
         def score(t: float, value: float, shift: bool = shift) -> float:
             return value - ((1.0 - t) * ends[0] + t * ends[1]) if shift else value
 

@@ -93,9 +93,7 @@ def descending(w: np.ndarray) -> np.ndarray:
     return np.maximum(w[::-1], 0.0)  # PSD: negative values are rounding
 
 
-def scatter_pca(
-    A: np.ndarray, shift: Any, n_vectors: int = 0
-) -> tuple[np.ndarray, Any]:
+def scatter_pca(A: np.ndarray, shift: Any, n_vectors: int = 0) -> tuple[np.ndarray, Any]:
     """Eigenvalues of ``CᵀC`` (``C = A − shift``) and optionally its top eigenvectors.
 
     Works on the smaller of the Gram matrix ``CCᵀ`` (``T × T``) and ``CᵀC``

@@ -28,6 +28,7 @@ from probecore._geometry.pca import SHARE_TOL, as_history, first_reaching, row_e
 
 __all__ = ["EffectiveDimension", "GradientSketch", "effective_dimension"]
 
+
 @register
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
 class EffectiveDimension(ResultBase):
@@ -88,8 +89,6 @@ class EffectiveDimension(ResultBase):
     method: str
     error_bound: float = 0.0
     metadata: dict = field(default_factory=dict)
-
-
 
 
 # --------------------------------------------------------------------------- sketch

@@ -91,8 +91,6 @@ class TrajectoryPCA(ResultBase):
         )
 
 
-
-
 def trajectory_directions(
     weights: Any, *, k: int = 2, origin: Any = "last", center: bool = True
 ) -> TrajectoryPCA:

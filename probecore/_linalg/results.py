@@ -13,6 +13,7 @@ from probecore._contract.validation import check_float
 
 __all__ = ["EigResult", "PowerIterationResult", "SpectralDensity", "TraceResult"]
 
+
 @register
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
 class PowerIterationResult(ResultBase):

@@ -376,9 +376,7 @@ def rays(
     origin = check_point(objective, x)
     n_rays = check_int("n_rays", n_rays, lo=1)
     if curvature not in ("difference", "hessian"):
-        raise ValueError(
-            f"`curvature` must be 'difference' or 'hessian'; got {curvature!r}."
-        )
+        raise ValueError(f"`curvature` must be 'difference' or 'hessian'; got {curvature!r}.")
     hessian = curvature == "hessian"
     if not isinstance(check, bool | np.bool_):
         raise TypeError(f"`check` must be True or False; got {type(check).__name__}.")
@@ -391,7 +389,9 @@ def rays(
         check = False
     # κ, κ(ε/2), six losses, their stored copies and the result's: about 16 floats per ray
     check_points_budget(
-        f"`n_rays` = {n_rays}", n_rays, floats_per_point=16 if check is True else 7,
+        f"`n_rays` = {n_rays}",
+        n_rays,
+        floats_per_point=16 if check is True else 7,
         advice="Draw fewer rays (the interval on the mean shrinks like 1/√n_rays).",
     )
     if hessian:
@@ -447,7 +447,8 @@ def rays(
         run_chunks(
             chunks,
             _hessian_ray_chunk if hessian else _ray_chunk,
-            (lambda i, s, e: (origin, entropy, s, e - s)) if hessian
+            (lambda i, s, e: (origin, entropy, s, e - s))
+            if hessian
             else (lambda i, s, e: (origin, entropy, s, e - s, eps, n_center)),
             task_spec(objective, executor, objective_factory),
             state,
@@ -461,15 +462,28 @@ def rays(
     meta["store"] = None if store is None else os.fspath(store)
     if hessian:
         return hessian_ray_result(
-            state.values["curvature"], state.done, loss0=loss0, dim=origin.size,
+            state.values["curvature"],
+            state.done,
+            loss0=loss0,
+            dim=origin.size,
             dtype=origin.dtype,
-            confidence=confidence, n_hvps=int(new.sum()), n_loss_evals=1, seed=seed,
+            confidence=confidence,
+            n_hvps=int(new.sum()),
+            n_loss_evals=1,
+            seed=seed,
             metadata=meta,
         )
     n_evals = 1 + (4 if check else 2) * int(new.sum()) + 2 * int(new[: n_center or 0].sum())
     return ray_result(
-        state.values, state.done, loss0=loss0, eps=eps, dtype=origin.dtype,
-        confidence=confidence, n_loss_evals=n_evals, seed=seed, metadata=meta,
+        state.values,
+        state.done,
+        loss0=loss0,
+        eps=eps,
+        dtype=origin.dtype,
+        confidence=confidence,
+        n_loss_evals=n_evals,
+        seed=seed,
+        metadata=meta,
     )
 
 
@@ -557,8 +571,9 @@ def ray_result(
         kappa[done] = (values["loss_plus"][done] - 2 * loss0 + values["loss_minus"][done]) / eps**2
     errors: dict[str, Any] = {}
     if all(name in values for name in CHECK_FIELDS):
-        errors = ray_errors(values, done, kappa, loss0=loss0, eps=eps, dtype=dtype,
-                            confidence=confidence)
+        errors = ray_errors(
+            values, done, kappa, loss0=loss0, eps=eps, dtype=dtype, confidence=confidence
+        )
     return RayResult(
         kappa=kappa,
         losses_plus=values["loss_plus"],

@@ -158,7 +158,11 @@ def load_run(path: str | os.PathLike) -> Any:
     ident = record["identity"]
     fields = list(ident["fields"])
     done, values = verified_chunks(
-        group, os.fspath(path), fields, int(ident["chunk_size"]), int(ident["n_points"]),
+        group,
+        os.fspath(path),
+        fields,
+        int(ident["chunk_size"]),
+        int(ident["n_points"]),
         action="reported as not computed",
     )
     run = StoredRun(

@@ -21,7 +21,10 @@ def _train(obj, iters=300):
 
 def _objective(X, y, seed, hidden=M.HIDDEN):
     return JaxObjective(
-        M.mlp_loss, M.init_mlp(seed, hidden), (X, y), metrics_fn=M.mlp_metrics,
+        M.mlp_loss,
+        M.init_mlp(seed, hidden),
+        (X, y),
+        metrics_fn=M.mlp_metrics,
         layout=M.MLP_LAYOUT,
     )
 

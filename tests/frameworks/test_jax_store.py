@@ -34,15 +34,14 @@ def test_resume_with_other_data_loss_parameters_or_precision_is_refused(tmp_path
     others = {
         r"data \(digest\)": JaxObjective(M.mlp_loss, M.init_mlp(0), (X2, y)),
         "loss function": JaxObjective(_mse_loss, M.init_mlp(0), (X, y)),
-        r"precision \(dtype\)": JaxObjective(
-            M.mlp_loss, M.init_mlp(0), (X, y), dtype=np.float32
-        ),
+        r"precision \(dtype\)": JaxObjective(M.mlp_loss, M.init_mlp(0), (X, y), dtype=np.float32),
     }
     for what, other in others.items():
         with pytest.raises(ValueError, match=f"another objective: its {what}"):
             pc.rays(other, n_rays=8, rng=0, chunk_size=3, store=path)
-    again = pc.rays(JaxObjective(M.mlp_loss, M.init_mlp(0), (X, y)), n_rays=8, rng=0,
-                    chunk_size=3, store=path)
+    again = pc.rays(
+        JaxObjective(M.mlp_loss, M.init_mlp(0), (X, y)), n_rays=8, rng=0, chunk_size=3, store=path
+    )
     assert again.n_loss_evals == 1 and np.array_equal(again.kappa, first.kappa)
 
 

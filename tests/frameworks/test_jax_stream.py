@@ -75,8 +75,13 @@ def test_streaming_refuses_what_it_cannot_read_twice():
     with pytest.raises(TypeError, match="iterable more than once.*generator"):
         JaxObjective(M.mlp_loss, M.init_mlp(0), gen, stream=True, layout=M.MLP_LAYOUT)
     with pytest.raises(TypeError, match="stream=True needs `data` to be an iterable"):
-        JaxObjective(M.mlp_loss, M.init_mlp(0), (jnp.asarray(X), jnp.asarray(y)),
-                     stream=True, layout=M.MLP_LAYOUT)
+        JaxObjective(
+            M.mlp_loss,
+            M.init_mlp(0),
+            (jnp.asarray(X), jnp.asarray(y)),
+            stream=True,
+            layout=M.MLP_LAYOUT,
+        )
     loader = Loader(X, y, 60)
     obj = JaxObjective(M.mlp_loss, M.init_mlp(0), loader, stream=True, layout=M.MLP_LAYOUT)
     loader.size = 70  # the data changed under the objective

@@ -453,8 +453,10 @@ def test_hvp_many_batches_rows_on_dense_networks_and_loops_elsewhere(monkeypatch
     monkeypatch.setattr(impl, "BATCHED_NUMBERS", 2 * dense.dim)
     V = rng.standard_normal((5, dense.dim))
     np.testing.assert_allclose(
-        dense.hvp_many(dense.x0, V), np.stack([dense.hvp(dense.x0, v) for v in V]),
-        rtol=1e-12, atol=1e-14,
+        dense.hvp_many(dense.x0, V),
+        np.stack([dense.hvp(dense.x0, v) for v in V]),
+        rtol=1e-12,
+        atol=1e-14,
     )
     assert dense.hvp_many(dense.x0, np.empty((0, dense.dim))).shape == (0, dense.dim)
 
@@ -494,3 +496,29 @@ def test_hvp_many_falls_back_to_the_loop_when_the_batched_backward_fails(monkeyp
     monkeypatch.setattr(obj, "_second_backward", no_vmap)
     np.testing.assert_array_equal(obj.hvp_many(obj.x0, V), want)
     assert not obj._batch_rows
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("rows_numbers", [None, 1])
+def test_losses_in_span_equal_the_default_route_bit_for_bit(monkeypatch, dtype, rows_numbers):
+    """The torch loop (points formed a block at a time on a small model, or one at a time
+    straight into the copy's parameters) gives the losses of the default per-point route,
+    bit for bit, over several batches, a chunk longer than a block and zero coefficients."""
+    import probecore_torch._objective as torch_objective
+
+    from probecore.backend import SPAN_ROWS_NUMBERS
+
+    if rows_numbers is not None:  # force the one-point-at-a-time route on this small model
+        monkeypatch.setattr(torch_objective, "SPAN_ROWS_NUMBERS", rows_numbers)
+    X, y = digits(150)
+    obj = pc.objective(mlp().to(dtype).eval(), F.cross_entropy, (X.to(dtype), y), batch_size=64)
+    rng = np.random.default_rng(0)
+    basis = (rng.standard_normal((2, obj.dim)) / 20).astype(obj.dtype)
+    axis = np.linspace(-1.0, 1.0, 11)
+    A, B = np.meshgrid(axis, axis, indexing="ij")
+    coeffs = np.tile(np.stack([A.ravel(), B.ravel()], axis=1), (3, 1))  # 363 points
+    assert len(coeffs) > SPAN_ROWS_NUMBERS // obj.dim
+    got = obj.losses_in_span(obj.x0, basis, coeffs)
+    ref = pc.AbstractObjective.losses_in_span(obj, obj.x0, basis, coeffs)
+    np.testing.assert_array_equal(got, ref)
+    assert got[60] == obj.loss(obj.x0)  # (0, 0)

@@ -340,9 +340,7 @@ def _as_batch_list(data: Any) -> list[Any]:
     return [data]  # a custom pytree of arrays
 
 
-def _convert_batch(
-    index: int, batch: Any, dtype: np.dtype, check: bool = True
-) -> tuple[Any, int]:
+def _convert_batch(index: int, batch: Any, dtype: np.dtype, check: bool = True) -> tuple[Any, int]:
     """The batch with jax leaves (floating ones in ``dtype``) and its number of examples.
 
     ``check=False`` skips the scan for non-finite values (a streamed batch seen before).

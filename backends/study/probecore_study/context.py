@@ -172,4 +172,3 @@ def count_spikes(losses: np.ndarray) -> int:
     """Epochs whose end-of-epoch training loss exceeds the previous epoch's by over 50%."""
     lo = np.asarray(losses)
     return int(np.sum(lo[1:] > 1.5 * lo[:-1]))
-

@@ -405,4 +405,3 @@ def judge(ctx: Context) -> list[tuple[str, str, list[Claim]]]:
         )
     )
     return out
-

@@ -73,4 +73,3 @@ def pairs(S: Settings, deep: bool) -> list[tuple[str, int, int]]:
     if deep:
         out += [(kind, S.seeds_arch[0], S.seeds_arch[1]) for kind in KINDS]
     return out
-

@@ -14,6 +14,7 @@ from torch import nn
 from torch.func import functional_call
 
 from probecore.backend import (
+    SPAN_ROWS_NUMBERS,
     AbstractObjective,
     callable_name,
     check_bool,
@@ -24,6 +25,7 @@ from probecore.backend import (
     digest,
     record_subset,
     span_point,
+    span_points,
     stable_repr,
 )
 from probecore_torch._bn import StatisticsCache, copy_into
@@ -647,10 +649,14 @@ class TorchObjective(AbstractObjective):
         As :meth:`AbstractObjective.losses_in_span` (the same points, bit for bit, in
         ``O(dim)`` memory), with ``origin``, ``basis`` and ``coeffs`` checked once per
         call rather than each point once per point: on the 2,410-parameter MLP of
-        ``docs/benchmarks.md`` the checks were a tenth of the time per point. One
-        forward pass per point: on the digits CNN a ``torch.func.vmap`` over 4, 8 or 16
-        points was 2.6-3.2x slower per point than this loop (batched convolutions with
-        per-point weights).
+        ``docs/benchmarks.md`` the checks were a tenth of the time per point. Models of
+        at most ``SPAN_ROWS_NUMBERS // 2`` parameters have their points formed a block at
+        a time (``probecore.backend.span_points``, the same bits; at most
+        ``SPAN_ROWS_NUMBERS`` numbers a block, whatever the chunk) and copied in; larger
+        ones form each point straight into the copy's parameters. One forward pass per
+        point: on the digits CNN a ``torch.func.vmap`` over 4, 8 or 16 points was
+        2.6-3.2x slower per point than this loop (batched convolutions with per-point
+        weights), and on the MLP no faster.
         """
         ev = self._eval_copy()
         if (
@@ -680,9 +686,19 @@ class TorchObjective(AbstractObjective):
             )
             for w, b in zip(self._weights, self._batches, strict=True)
         ]
+        rows = SPAN_ROWS_NUMBERS // max(self.dim, 1)
+        block = np.empty((min(rows, len(coeffs)), self.dim), self.dtype) if rows > 1 else None
         with torch.no_grad():
             for j, c in enumerate(coeffs):
-                span_point(origin, basis, c, work=work, out=buffer)  # no other vector
+                if block is None:
+                    span_point(origin, basis, c, work=work, out=buffer)  # no other vector
+                else:
+                    i = j % len(block)
+                    if i == 0:  # the next block of points, formed together
+                        span_points(
+                            origin, basis, coeffs[j : j + len(block)], out=block[: len(coeffs) - j]
+                        )
+                    np.copyto(buffer, block[i])
                 total = 0.0
                 for w, call, batch in batches:
                     total += w * float(loss_of(call(batch.inputs), batch.target))

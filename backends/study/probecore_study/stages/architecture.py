@@ -196,4 +196,3 @@ def run(ctx: Context) -> list[str]:
         f"![training]({figs['training']})",
         "",
     ]
-

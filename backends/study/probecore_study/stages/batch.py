@@ -117,4 +117,3 @@ def run(ctx: Context) -> list[str]:
         f"![batch size]({figure})",
         "",
     ]
-

@@ -132,4 +132,3 @@ def run(ctx: Context) -> list[str]:
         f"![paths]({figure})",
         "",
     ]
-

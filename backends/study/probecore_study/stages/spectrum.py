@@ -140,4 +140,3 @@ def run(ctx: Context) -> list[str]:
         f"![spectral density]({figure})",
         "",
     ]
-
