@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from probecore._contract.objective import Objective
-from probecore._contract.validation import check_points_budget, check_vector
+from probecore._contract.validation import all_finite, check_points_budget, check_vector
 from probecore._probes.directions import Directions
 from probecore._probes.engine import (
     PointPlan,
@@ -69,7 +69,7 @@ def _rows(name: str, directions: Any, k: int, dim: int, dtype: np.dtype) -> np.n
         raise ValueError(f"`{name}` must have shape ({k}, {dim}); got {directions.shape}.{hint}")
     if D.dtype.kind != "f":
         raise TypeError(f"`{name}` must have a floating dtype; got {D.dtype}.")
-    if not np.all(np.isfinite(D)):
+    if not all_finite(D):  # one dot product: no (k, dim) mask of bools
         raise ValueError(f"`{name}` must be finite.")
     return np.ascontiguousarray(D, dtype=dtype)
 
