@@ -756,3 +756,24 @@ def test_error_vectors(mlp):
         mlp.losses_in_span(x[:3], x[None], np.zeros((1, 1)))
     # A float32 x is cast to the objective's float64.
     assert mlp.loss(x.astype(np.float32)) == mlp.loss(x.astype(np.float32).astype(np.float64))
+
+
+def test_threads_evaluate_each_at_its_own_point(mlp):
+    """JAX objectives keep no mutable point (pure functions, a linearization cache swapped
+    atomically): a thread-pool executor gives the serial plane and HVPs bit for bit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    D = pc.random_directions(mlp, k=2, rng=0)
+    axis = np.linspace(-2.0, 2.0, 9)
+    serial = pc.plane(mlp, D, alphas=axis, betas=axis, chunk_size=2, progress=False).losses
+    rng = np.random.default_rng(1)
+    xs = [mlp.x0 + 0.05 * rng.standard_normal(mlp.dim) for _ in range(6)]
+    v = rng.standard_normal(mlp.dim)
+    with ThreadPoolExecutor(4) as pool:
+        threaded = pc.plane(
+            mlp, D, alphas=axis, betas=axis, chunk_size=2, executor=pool, progress=False
+        ).losses
+        together = list(pool.map(lambda x: mlp.hvp(x, v), xs))
+    np.testing.assert_array_equal(threaded, serial)
+    for x, hv in zip(xs, together, strict=True):
+        np.testing.assert_array_equal(hv, mlp.hvp(x, v))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import threading
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -16,6 +19,7 @@ from torch.func import functional_call
 from probecore.backend import (
     SPAN_ROWS_NUMBERS,
     AbstractObjective,
+    all_finite,
     callable_name,
     check_bool,
     check_matrix,
@@ -50,6 +54,32 @@ _CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 # at a time (its temporaries grow with the rows times the activations of a batch)
 BATCHED_ROWS = 64
 BATCHED_NUMBERS = 2**22
+
+# One lock per user model: every evaluation goes through the model (functional_call swaps
+# its parameters for the call) or through the objective's evaluation copy and graph cache,
+# so two threads evaluating at once -- a thread-pool executor, a Dask worker's threads --
+# would compute at each other's points. Objectives of the same model share the lock.
+_MODEL_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_MODEL_LOCKS_GUARD = threading.Lock()
+
+
+def _model_lock(model: nn.Module) -> threading.RLock:
+    with _MODEL_LOCKS_GUARD:
+        lock = _MODEL_LOCKS.get(model)
+        if lock is None:
+            lock = _MODEL_LOCKS[model] = threading.RLock()
+        return lock
+
+
+def _serialized(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``method`` holding the model's lock (one evaluation of a model at a time)."""
+
+    @functools.wraps(method)
+    def locked(self: TorchObjective, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 class _Call(nn.Module):
@@ -264,6 +294,7 @@ class TorchObjective(AbstractObjective):
         self.dtype = np.dtype(str(self._tdtype).removeprefix("torch."))
         self.device = torch.device(first.device if device is None else device)
         self.model = model
+        self._lock = _model_lock(model)
         self.loss_fn = loss_fn
         self.metrics_fn = metrics_fn
         self.forward = forward
@@ -357,7 +388,7 @@ class TorchObjective(AbstractObjective):
         self._evaluator: tuple[_Call, list[torch.Tensor]] | None | bool = None
         self._graph: tuple[torch.Tensor, list[torch.Tensor]] | None = None
         self._fingerprint: dict[str, str] | None = None
-        if not np.all(np.isfinite(self.x0)):
+        if not all_finite(self.x0):
             bad = int(np.flatnonzero(~np.isfinite(self.x0))[0])
             block = next(b for b in self.layout if b.offset <= bad < b.offset + b.size)
             raise ValueError(
@@ -367,8 +398,14 @@ class TorchObjective(AbstractObjective):
         # first evaluation: a scalar, finite and deterministic loss (one pass over the
         # data, and the first batch once more for the determinism probe)
         flat = self._to_tensor(self.x0)
+        determinism = check_bool("check_determinism", check_determinism)
+        with self._lock:
+            self._first_evaluation(flat, loss_fn, determinism)
+
+    def _first_evaluation(self, flat: torch.Tensor, loss_fn: Any, determinism: bool) -> None:
+        """A scalar, finite and deterministic loss at the model's parameters, or raise."""
         if self.stream:
-            self._scan(flat, loss_fn, check_bool("check_determinism", check_determinism))
+            self._scan(flat, loss_fn, determinism)
             return
         values: list[float] = []
         with torch.no_grad():
@@ -377,7 +414,7 @@ class TorchObjective(AbstractObjective):
             value = sum(w * v for w, v in zip(self._weights, values, strict=True))
             if not np.isfinite(value):
                 raise ValueError(f"the loss at the model's parameters is not finite ({value}).")
-            if check_bool("check_determinism", check_determinism):
+            if determinism:
                 self._check_determinism(flat, self._batches[0], values[0])
 
     def _first_loss(self, flat: torch.Tensor, batch: _Batch, loss_fn: Any, first: bool) -> float:
@@ -497,7 +534,13 @@ class TorchObjective(AbstractObjective):
         state["_graph"], state["_graph_x"], state["_key_buffer"] = None, np.empty(0), None
         state["_evaluator"] = None
         state["_statistics"] = StatisticsCache()
+        del state["_lock"]
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """The state of :meth:`__getstate__`, with the lock of the (new) model."""
+        self.__dict__.update(state)
+        self._lock = _model_lock(self.model)
 
     # ------------------------------------------------------------------ plumbing
     def _to_tensor(self, x: np.ndarray, name: str = "x") -> torch.Tensor:
@@ -633,6 +676,7 @@ class TorchObjective(AbstractObjective):
                 yield w, batch, out
                 del batch, out  # one batch on the device: none held while the next is read
 
+    @_serialized
     def loss(self, x: np.ndarray) -> float:
         """Example-weighted mean loss over the data set at ``x``."""
         total = 0.0
@@ -641,6 +685,7 @@ class TorchObjective(AbstractObjective):
             del batch, out
         return total
 
+    @_serialized
     def losses_in_span(
         self, origin: np.ndarray, basis: np.ndarray, coeffs: np.ndarray
     ) -> np.ndarray:
@@ -705,6 +750,7 @@ class TorchObjective(AbstractObjective):
                 out[j] = total
         return out
 
+    @_serialized
     def loss_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss and gradient in one pass over the data."""
         flat = self._to_tensor(x).requires_grad_(True)
@@ -793,6 +839,7 @@ class TorchObjective(AbstractObjective):
             out[:, rows] = 0
         return out
 
+    @_serialized
     def hvp(self, x: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Exact Hessian-vector product by double backward (graph reused at one point)."""
         if self.stream:
@@ -800,6 +847,7 @@ class TorchObjective(AbstractObjective):
         graph = self._gradient_graph(x)
         return self._np(self._second_backward(graph, self._to_tensor(v, "v")))
 
+    @_serialized
     def hvp_many(self, x: np.ndarray, V: np.ndarray) -> np.ndarray:
         """Hessian times each row of ``V``, reusing the gradient graph at ``x``.
 
@@ -842,6 +890,7 @@ class TorchObjective(AbstractObjective):
             out[i : i + block] = self._np(self._second_backward(graph, vt, batched=True))
         return out
 
+    @_serialized
     def metrics(self, x: np.ndarray) -> dict[str, float]:
         """Accuracy of classification logits, or the means of ``metrics_fn``.
 
@@ -952,6 +1001,7 @@ class TorchObjective(AbstractObjective):
                     )
         return dict(self._fingerprint)
 
+    @_serialized
     def statistics_at(self, x: np.ndarray) -> TorchObjective:
         """The objective with BatchNorm statistics recomputed at ``x``, in running mode.
 
