@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -175,3 +176,57 @@ def test_subset_fingerprint_and_pickling():
     clone = pickle.loads(pickle.dumps(streamed))
     assert clone.stream and clone.loss(x) == streamed.loss(x)
     np.testing.assert_array_equal(clone.hvp(x, np.ones(clone.dim)), kept.hvp(x, np.ones(clone.dim)))
+
+
+def _loader(n: int, **kwargs) -> DataLoader:
+    X, y = digits(n)
+    return DataLoader(TensorDataset(X, y), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (
+            {"sampler": torch.utils.data.RandomSampler(range(150), replacement=True)},
+            "with replacement",
+        ),
+        (
+            {"sampler": torch.utils.data.WeightedRandomSampler([1.0] * 150, 150)},
+            "with replacement",
+        ),
+        ({"sampler": torch.utils.data.RandomSampler(range(150), num_samples=100)}, "100 random"),
+        ({"shuffle": True, "drop_last": True}, "128 random examples of its data set's 150"),
+    ],
+)
+def test_read_once_loader_that_resamples_is_refused(kwargs, match):
+    """Read once, these loaders would give an objective over a random resample or subset
+    of the data set, another each time it is built: refused, naming the fix."""
+    with pytest.raises(ValueError, match=match) as err:
+        pc.objective(mlp().eval(), F.cross_entropy, _loader(150, batch_size=64, **kwargs))
+    assert "shuffle=False" in str(err.value) and "sample_examples" in str(err.value)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_drop_last_warns_with_the_examples_left_out(stream):
+    with pytest.warns(UserWarning, match="holds 128 of its data set's 150 examples") as rec:
+        obj = pc.objective(
+            mlp().eval(),
+            F.cross_entropy,
+            _loader(150, batch_size=64, drop_last=True),
+            stream=stream,
+        )
+    assert obj.n_examples == 128
+    assert [w.filename for w in rec] == [__file__]  # the caller's line, not probecore's
+
+    with warnings.catch_warnings():  # every example kept: nothing to say
+        warnings.simplefilter("error")
+        whole = pc.objective(
+            mlp().eval(),
+            F.cross_entropy,
+            _loader(128, batch_size=64, drop_last=True),
+            stream=stream,
+        )
+        shuffled = pc.objective(
+            mlp().eval(), F.cross_entropy, _loader(150, batch_size=64, shuffle=True)
+        )
+    assert whole.n_examples == 128 and shuffled.n_examples == 150

@@ -7,6 +7,8 @@ to the objective's dtype.
 
 from __future__ import annotations
 
+import sys
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
@@ -199,11 +201,13 @@ def _read_batches(
                 "or an iterable of such batches (e.g. a DataLoader); got "
                 f"{type(data).__name__}."
             )
+        _check_sampling(data)
         batches = []
         for i, batch in enumerate(data):
             made = _convert_batch(i, batch, device, dtype, forward)
             _check_kind(i, made, batches[0] if batches else None)
             batches.append(made)
+        _warn_dropped(data, sum(b.count for b in batches))
     batches = [b for b in batches if b.count]
     if not batches:
         raise ValueError("`data` holds no examples.")
@@ -249,6 +253,93 @@ def _check_finite(i: int, b: _Batch) -> None:
 
 
 _SHUFFLING_SAMPLERS = (RandomSampler, SubsetRandomSampler, WeightedRandomSampler)
+_WHOLE_DATA_FIX = (
+    "Build the DataLoader with shuffle=False (and drop_last=False) to measure the data set; "
+    "for the Hessian on n random examples, use probecore.sample_examples(objective, n, "
+    "rng=...), which records which ones."
+)
+
+
+def _samplers(data: Any) -> list[Any]:
+    batch_sampler = getattr(data, "batch_sampler", None)
+    return [
+        s
+        for s in (getattr(data, "sampler", None), getattr(batch_sampler, "sampler", None))
+        if s is not None
+    ]
+
+
+def _dataset_size(data: Any) -> int | None:
+    try:
+        return len(data.dataset)
+    except (AttributeError, TypeError, NotImplementedError):  # no dataset, or iterable-style
+        return None
+
+
+def _drops_last(data: Any) -> bool:
+    batch_sampler = getattr(data, "batch_sampler", None)
+    return bool(getattr(data, "drop_last", False) or getattr(batch_sampler, "drop_last", False))
+
+
+def _check_sampling(data: Any) -> None:
+    """Refuse a DataLoader that would give a random resample of its data set.
+
+    Read once (stream=False), a loader that draws with replacement, draws fewer examples
+    than its data set, or shuffles and drops its last incomplete batch gives an objective
+    over a random subset or resample, another each time it is built, recorded nowhere.
+    """
+    for s in _samplers(data):
+        if isinstance(s, RandomSampler | WeightedRandomSampler) and s.replacement:
+            raise ValueError(
+                f"`data` draws its examples with replacement ({type(s).__name__} with "
+                "replacement=True): the objective would hold some examples several times "
+                "and miss others, a different resample each time it is built. " + _WHOLE_DATA_FIX
+            )
+        if isinstance(s, RandomSampler) and s.num_samples != len(s.data_source):
+            raise ValueError(
+                f"`data` draws {s.num_samples} random examples of its data set's "
+                f"{len(s.data_source)} (RandomSampler(num_samples=...)): the objective would "
+                "hold a random subset, a different one each time it is built. " + _WHOLE_DATA_FIX
+            )
+    n = _dataset_size(data)
+    size = getattr(getattr(data, "batch_sampler", None), "batch_size", None)
+    if (
+        _drops_last(data)
+        and any(isinstance(s, _SHUFFLING_SAMPLERS) for s in _samplers(data))
+        and n is not None
+        and isinstance(size, int)
+        and n % size
+    ):
+        raise ValueError(
+            f"`data` shuffles and drops its last incomplete batch (drop_last=True): the "
+            f"objective would hold {n - n % size} random examples of its data set's {n}, a "
+            "different subset each time it is built. " + _WHOLE_DATA_FIX
+        )
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside probecore (for the warning's caller)."""
+    frame, level = sys._getframe(1), 1  # level 1: the function that warns
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in (
+        "probecore",
+        "probecore_torch",
+        "pluggy",
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _warn_dropped(data: Any, n_read: int) -> None:
+    """Warn when a DataLoader's drop_last left examples of its data set out."""
+    n = _dataset_size(data)
+    if _drops_last(data) and n is not None and n_read < n:
+        warnings.warn(
+            f"`data` drops its last incomplete batch (drop_last=True): the objective holds "
+            f"{n_read} of its data set's {n} examples. Build the DataLoader with "
+            "drop_last=False to measure all of them.",
+            UserWarning,
+            stacklevel=_caller_level(),
+        )
 
 
 def _check_stream(data: Any, batch_size: int | None) -> None:

@@ -42,6 +42,7 @@ from probecore_torch._data import (
     _read_batches,
     _stream_batches,
     _take,
+    _warn_dropped,
 )
 from probecore_torch._layout import _padding_rows, _structural_layout
 
@@ -488,6 +489,7 @@ class TorchObjective(AbstractObjective):
                 del batch
         if not counts:
             raise ValueError("`data` holds no examples.")
+        _warn_dropped(self._data, sum(counts))
         self._set_counts(counts)
         self._data_digest = digest("batches", digests)
         value = sum(w * v for w, v in zip(self._weights, values, strict=True))
