@@ -193,3 +193,9 @@ def test_span_points_equal_span_point_row_for_row_bit_for_bit(dtype, k):
     assert span_points(origin, basis, coeffs[:0], out=np.empty((0, dim), dtype)).shape == (0, dim)
     with pytest.raises(ValueError, match="`out` must be"):
         span_points(origin, basis, coeffs, out=np.empty((39, dim), dtype))
+    with pytest.raises(ValueError, match=rf"`coeffs` must have shape \(n_points, {k}\)"):
+        span_points(origin, basis, np.ones((4, k + 1)), out=np.empty((4, dim), dtype))
+    with pytest.raises(ValueError, match="`coeffs` must have shape"):
+        span_points(origin, basis, np.ones(k), out=np.empty((1, dim), dtype))
+    with pytest.raises(ValueError, match="must not overlap"):
+        span_points(origin, basis, coeffs[:1], out=origin[None])

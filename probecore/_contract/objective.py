@@ -304,6 +304,12 @@ def span_points(
         ``out``.
     """
     coeffs = np.asarray(coeffs, dtype=np.float64)
+    if coeffs.ndim != 2 or coeffs.shape[1] != basis.shape[0]:
+        raise ValueError(
+            f"`coeffs` must have shape (n_points, {basis.shape[0]}); got {coeffs.shape}."
+        )
+    if np.may_share_memory(out, origin) or np.may_share_memory(out, basis):
+        raise ValueError("`out` must not overlap `origin` or `basis`: it is written block-wise.")
     if out.shape != (coeffs.shape[0], origin.size) or out.dtype != origin.dtype:
         raise ValueError(
             f"`out` must be a {origin.dtype} array of shape {(coeffs.shape[0], origin.size)}; "

@@ -20,6 +20,7 @@ through the same :class:`RunState` and :func:`run_chunks`.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
@@ -220,30 +221,42 @@ class Factory:
 
 
 WORKER_OBJECTIVES: dict[str, Any] = {}
+_RESOLVE_LOCK = threading.Lock()
 IN_FLIGHT = 16  # chunks submitted to an executor at any one time
 
 
 def resolve(spec: Any) -> Any:
-    """The objective a task runs on: ``spec``, or a Factory's build (once per worker and run)."""
+    """The objective a task runs on: ``spec``, or a Factory's build (once per worker and run).
+
+    A worker's threads (Dask's) share the build: the first builds it, holding a lock, and
+    the others wait for it rather than build their own.
+    """
     if isinstance(spec, Factory):
-        obj = WORKER_OBJECTIVES.get(spec.token)
-        if obj is None:
-            WORKER_OBJECTIVES.clear()  # one run's objective per worker at a time
-            obj = spec.fn()
-            if spec.expected is not None:
-                built = objective_fingerprint(obj)
-                for key in sorted(set(built) | set(spec.expected)):
-                    if built.get(key) != spec.expected.get(key):
-                        raise ValueError(
-                            f"`objective_factory` built another objective than the one passed: "
-                            f"its {key!r} is {built.get(key)!r}, the objective's is "
-                            f"{spec.expected.get(key)!r}. The factory must build, in each "
-                            "worker, the objective the probe was given (same model, data, "
-                            "loss function and dtype)."
-                        )
-            WORKER_OBJECTIVES[spec.token] = obj
+        with _RESOLVE_LOCK:
+            obj = WORKER_OBJECTIVES.get(spec.token)
+            if obj is None:
+                WORKER_OBJECTIVES.clear()  # one run's objective per worker at a time
+                obj = spec.fn()
+                _check_build(spec, obj)
+                WORKER_OBJECTIVES[spec.token] = obj
         return obj
     return spec
+
+
+def _check_build(spec: Factory, obj: Any) -> None:
+    """Refuse a factory's build whose fingerprint is not the given objective's."""
+    if spec.expected is None:
+        return
+    built = objective_fingerprint(obj)
+    for key in sorted(set(built) | set(spec.expected)):
+        if built.get(key) != spec.expected.get(key):
+            raise ValueError(
+                f"`objective_factory` built another objective than the one passed: "
+                f"its {key!r} is {built.get(key)!r}, the objective's is "
+                f"{spec.expected.get(key)!r}. The factory must build, in each "
+                "worker, the objective the probe was given (same model, data, "
+                "loss function and dtype)."
+            )
 
 
 def span_chunk(

@@ -548,3 +548,31 @@ def test_threads_evaluate_each_at_its_own_point():
     np.testing.assert_array_equal(threaded, serial)
     for x, hv in zip(xs, together, strict=True):
         np.testing.assert_array_equal(hv, obj.hvp(x, v))
+
+
+def test_construction_and_subset_wait_for_other_threads_evaluations():
+    """Building an objective (or a subset) reads the model's parameters, which another
+    thread's gradient swaps for its own point while it runs: construction holds the
+    model's lock too, so every objective built starts at the model's parameters."""
+    import threading
+
+    X, y = digits(200)
+    model = mlp(hidden=16).eval()
+    obj = pc.objective(model, F.cross_entropy, (X, y), batch_size=50)
+    x1 = obj.x0 + 0.5
+    stop = threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            obj.grad(x1)
+
+    worker = threading.Thread(target=hammer)
+    worker.start()
+    try:
+        starts = [pc.objective(model, F.cross_entropy, (X, y)).x0 for _ in range(30)]
+        starts += [obj.subset(np.arange(40)).x0 for _ in range(30)]
+    finally:
+        stop.set()
+        worker.join()
+    for x0 in starts:
+        np.testing.assert_array_equal(x0, obj.x0)

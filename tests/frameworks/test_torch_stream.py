@@ -195,7 +195,15 @@ def _loader(n: int, **kwargs) -> DataLoader:
             "with replacement",
         ),
         ({"sampler": torch.utils.data.RandomSampler(range(150), num_samples=100)}, "100 random"),
-        ({"shuffle": True, "drop_last": True}, "128 random examples of its data set's 150"),
+        (
+            {"sampler": torch.utils.data.WeightedRandomSampler([1.0] * 150, 50, False)},
+            "50 random examples of 150",
+        ),
+        ({"shuffle": True, "drop_last": True}, "128 random examples of the 150 its sampler"),
+        (  # the remainder is that of the sampler's 90 examples, not of the data set's 150
+            {"sampler": torch.utils.data.SubsetRandomSampler(range(90)), "drop_last": True},
+            "64 random examples of the 90 its sampler",
+        ),
     ],
 )
 def test_read_once_loader_that_resamples_is_refused(kwargs, match):
@@ -208,7 +216,7 @@ def test_read_once_loader_that_resamples_is_refused(kwargs, match):
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_drop_last_warns_with_the_examples_left_out(stream):
-    with pytest.warns(UserWarning, match="holds 128 of its data set's 150 examples") as rec:
+    with pytest.warns(UserWarning, match="gave 128 of its data set's 150 examples") as rec:
         obj = pc.objective(
             mlp().eval(),
             F.cross_entropy,
@@ -230,3 +238,20 @@ def test_drop_last_warns_with_the_examples_left_out(stream):
             mlp().eval(), F.cross_entropy, _loader(150, batch_size=64, shuffle=True)
         )
     assert whole.n_examples == 128 and shuffled.n_examples == 150
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "why"),
+    [
+        (  # a fixed subset in random order that fills whole batches: accepted, and said
+            {"sampler": torch.utils.data.SubsetRandomSampler(range(64)), "drop_last": True},
+            "drop_last=True leaves an incomplete last batch out; its sampler "
+            r"\(SubsetRandomSampler\) draws 64 of them",
+        ),
+        ({"sampler": list(range(64))}, r"its sampler \(list\) draws 64 of them"),
+    ],
+)
+def test_a_loader_over_part_of_its_data_set_says_so(kwargs, why):
+    with pytest.warns(UserWarning, match=f"gave 64 of its data set's 150 examples \\({why}\\)"):
+        obj = pc.objective(mlp().eval(), F.cross_entropy, _loader(150, batch_size=32, **kwargs))
+    assert obj.n_examples == 64

@@ -207,7 +207,7 @@ def _read_batches(
             made = _convert_batch(i, batch, device, dtype, forward)
             _check_kind(i, made, batches[0] if batches else None)
             batches.append(made)
-        _warn_dropped(data, sum(b.count for b in batches))
+        _warn_partial(data, sum(b.count for b in batches))
     batches = [b for b in batches if b.count]
     if not batches:
         raise ValueError("`data` holds no examples.")
@@ -262,17 +262,14 @@ _WHOLE_DATA_FIX = (
 
 def _samplers(data: Any) -> list[Any]:
     batch_sampler = getattr(data, "batch_sampler", None)
-    return [
-        s
-        for s in (getattr(data, "sampler", None), getattr(batch_sampler, "sampler", None))
-        if s is not None
-    ]
+    found = (getattr(data, "sampler", None), getattr(batch_sampler, "sampler", None))
+    return [s for s in found if s is not None]
 
 
-def _dataset_size(data: Any) -> int | None:
+def _size(obj: Any) -> int | None:
     try:
-        return len(data.dataset)
-    except (AttributeError, TypeError, NotImplementedError):  # no dataset, or iterable-style
+        return len(obj)
+    except (TypeError, NotImplementedError):  # iterable-style, or no length
         return None
 
 
@@ -284,9 +281,10 @@ def _drops_last(data: Any) -> bool:
 def _check_sampling(data: Any) -> None:
     """Refuse a DataLoader that would give a random resample of its data set.
 
-    Read once (stream=False), a loader that draws with replacement, draws fewer examples
-    than its data set, or shuffles and drops its last incomplete batch gives an objective
-    over a random subset or resample, another each time it is built, recorded nowhere.
+    Read once (stream=False), a loader whose sampler draws with replacement, draws a
+    random number of examples smaller than its population, or shuffles and drops an
+    incomplete last batch gives an objective over a random subset or resample, another
+    each time it is built, recorded nowhere.
     """
     for s in _samplers(data):
         if isinstance(s, RandomSampler | WeightedRandomSampler) and s.replacement:
@@ -295,26 +293,35 @@ def _check_sampling(data: Any) -> None:
                 "replacement=True): the objective would hold some examples several times "
                 "and miss others, a different resample each time it is built. " + _WHOLE_DATA_FIX
             )
-        if isinstance(s, RandomSampler) and s.num_samples != len(s.data_source):
+        population = (
+            len(s.data_source)
+            if isinstance(s, RandomSampler)
+            else len(s.weights)
+            if isinstance(s, WeightedRandomSampler)
+            else None
+        )
+        if population is not None and s.num_samples < population:
             raise ValueError(
-                f"`data` draws {s.num_samples} random examples of its data set's "
-                f"{len(s.data_source)} (RandomSampler(num_samples=...)): the objective would "
+                f"`data` draws {s.num_samples} random examples of {population} "
+                f"({type(s).__name__}(num_samples={s.num_samples})): the objective would "
                 "hold a random subset, a different one each time it is built. " + _WHOLE_DATA_FIX
             )
-    n = _dataset_size(data)
-    size = getattr(getattr(data, "batch_sampler", None), "batch_size", None)
-    if (
-        _drops_last(data)
-        and any(isinstance(s, _SHUFFLING_SAMPLERS) for s in _samplers(data))
-        and n is not None
-        and isinstance(size, int)
-        and n % size
-    ):
-        raise ValueError(
-            f"`data` shuffles and drops its last incomplete batch (drop_last=True): the "
-            f"objective would hold {n - n % size} random examples of its data set's {n}, a "
-            "different subset each time it is built. " + _WHOLE_DATA_FIX
-        )
+    batch_sampler = getattr(data, "batch_sampler", None)
+    size = getattr(batch_sampler, "batch_size", None)
+    for s in _samplers(data):
+        n = _size(s)
+        if (
+            isinstance(s, _SHUFFLING_SAMPLERS)
+            and _drops_last(data)
+            and n is not None
+            and isinstance(size, int)
+            and n % size
+        ):
+            raise ValueError(
+                f"`data` shuffles and drops its last incomplete batch (drop_last=True): "
+                f"the objective would hold {n - n % size} random examples of the {n} its "
+                "sampler draws, a different subset each time it is built. " + _WHOLE_DATA_FIX
+            )
 
 
 def _caller_level() -> int:
@@ -329,17 +336,26 @@ def _caller_level() -> int:
     return level
 
 
-def _warn_dropped(data: Any, n_read: int) -> None:
-    """Warn when a DataLoader's drop_last left examples of its data set out."""
-    n = _dataset_size(data)
-    if _drops_last(data) and n is not None and n_read < n:
-        warnings.warn(
-            f"`data` drops its last incomplete batch (drop_last=True): the objective holds "
-            f"{n_read} of its data set's {n} examples. Build the DataLoader with "
-            "drop_last=False to measure all of them.",
-            UserWarning,
-            stacklevel=_caller_level(),
-        )
+def _warn_partial(data: Any, n_read: int) -> None:
+    """Warn when a DataLoader gave fewer examples than its data set holds."""
+    n = _size(getattr(data, "dataset", None))
+    if n is None or n_read >= n:
+        return
+    why = []
+    if _drops_last(data):
+        why.append("drop_last=True leaves an incomplete last batch out")
+    sampler = getattr(data, "sampler", None)
+    if sampler is not None and _size(sampler) is not None and _size(sampler) < n:
+        why.append(f"its sampler ({type(sampler).__name__}) draws {_size(sampler)} of them")
+    warnings.warn(
+        f"`data` gave {n_read} of its data set's {n} examples"
+        f"{' (' + '; '.join(why) + ')' if why else ''}: the objective is the loss on those "
+        f"{n_read}. To measure the whole data set, build the DataLoader over all of it "
+        "(drop_last=False, no subset sampler); for a random subset, "
+        "probecore.sample_examples(objective, n, rng=...) records which examples.",
+        UserWarning,
+        stacklevel=_caller_level(),
+    )
 
 
 def _check_stream(data: Any, batch_size: int | None) -> None:

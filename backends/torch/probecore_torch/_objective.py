@@ -42,7 +42,7 @@ from probecore_torch._data import (
     _read_batches,
     _stream_batches,
     _take,
-    _warn_dropped,
+    _warn_partial,
 )
 from probecore_torch._layout import _padding_rows, _structural_layout
 
@@ -79,6 +79,24 @@ def _serialized(method: Callable[..., Any]) -> Callable[..., Any]:
     def locked(self: TorchObjective, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
             return method(self, *args, **kwargs)
+
+    return locked
+
+
+def _serialized_init(init: Callable[..., None]) -> Callable[..., None]:
+    """Construct holding the model's lock.
+
+    Construction reads the model's parameters, which another thread's ``functional_call``
+    may have swapped for its point.
+    """
+
+    @functools.wraps(init)
+    def locked(self: TorchObjective, model: nn.Module, *args: Any, **kwargs: Any) -> None:
+        if not isinstance(model, nn.Module):  # __init__ raises its own message
+            init(self, model, *args, **kwargs)
+            return
+        with _model_lock(model):
+            init(self, model, *args, **kwargs)
 
     return locked
 
@@ -219,6 +237,7 @@ class TorchObjective(AbstractObjective):
         axis is not known (assumed 0) and ``layout`` does not cover them.
     """
 
+    @_serialized_init
     def __init__(
         self,
         model: nn.Module,
@@ -489,7 +508,7 @@ class TorchObjective(AbstractObjective):
                 del batch
         if not counts:
             raise ValueError("`data` holds no examples.")
-        _warn_dropped(self._data, sum(counts))
+        _warn_partial(self._data, sum(counts))
         self._set_counts(counts)
         self._data_digest = digest("batches", digests)
         value = sum(w * v for w, v in zip(self._weights, values, strict=True))
@@ -1026,6 +1045,7 @@ class TorchObjective(AbstractObjective):
         other._graph_x, other._key_buffer = np.empty(0), None
         return other
 
+    @_serialized
     def subset(self, indices: np.ndarray) -> TorchObjective:
         """The same objective on examples ``indices`` of the data set (same batch size)."""
         idx = np.asarray(indices)
