@@ -406,6 +406,7 @@ class TorchObjective(AbstractObjective):
         self._graph_x = np.empty(0)
         self._key_buffer: np.ndarray | None = None
         self._evaluator: tuple[_Call, list[torch.Tensor]] | None | bool = None
+        self._evaluating = False  # an evaluation through the copy is under way
         self._graph: tuple[torch.Tensor, list[torch.Tensor]] | None = None
         self._fingerprint: dict[str, str] | None = None
         if not all_finite(self.x0):
@@ -553,7 +554,7 @@ class TorchObjective(AbstractObjective):
         """
         state = self.__dict__.copy()
         state["_graph"], state["_graph_x"], state["_key_buffer"] = None, np.empty(0), None
-        state["_evaluator"] = None
+        state["_evaluator"], state["_evaluating"] = None, False
         state["_statistics"] = StatisticsCache()
         del state["_lock"]
         return state
@@ -679,12 +680,34 @@ class TorchObjective(AbstractObjective):
         for p, t in zip(params, torch.split(flat, self._sizes), strict=True):
             p.copy_(t.view_as(p))
 
+    @contextlib.contextmanager
+    def _copy_in_use(self) -> Iterator[None]:
+        """Mark the evaluation copy in use; refuse an evaluation nested inside one.
+
+        The lock is re-entrant (the objective's methods call each other), so a
+        ``loss_fn``, ``metrics_fn`` or ``forward`` that calls the objective would get in,
+        write its point into the copy and return, and the evaluation that called it would
+        go on at that point: refused instead.
+        """
+        if self._evaluating:
+            raise RuntimeError(
+                "the objective was called from inside one of its own evaluations (a "
+                "loss_fn, metrics_fn or forward that calls it): that call would move the "
+                "point under the evaluation that made it. Compute what the function needs "
+                "before or after the evaluation, or from another objective."
+            )
+        self._evaluating = True
+        try:
+            yield
+        finally:
+            self._evaluating = False
+
     def _outputs(self, flat: torch.Tensor) -> Iterator[tuple[float, _Batch, Any]]:
         """``(weight, batch, output)`` for every batch at ``flat``, without gradients."""
         ev = self._eval_copy()
         # the private copy is already in eval mode; only functional_call needs the flags set
         modes = contextlib.nullcontext() if ev is not None else self._modes()
-        with torch.no_grad(), modes:
+        with self._copy_in_use(), torch.no_grad(), modes:
             if ev is not None:
                 self._write(ev[1], flat)
                 if self.batchnorm == "recompute" and self._has_bn:
@@ -754,7 +777,7 @@ class TorchObjective(AbstractObjective):
         ]
         rows = SPAN_ROWS_NUMBERS // max(self.dim, 1)
         block = np.empty((min(rows, len(coeffs)), self.dim), self.dtype) if rows > 1 else None
-        with torch.no_grad():
+        with self._copy_in_use(), torch.no_grad():
             for j, c in enumerate(coeffs):
                 if block is None:
                     span_point(origin, basis, c, work=work, out=buffer)  # no other vector
@@ -1042,6 +1065,7 @@ class TorchObjective(AbstractObjective):
         other._options = {**self._options, "batchnorm": "running"}
         other._statistics = StatisticsCache()
         other._evaluator, other._graph, other._fingerprint = None, None, None
+        other._evaluating = False
         other._graph_x, other._key_buffer = np.empty(0), None
         return other
 
