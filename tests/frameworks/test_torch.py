@@ -600,3 +600,23 @@ def test_an_evaluation_from_inside_an_evaluation_is_refused():
     np.testing.assert_array_equal(
         obj.losses_in_span(obj.x0, basis, coeffs), plain.losses_in_span(plain.x0, basis, coeffs)
     )
+
+
+def test_a_nested_call_without_the_evaluation_copy_is_allowed():
+    """With batchnorm="batch" every batch goes through functional_call, which puts the
+    parameters back: a metrics_fn that calls its own objective moves no point and gets
+    the values of a run without the nested call."""
+    X, y = digits(150, image=True)
+    holder = {}
+
+    def metrics_fn(out, target):
+        holder["loss"] = holder["obj"].loss(holder["obj"].x0)
+        return {"acc": (out.argmax(1) == target).double().mean()}
+
+    obj = pc.objective(
+        cnn(batchnorm=True), F.cross_entropy, (X, y), batchnorm="batch", metrics_fn=metrics_fn
+    )
+    holder["obj"] = obj
+    plain = pc.objective(cnn(batchnorm=True), F.cross_entropy, (X, y), batchnorm="batch")
+    assert obj.metrics(obj.x0)["acc"] == plain.metrics(plain.x0)["accuracy"]
+    assert holder["loss"] == plain.loss(plain.x0)

@@ -245,8 +245,7 @@ def test_drop_last_warns_with_the_examples_left_out(stream):
     [
         (  # a fixed subset in random order that fills whole batches: accepted, and said
             {"sampler": torch.utils.data.SubsetRandomSampler(range(64)), "drop_last": True},
-            "drop_last=True leaves an incomplete last batch out; its sampler "
-            r"\(SubsetRandomSampler\) draws 64 of them",
+            r"its sampler \(SubsetRandomSampler\) draws 64 of them",  # drop_last drops none
         ),
         ({"sampler": list(range(64))}, r"its sampler \(list\) draws 64 of them"),
     ],
@@ -255,3 +254,24 @@ def test_a_loader_over_part_of_its_data_set_says_so(kwargs, why):
     with pytest.warns(UserWarning, match=f"gave 64 of its data set's 150 examples \\({why}\\)"):
         obj = pc.objective(mlp().eval(), F.cross_entropy, _loader(150, batch_size=32, **kwargs))
     assert obj.n_examples == 64
+
+
+def test_a_collate_that_packs_items_is_not_taken_for_a_partial_loader():
+    """Sequence packing: 40 items collated into 4 rows. Every item was read, so nothing is
+    said, although the objective counts 4 examples."""
+    torch.manual_seed(0)
+    items = [torch.randint(0, 20, (int(torch.randint(5, 12, ())),)) for _ in range(40)]
+
+    def pack(batch):
+        t = torch.cat(batch)
+        return t[None, :-1], t[None, 1:]
+
+    model = nn.Sequential(nn.Embedding(20, 8), nn.Linear(8, 20)).double()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        obj = pc.objective(
+            model,
+            lambda out, y: F.cross_entropy(out.flatten(0, 1), y.flatten()),
+            DataLoader(items, batch_size=10, collate_fn=pack),
+        )
+    assert obj.n_examples == 4

@@ -341,18 +341,22 @@ def _warn_partial(data: Any, n_read: int) -> None:
     n = _size(getattr(data, "dataset", None))
     if n is None or n_read >= n:
         return
+    # only with a reason: a collate function may pack several items into one example
     why = []
-    if _drops_last(data):
-        why.append("drop_last=True leaves an incomplete last batch out")
     sampler = getattr(data, "sampler", None)
+    drawn = _size(sampler) if sampler is not None else n
+    size = getattr(getattr(data, "batch_sampler", None), "batch_size", None)
+    if _drops_last(data) and drawn is not None and isinstance(size, int) and drawn % size:
+        why.append("drop_last=True leaves an incomplete last batch out")
     if sampler is not None and _size(sampler) is not None and _size(sampler) < n:
         why.append(f"its sampler ({type(sampler).__name__}) draws {_size(sampler)} of them")
+    if not why:
+        return
     warnings.warn(
-        f"`data` gave {n_read} of its data set's {n} examples"
-        f"{' (' + '; '.join(why) + ')' if why else ''}: the objective is the loss on those "
-        f"{n_read}. To measure the whole data set, build the DataLoader over all of it "
-        "(drop_last=False, no subset sampler); for a random subset, "
-        "probecore.sample_examples(objective, n, rng=...) records which examples.",
+        f"`data` gave {n_read} of its data set's {n} examples ({'; '.join(why)}): the "
+        f"objective is the loss on those {n_read}. To measure the whole data set, build "
+        "the DataLoader over all of it (drop_last=False, no subset sampler); for a random "
+        "subset, probecore.sample_examples(objective, n, rng=...) records which examples.",
         UserWarning,
         stacklevel=_caller_level(),
     )

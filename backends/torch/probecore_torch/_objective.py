@@ -707,7 +707,10 @@ class TorchObjective(AbstractObjective):
         ev = self._eval_copy()
         # the private copy is already in eval mode; only functional_call needs the flags set
         modes = contextlib.nullcontext() if ev is not None else self._modes()
-        with self._copy_in_use(), torch.no_grad(), modes:
+        # functional_call puts the parameters back after each batch: only the copy can
+        # be moved under an evaluation
+        in_use = self._copy_in_use() if ev is not None else contextlib.nullcontext()
+        with in_use, torch.no_grad(), modes:
             if ev is not None:
                 self._write(ev[1], flat)
                 if self.batchnorm == "recompute" and self._has_bn:
