@@ -245,8 +245,9 @@ def test_gpt2_language_model_equals_dense_autodiff_and_reports_token_accuracy():
     acc = float((logits[:, :-1].argmax(-1) == ids[:, 1:]).double().mean())  # shifted
     assert obj.metrics(obj.x0) == {"accuracy": pytest.approx(acc, abs=1e-15)}
     # the output's .loss works too, but Hugging Face computes it in float32: a warning
-    with pytest.warns(UserWarning, match=r"float32 in a float64 objective.*loss_fn"):
+    with pytest.warns(UserWarning, match=r"float32 in a float64 objective.*loss_fn") as rec:
         hf = pc.objective(model, data=data, batch_size=4)
+    assert {w.filename for w in rec} == {__file__}  # the caller's line, not probecore's
     assert hf.loss(hf.x0) == pytest.approx(obj.loss(obj.x0), rel=1e-6)
 
 
@@ -428,8 +429,9 @@ def test_unknown_module_types_warn_and_layout_overrides():
     X, y = torch.randn(10, 4, dtype=torch.float64), torch.randn(10, 3, dtype=torch.float64)
     with pytest.warns(
         UserWarning, match=r"no filter axis is known.*'w' \[4, 3\] of _Custom.*layout="
-    ):
+    ) as rec:
         obj = pc.objective(model, F.mse_loss, (X, y))
+    assert [w.filename for w in rec] == [__file__]  # the caller's line, not probecore's
     assert (obj.layout["w"].role, obj.layout["w"].filter_axis) == ("weight", 0)
     assert obj.layout["scale"].role == "other"  # 1-D of an unknown type: no warning
     with warnings.catch_warnings():

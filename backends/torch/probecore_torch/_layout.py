@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from probecore.backend import Layout, override_layout, uncovered_by_override
+from probecore_torch._data import _caller_level
 
 _NORM_TYPES: tuple[type, ...] = (
     nn.modules.batchnorm._NormBase,  # BatchNorm*, InstanceNorm*, SyncBatchNorm
@@ -127,6 +128,6 @@ def _structural_layout(
             f"with a role or an axis per name or pattern, e.g. layout={{{example!r}: 1}} or "
             f"layout={{{example!r}: 'other'}}; an entry also silences this warning.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=_caller_level(),
         )
     return layout

@@ -35,6 +35,7 @@ from probecore.backend import (
 from probecore_torch._bn import StatisticsCache, copy_into
 from probecore_torch._data import (
     _Batch,
+    _caller_level,
     _cat,
     _channels_last,
     _check_finite,
@@ -465,7 +466,7 @@ class TorchObjective(AbstractObjective):
                     "with .float()). For full precision pass a loss_fn(output, "
                     "batch) computed in the objective's dtype (docs/models.md).",
                     UserWarning,
-                    stacklevel=4 + self.stream,  # where __init__ warned with stacklevel=3
+                    stacklevel=_caller_level(),
                 )
         return float(out)
 
