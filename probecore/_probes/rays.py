@@ -33,8 +33,6 @@ from probecore._probes.provenance import objective_record
 from probecore._probes.ray_checks import (
     CHECK_FIELDS,
     JITTER,
-    KINK_RELATIVE,
-    KINK_SIGMAS,
     N_CENTER,
     negative_share_bounds,
     ray_errors,
@@ -42,15 +40,9 @@ from probecore._probes.ray_checks import (
 from probecore._probes.results import RayResult
 
 __all__ = [
-    "CHECK_FIELDS",
-    "JITTER",
-    "KINK_RELATIVE",
-    "KINK_SIGMAS",
-    "N_CENTER",
     "default_ray_eps",
     "hessian_ray_result",
     "ray_directions",
-    "ray_errors",
     "ray_result",
     "ray_stats",
     "rays",

@@ -286,6 +286,7 @@ def _check_sampling(data: Any) -> None:
     incomplete last batch gives an objective over a random subset or resample, another
     each time it is built, recorded nowhere.
     """
+    size = getattr(getattr(data, "batch_sampler", None), "batch_size", None)
     for s in _samplers(data):
         if isinstance(s, RandomSampler | WeightedRandomSampler) and s.replacement:
             raise ValueError(
@@ -306,9 +307,6 @@ def _check_sampling(data: Any) -> None:
                 f"({type(s).__name__}(num_samples={s.num_samples})): the objective would "
                 "hold a random subset, a different one each time it is built. " + _WHOLE_DATA_FIX
             )
-    batch_sampler = getattr(data, "batch_sampler", None)
-    size = getattr(batch_sampler, "batch_size", None)
-    for s in _samplers(data):
         n = _size(s)
         if (
             isinstance(s, _SHUFFLING_SAMPLERS)
@@ -344,12 +342,12 @@ def _warn_partial(data: Any, n_read: int) -> None:
     # only with a reason: a collate function may pack several items into one example
     why = []
     sampler = getattr(data, "sampler", None)
-    drawn = _size(sampler) if sampler is not None else n
+    drawn = n if sampler is None else _size(sampler)
     size = getattr(getattr(data, "batch_sampler", None), "batch_size", None)
     if _drops_last(data) and drawn is not None and isinstance(size, int) and drawn % size:
         why.append("drop_last=True leaves an incomplete last batch out")
-    if sampler is not None and _size(sampler) is not None and _size(sampler) < n:
-        why.append(f"its sampler ({type(sampler).__name__}) draws {_size(sampler)} of them")
+    if drawn is not None and drawn < n:
+        why.append(f"its sampler ({type(sampler).__name__}) draws {drawn} of them")
     if not why:
         return
     warnings.warn(

@@ -420,9 +420,8 @@ class TorchObjective(AbstractObjective):
         # first evaluation: a scalar, finite and deterministic loss (one pass over the
         # data, and the first batch once more for the determinism probe)
         flat = self._to_tensor(self.x0)
-        determinism = check_bool("check_determinism", check_determinism)
-        with self._lock:
-            self._first_evaluation(flat, loss_fn, determinism)
+        # (under the model's lock, which _serialized_init holds for the whole construction)
+        self._first_evaluation(flat, loss_fn, check_bool("check_determinism", check_determinism))
 
     def _first_evaluation(self, flat: torch.Tensor, loss_fn: Any, determinism: bool) -> None:
         """A scalar, finite and deterministic loss at the model's parameters, or raise."""
@@ -1067,10 +1066,9 @@ class TorchObjective(AbstractObjective):
         other.batchnorm = "running"
         other._buffers = {n: t.clone() for n, t in stats.items()}
         other._options = {**self._options, "batchnorm": "running"}
-        other._statistics = StatisticsCache()
-        other._evaluator, other._graph, other._fingerprint = None, None, None
-        other._evaluating = False
-        other._graph_x, other._key_buffer = np.empty(0), None
+        # copy.copy goes through __getstate__/__setstate__: no graph, evaluation copy or
+        # statistics cache is shared, and the lock is the model's
+        other._fingerprint = None
         return other
 
     @_serialized
