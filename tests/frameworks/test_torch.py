@@ -524,6 +524,35 @@ def test_losses_in_span_equal_the_default_route_bit_for_bit(monkeypatch, dtype, 
     assert got[60] == obj.loss(obj.x0)  # (0, 0)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("rows_numbers", [None, 1])
+def test_channels_last_span_is_formed_parameter_by_parameter(monkeypatch, stream, rows_numbers):
+    """A float32 CNN's channels-last evaluation copy has separate parameter tensors: each
+    point is formed piece by piece into them (rows along each parameter's first axis,
+    through one bounded scratch vector), with the losses of the default route bit for
+    bit, also when the pieces are a row each."""
+    import probecore_torch._objective as torch_objective
+    from torch.utils.data import DataLoader, TensorDataset
+
+    if rows_numbers is not None:  # one row of each parameter at a time
+        monkeypatch.setattr(torch_objective, "SPAN_ROWS_NUMBERS", rows_numbers)
+    X, y = digits(90, image=True, dtype=torch.float32)
+    model = cnn().float().eval()
+    data = DataLoader(TensorDataset(X, y), 40) if stream else (X, y)
+    obj = pc.objective(model, F.cross_entropy, data, stream=stream)
+    assert obj._channels_last
+    rng = np.random.default_rng(2)
+    basis = (rng.standard_normal((2, obj.dim)) / 10).astype(np.float32)
+    axis = np.linspace(-1.0, 1.0, 5)
+    A, B = np.meshgrid(axis, axis, indexing="ij")
+    coeffs = np.stack([A.ravel(), B.ravel()], axis=1)
+    got = obj.losses_in_span(obj.x0, basis, coeffs)
+    np.testing.assert_array_equal(
+        got, pc.AbstractObjective.losses_in_span(obj, obj.x0, basis, coeffs)
+    )
+    assert got[12] == obj.loss(obj.x0)
+
+
 def test_threads_evaluate_each_at_its_own_point():
     """A thread-pool executor (or a Dask worker's threads) shares one objective: every
     evaluation holds the model's lock, so each chunk is evaluated at its own points and

@@ -275,3 +275,52 @@ def test_a_collate_that_packs_items_is_not_taken_for_a_partial_loader():
             DataLoader(items, batch_size=10, collate_fn=pack),
         )
     assert obj.n_examples == 4
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "dict"])
+def test_streamed_losses_in_span_are_the_points_losses(name):
+    """Streamed, each point goes straight into the evaluation copy and the data are read
+    again per point: the losses of the default per-point route bit for bit, and those
+    of the materialized objective to RTOL."""
+    model, loss_fn, loader = _case(name)
+    streamed = pc.objective(model, loss_fn, loader, stream=True)
+    kept = pc.objective(model, loss_fn, loader)
+    rng = np.random.default_rng(3)
+    basis = rng.standard_normal((2, streamed.dim)) / 30
+    coeffs = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, -1.0], [0.0, 2.0], [-1.0, -1.0]])
+    got = streamed.losses_in_span(streamed.x0, basis, coeffs)
+    ref = pc.AbstractObjective.losses_in_span(streamed, streamed.x0, basis, coeffs)
+    np.testing.assert_array_equal(got, ref)
+    assert got[0] == streamed.loss(streamed.x0)
+    assert _rel(got, kept.losses_in_span(kept.x0, basis, coeffs)) <= RTOL
+
+
+def test_streamed_span_adds_no_point_vector():
+    """A streamed plane on a model too large for blocks of points holds no parameter
+    vector besides the evaluation copy (made by the first evaluation): the default
+    route formed each point as a new vector first."""
+    import tracemalloc
+
+    from probecore.backend import SPAN_ROWS_NUMBERS
+
+    X, y = digits(60)
+    model = nn.Sequential(nn.Linear(64, 4096), nn.Tanh(), nn.Linear(4096, 10)).double().eval()
+    streamed = pc.objective(
+        model, F.cross_entropy, DataLoader(TensorDataset(X, y), 25), stream=True
+    )
+    basis = np.ones((2, streamed.dim)) / 100
+    coeffs = np.array([[0.0, 1.0], [1.0, 1.0], [2.0, -1.0]])
+    assert streamed.dim > SPAN_ROWS_NUMBERS // 2  # one point at a time
+    streamed.loss(streamed.x0)  # the evaluation copy
+    point_bytes = streamed.dim * 8
+    tracemalloc.start()
+    try:
+        streamed.losses_in_span(streamed.x0, basis, coeffs)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        pc.AbstractObjective.losses_in_span(streamed, streamed.x0, basis, coeffs)
+        default_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert default_peak >= point_bytes  # the measurement sees a point when there is one
+    assert peak < point_bytes / 2

@@ -741,61 +741,109 @@ class TorchObjective(AbstractObjective):
         As :meth:`AbstractObjective.losses_in_span` (the same points, bit for bit, in
         ``O(dim)`` memory), with ``origin``, ``basis`` and ``coeffs`` checked once per
         call rather than each point once per point: on the 2,410-parameter MLP of
-        ``docs/benchmarks.md`` the checks were a tenth of the time per point. Models of
-        at most ``SPAN_ROWS_NUMBERS // 2`` parameters have their points formed a block at
-        a time (``probecore.backend.span_points``, the same bits; at most
-        ``SPAN_ROWS_NUMBERS`` numbers a block, whatever the chunk) and copied in; larger
-        ones form each point straight into the copy's parameters. One forward pass per
-        point: on the digits CNN a ``torch.func.vmap`` over 4, 8 or 16 points was
-        2.6-3.2x slower per point than this loop (batched convolutions with per-point
-        weights), and on the MLP no faster.
+        ``docs/benchmarks.md`` the checks were a tenth of the time per point. Each point
+        is formed straight into the parameters of the objective's evaluation copy, so the
+        only parameter vector a call adds is that copy (made once, on first use):
+
+        - models of at most ``SPAN_ROWS_NUMBERS // 2`` parameters, whose copy's
+          parameters are views of one buffer, have their points formed a block at a time
+          (``probecore.backend.span_points``, the same bits; at most
+          ``SPAN_ROWS_NUMBERS`` numbers a block, whatever the chunk) and copied in;
+        - larger ones are formed straight into that buffer (``span_point(out=...)``);
+        - a copy whose parameters are separate tensors (channels-last convolutions, a
+          GPU) gets each point piece by piece (rows of a parameter along its first
+          axis), through one scratch vector of at most ``SPAN_ROWS_NUMBERS`` numbers
+          (or one such row, if longer).
+
+        Streamed data (``stream=True``) is read again for every point, as :meth:`loss`
+        reads it. One forward pass per point: on the digits CNN a ``torch.func.vmap``
+        over 4, 8 or 16 points was 2.6-3.2x slower per point than this loop (batched
+        convolutions with per-point weights), and on the MLP no faster.
         """
         ev = self._eval_copy()
-        if (
-            ev is None
-            or not isinstance(ev[1], _Views)
-            or self._batches is None
-            or (self._has_bn and self.batchnorm != "running")
-        ):
+        if ev is None or (self._has_bn and self.batchnorm != "running"):
             return super().losses_in_span(origin, basis, coeffs)
         origin, basis, coeffs = check_span(self, origin, basis, coeffs)
         out = np.empty(coeffs.shape[0], dtype=np.float64)
-        work: dict[str, np.ndarray] = {}
-        # The private copy's parameters are views of one CPU buffer: each point is formed
-        # straight into it (probecore.backend.span_point), and the kept batches are
-        # evaluated as _outputs does, without a tensor, a copy or a generator per point.
-        buffer = ev[1].flat.numpy()
         loss_of = self._loss_of if self.loss_fn is None else self.loss_fn
         # a tensor batch without `forward` is the model's only argument: call the copy
         # itself rather than through _Call (what _Call.forward would do)
-        batches = [
-            (
-                w,
-                ev[0].model
-                if self.forward is None and isinstance(b.inputs, torch.Tensor)
-                else ev[0],
-                b,
-            )
-            for w, b in zip(self._weights, self._batches, strict=True)
-        ]
-        rows = SPAN_ROWS_NUMBERS // max(self.dim, 1)
-        block = np.empty((min(rows, len(coeffs)), self.dim), self.dtype) if rows > 1 else None
+        bare = ev[0].model if self.forward is None else ev[0]
+
+        def call(inputs: Any) -> Any:
+            return (bare if isinstance(inputs, torch.Tensor) else ev[0])(inputs)
+
+        kept = (  # resolved once: no generator per point over kept batches
+            None
+            if self._batches is None
+            else [
+                (w, bare if isinstance(b.inputs, torch.Tensor) else ev[0], b)
+                for w, b in zip(self._weights, self._batches, strict=True)
+            ]
+        )
+        write = self._span_writer(ev[1], origin, basis, coeffs)
         with self._copy_in_use(), torch.no_grad():
-            for j, c in enumerate(coeffs):
-                if block is None:
-                    span_point(origin, basis, c, work=work, out=buffer)  # no other vector
-                else:
-                    i = j % len(block)
-                    if i == 0:  # the next block of points, formed together
-                        span_points(
-                            origin, basis, coeffs[j : j + len(block)], out=block[: len(coeffs) - j]
-                        )
-                    np.copyto(buffer, block[i])
+            for j in range(len(coeffs)):
+                write(j)
                 total = 0.0
-                for w, call, batch in batches:
-                    total += w * float(loss_of(call(batch.inputs), batch.target))
+                if kept is not None:  # the kept batches, without a generator per point
+                    for w, f, batch in kept:
+                        total += w * float(loss_of(f(batch.inputs), batch.target))
+                else:
+                    for w, batch in self._each():
+                        total += w * float(loss_of(call(batch.inputs), batch.target))
+                        del batch
                 out[j] = total
         return out
+
+    def _span_writer(
+        self, params: list[torch.Tensor], origin: np.ndarray, basis: np.ndarray, coeffs: np.ndarray
+    ) -> Callable[[int], None]:
+        """A function ``j -> None`` that writes point ``j`` into the copy's ``params``."""
+        work: dict[str, np.ndarray] = {}
+        if isinstance(params, _Views):
+            buffer = params.flat.numpy()
+            rows = SPAN_ROWS_NUMBERS // max(self.dim, 1)
+            if rows <= 1:
+
+                def straight(j: int) -> None:  # no vector besides the buffer
+                    span_point(origin, basis, coeffs[j], work=work, out=buffer)
+
+                return straight
+            block = np.empty((min(rows, len(coeffs)), self.dim), self.dtype)
+
+            def from_block(j: int) -> None:
+                i = j % len(block)
+                if i == 0:  # the next block of points, formed together
+                    span_points(
+                        origin, basis, coeffs[j : j + len(block)], out=block[: len(coeffs) - j]
+                    )
+                np.copyto(buffer, block[i])
+
+            return from_block
+        # separate parameter tensors: each slice of the point through one scratch vector
+        # of at most SPAN_ROWS_NUMBERS numbers (or one row along the first axis, which is
+        # outermost in memory in channels-last layout too)
+        pieces: list[tuple[torch.Tensor, int, int]] = []  # (target, start, stop) in the point
+        start = 0
+        for p, size in zip(params, self._sizes, strict=True):
+            rows = p.shape[0] if p.dim() else 1
+            row = size // max(rows, 1)
+            step = max(1, SPAN_ROWS_NUMBERS // max(row, 1))
+            for r in range(0, rows, step):
+                target = p[r : r + step] if p.dim() else p
+                pieces.append((target, start + r * row, start + r * row + target.numel()))
+            start += size
+        scratch = np.empty(max((hi - lo for _, lo, hi in pieces), default=0), self.dtype)
+
+        def by_parameter(j: int) -> None:
+            for target, lo, hi in pieces:
+                part = span_point(
+                    origin[lo:hi], basis[:, lo:hi], coeffs[j], work=work, out=scratch[: hi - lo]
+                )
+                target.copy_(torch.from_numpy(part).view(target.shape))
+
+        return by_parameter
 
     @_serialized
     def loss_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
