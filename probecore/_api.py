@@ -27,8 +27,9 @@ from probecore._geometry.sharpness import SharpnessResult, epsilon_sharpness
 from probecore._geometry.subspace import EffectiveDimension, GradientSketch, effective_dimension
 from probecore._geometry.trajectory import TrajectoryPCA, trajectory_directions
 from probecore._linalg.density import spectral_density
-from probecore._linalg.eigen import eigenvalues, lanczos, power_iteration
+from probecore._linalg.eigen import eigenvalues, lanczos
 from probecore._linalg.operators import HessianOperator, as_operator
+from probecore._linalg.power import power_iteration
 from probecore._linalg.results import EigResult, PowerIterationResult, SpectralDensity, TraceResult
 from probecore._linalg.trace import hutchinson, hutchpp
 from probecore._probes.directions import (
