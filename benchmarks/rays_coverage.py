@@ -70,8 +70,9 @@ def _row(obj, truth, eps, seeds, n_rays, curvature="difference"):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the kink warning: counted below
         for seed in range(seeds):
-            rs.append(pc.rays(obj, n_rays=n_rays, eps=eps, rng=seed, progress=False,
-                              curvature=curvature))
+            rs.append(
+                pc.rays(obj, n_rays=n_rays, eps=eps, rng=seed, progress=False, curvature=curvature)
+            )
     inside = sum(r.mean_ci[0] <= truth <= r.mean_ci[1] for r in rs)
     total = [r.mean_total_ci for r in rs]
     finite = [t for t in total if np.all(np.isfinite(t))]
@@ -100,9 +101,11 @@ def _hessian_rounding(r32, o64) -> str:
 
     r64 = pc.rays(o64, n_rays=r32.kappa.size, rng=r32.seed, curvature="hessian", progress=False)
     dev = float(np.max(np.abs(r32.kappa - r64.kappa)))
-    return (f"float32 dᵀHd against float64 along the same {r32.kappa.size} rays: max deviation "
-            f"{dev:.2e} ({dev / float(np.max(np.abs(r64.kappa))):.1e} of max|κ|), "
-            f"`rounding_error` {r32.rounding_error:.2e}")
+    return (
+        f"float32 dᵀHd against float64 along the same {r32.kappa.size} rays: max deviation "
+        f"{dev:.2e} ({dev / float(np.max(np.abs(r64.kappa))):.1e} of max|κ|), "
+        f"`rounding_error` {r32.rounding_error:.2e}"
+    )
 
 
 def main() -> None:
@@ -120,11 +123,15 @@ def main() -> None:
     cases = [("relu", False), ("relu", True)]
     if not args.quick:
         cases += [("tanh", False), ("tanh", True)]
-    print(f"{seeds} seeds x {args.rays} rays per row; truth tr(H)/dim from the float64 "
-          "dense Hessian\n")
-    print("| model | dtype | ε | tr(H)/dim | mean κ | `mean_ci` covers | `mean_total_ci` covers "
-          "| kinked rays (median) | half-width `mean_ci` | half-width total | `center_error` "
-          "| \\|`truncation_bias`\\| | loss evals |")
+    print(
+        f"{seeds} seeds x {args.rays} rays per row; truth tr(H)/dim from the float64 "
+        "dense Hessian\n"
+    )
+    print(
+        "| model | dtype | ε | tr(H)/dim | mean κ | `mean_ci` covers | `mean_total_ci` covers "
+        "| kinked rays (median) | half-width `mean_ci` | half-width total | `center_error` "
+        "| \\|`truncation_bias`\\| | loss evals |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     t0 = time.time()
     notes: list[str] = []
@@ -134,16 +141,21 @@ def main() -> None:
         name = f"{act} {'trained' if trained else 'init'} (L = {o64.loss(o64.x0):.3g})"
         # float32: eps_mach**0.25 (the default before 0.1.0's check) and the default, 0.1;
         # float64 (ReLU): eps_mach**0.25 = 1.2e-4 and the default, 1e-5
-        rows = [(o32, float(np.finfo(np.float32).eps ** 0.25), "difference"),
-                (o32, None, "difference"), (o32, None, "hessian")]
+        rows = [
+            (o32, float(np.finfo(np.float32).eps ** 0.25), "difference"),
+            (o32, None, "difference"),
+            (o32, None, "hessian"),
+        ]
         if act == "relu" and not args.quick:
-            rows += [(o64, float(np.finfo(np.float64).eps ** 0.25), "difference"),
-                     (o64, None, "difference")]
+            rows += [
+                (o64, float(np.finfo(np.float64).eps ** 0.25), "difference"),
+                (o64, None, "difference"),
+            ]
         for obj, eps, curvature in rows:
             r = _row(obj, truth, eps, seeds, args.rays, curvature)
             total = f"{r['inside_total']}/{r['n_total']}"
             if curvature == "hessian":
-                step, cost = "dᵀHd (`curvature=\"hessian\"`)", f"1 + {r['hvps']} HVPs"
+                step, cost = 'dᵀHd (`curvature="hessian"`)', f"1 + {r['hvps']} HVPs"
                 notes.append(f"{name}: " + _hessian_rounding(r["first"], o64))
             else:
                 step = f"{r['eps']:.3g}{' (default)' if eps is None else ''}"
