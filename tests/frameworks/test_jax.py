@@ -271,6 +271,50 @@ def test_without_linearization_cache_same_products(per_example):
     assert direct._linearized is None and cached._linearized is not None
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_losses_in_span_holds_no_block_of_points_on_a_large_model(dtype):
+    """Above 2¹⁶ parameters each point is vmapped alone and formed block by block: a call
+    of 64 points holds one point on the host (it used to form the whole chunk, 64 points,
+    and their float64 product with the basis), and its points are those of the default
+    route, bit for bit."""
+    import tracemalloc
+
+    from probecore.backend import SPAN_ROWS_NUMBERS
+
+    X, y = M.digits(40)
+    obj = JaxObjective(M.mlp_loss, M.init_mlp(0, hidden=1200), (X, y), dtype=dtype)
+    assert obj.dim > SPAN_ROWS_NUMBERS // 2
+    rng = np.random.default_rng(1)
+    basis = (rng.standard_normal((2, obj.dim)) / np.sqrt(obj.dim)).astype(dtype)
+    coeffs = rng.uniform(-1, 1, size=(64, 2))
+    coeffs[3] = 0.0
+    x0 = obj.x0  # (a copy)
+    obj.losses_in_span(x0, basis, coeffs[:2])  # compiled before measuring
+    tracemalloc.start()
+    try:
+        got = obj.losses_in_span(x0, basis, coeffs)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # one point and span_point's two float64 blocks of 2**15 (with room for small
+    # change); the chunk of 64 points alone was 64 of them
+    assert peak < 2 * obj.dim * np.dtype(dtype).itemsize + 2 * 8 * 2**15
+    # the points evaluated are the default route's, bit for bit
+    seen, put = [], obj._params.put
+    obj._params.put = lambda points: seen.append(points.copy()) or put(points)
+    try:
+        again = obj.losses_in_span(x0, basis, coeffs[:5])
+    finally:
+        del obj._params.put
+    points = [pc.backend.span_point(x0, basis, c) for c in coeffs[:5]]
+    np.testing.assert_array_equal(np.concatenate(seen), points)
+    np.testing.assert_array_equal(again, got[:5])
+    # losses: one vmapped lane against loss()'s own compilation, the same sums
+    n_add = 40 + 64 + 1200 + 10
+    rtol = 2 * n_add * (EPS64 if dtype == np.float64 else float(np.finfo(np.float32).eps))
+    np.testing.assert_allclose(got[:5], [obj.loss(p) for p in points], rtol=rtol, atol=0)
+
+
 def test_losses_in_span_equals_loss_at_the_points(mlp):
     rng = np.random.default_rng(6)
     x = mlp.x0

@@ -27,6 +27,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from probecore.backend import (
+    SPAN_ROWS_NUMBERS,
     AbstractObjective,
     Layout,
     callable_name,
@@ -39,6 +40,8 @@ from probecore.backend import (
     digest,
     override_layout,
     record_subset,
+    span_point,
+    span_points,
     stable_repr,
     uncovered_by_override,
 )
@@ -866,27 +869,40 @@ class JaxObjective(AbstractObjective):
     def losses_in_span(
         self, origin: np.ndarray, basis: np.ndarray, coeffs: np.ndarray
     ) -> np.ndarray:
-        """Losses at ``origin + coeffs @ basis``, ``chunk_size`` (<= 64) points per vmap.
+        """Losses at ``origin + coeffs @ basis``, up to 64 points per ``vmap``.
 
-        The points of a chunk are formed on the host exactly as
-        ``origin + (coeffs @ basis).astype(dtype)``; memory is ``O(chunk · dim)`` plus the
-        activations of ``chunk`` simultaneous forward passes over one batch.
+        The points are those of :meth:`AbstractObjective.losses_in_span`, bit for bit
+        (``probecore.backend.span_points``). A ``vmap`` takes at most ``chunk_size``, 64
+        and ``SPAN_ROWS_NUMBERS // dim`` points, so the host block of points holds at most
+        ``SPAN_ROWS_NUMBERS`` numbers (2¹⁷) or one point, whatever the chunk: a model of
+        more than 2¹⁶ parameters is evaluated one point at a time, formed block by block
+        (``span_point``), in ``O(dim)`` memory in its own dtype. Memory besides: the
+        activations of that many simultaneous forward passes over one batch.
         """
         origin, basis, coeffs = check_span(self, origin, basis, coeffs)
         if not np.all(np.isfinite(coeffs)):
             raise ValueError("`coeffs` must be finite.")
-        chunk = max(1, min(int(self.chunk_size), 64))
+        rows = max(1, SPAN_ROWS_NUMBERS // max(self.dim, 1))
+        chunk = max(1, min(int(self.chunk_size), 64, rows))
         out = np.empty(coeffs.shape[0], dtype=np.float64)
+        if coeffs.shape[0] == 0:
+            return out
+        block = np.empty((_pad_size(min(chunk, coeffs.shape[0]), chunk), self.dim), self.dtype)
+        work: dict[str, np.ndarray] = {}
         for start in range(0, coeffs.shape[0], chunk):
             c = coeffs[start : start + chunk]
             m = c.shape[0]
-            points = np.empty((_pad_size(m, chunk), self.dim), dtype=self.dtype)
-            points[:m] = origin + (c @ basis).astype(self.dtype, copy=False)
+            points = block[: _pad_size(m, chunk)]
+            if m == 1:  # no float64 scratch of the point's size
+                span_point(origin, basis, c[0], work=work, out=points[0])
+            else:
+                span_points(origin, basis, c, out=points[:m])
             points[m:] = origin
             Pj = self._params.put(points)
             acc = self._zeros((points.shape[0],), self._loss_dtype)
             for w, consts, batch in self._each_batch():
                 acc = self._fns.span(acc, w, Pj, consts, batch)
+            # (blocks until the chunk is evaluated: the block is reused for the next one)
             out[start : start + m] = np.asarray(acc, dtype=np.float64)[:m]
         return out
 
