@@ -48,11 +48,14 @@ digest, callable_name, stable_repr
 record_subset
     What an objective's ``subset`` calls on the objective it returns, so that results
     record which examples of the full data set they were measured on.
+caller_stacklevel
+    The ``stacklevel`` that points a backend's warning at the user's line, however deep
+    in probecore, its backends and pluggy the warning is raised.
 """
 
 from __future__ import annotations
 
-from probecore._contract.errors import NoBackendError
+from probecore._contract.errors import NoBackendError, caller_stacklevel
 from probecore._contract.fingerprint import callable_name, digest, record_subset, stable_repr
 from probecore._contract.layout import ROLES, Block, Layout, override_layout, uncovered_by_override
 from probecore._contract.objective import (
@@ -93,6 +96,7 @@ __all__ = [
     "all_finite",
     "as_rng",
     "callable_name",
+    "caller_stacklevel",
     "check_bool",
     "check_dtype",
     "check_float",

@@ -83,8 +83,11 @@ def test_moments_beyond_exact_quadrature_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         d.moment(7)  # 2m - 1 = 7: exact, no warning
-    with pytest.warns(RuntimeWarning, match=r"exact only up to degree 2m - 1 = 7.*n_steps >= 5"):
+    with pytest.warns(
+        RuntimeWarning, match=r"exact only up to degree 2m - 1 = 7.*n_steps >= 5"
+    ) as w:
         d.moment(8)
+    assert w[0].filename == __file__  # the caller's line, not probecore's
 
 
 def test_slq_moments_are_exact_quadrature_per_probe():

@@ -100,8 +100,11 @@ def test_rays_across_a_kink_are_flagged_and_left_out_of_the_total_interval():
     # difference; at ε/2 it crosses iff |d_i0| > 0.6. Rays that do not cross are exact.
     eps, b = 1e-3, 3e-4
     f = _Function(dim=6, s=1e-3, b=b)
-    with pytest.warns(RuntimeWarning, match=r"rays changed curvature between ε = 0.001 and ε/2"):
+    with pytest.warns(
+        RuntimeWarning, match=r"rays changed curvature between ε = 0.001 and ε/2"
+    ) as w:
         r = pc.rays(f, n_rays=200, eps=eps, rng=0)
+    assert w[0].filename == __file__  # through the engine, still the caller's line
     alpha = np.abs(pc.ray_directions(0, np.arange(200), f.dim)[:, 0])
     cross = alpha * eps > b
     assert cross.sum() > 20 and (~cross).sum() > 20

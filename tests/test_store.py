@@ -137,8 +137,9 @@ def test_an_interrupted_creation_is_created_again(tmp_path):
     (folder / ".probecore-run").write_text("creating\n")  # killed before the record
     (folder / "loss").mkdir()
     (folder / "loss" / "junk").write_bytes(b"\x00\x01")
-    with pytest.warns(RuntimeWarning, match="without a readable record.*starts over"):
+    with pytest.warns(RuntimeWarning, match="without a readable record.*starts over") as w:
         r = _plane(f, folder)
+    assert w[0].filename == __file__
     assert r.complete and np.array_equal(r.losses, _plane(f).losses)
 
 
@@ -290,8 +291,9 @@ def test_a_deleted_value_chunk_is_recomputed_with_a_warning(tmp_path):
     with pytest.warns(RuntimeWarning, match="reported as not computed"):
         loaded = pc.load_run(path)
     assert loaded.computed.sum() == 26 and np.isnan(loaded.losses.ravel()[8:12]).all()
-    with pytest.warns(RuntimeWarning, match=r"computed again: chunk 2 \(points 8-11\)"):
+    with pytest.warns(RuntimeWarning, match=r"computed again: chunk 2 \(points 8-11\)") as w:
         r = _plane(f, path)
+    assert w[0].filename == __file__
     assert r.n_loss_evals == 1 + 4 and np.array_equal(r.losses, fresh.losses)
     assert pc.load_run(path).complete  # healed
 

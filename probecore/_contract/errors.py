@@ -1,10 +1,41 @@
-"""Exceptions raised by probecore for domain failures (not for bad input)."""
+"""Exceptions raised by probecore for domain failures (not for bad input).
+
+Also :func:`caller_stacklevel`, where probecore's warnings point.
+"""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-__all__ = ["ConvergenceError", "InvalidResultError", "NoBackendError", "ObjectiveCheckError"]
+__all__ = [
+    "ConvergenceError",
+    "InvalidResultError",
+    "NoBackendError",
+    "ObjectiveCheckError",
+    "caller_stacklevel",
+]
+
+# top-level packages whose frames a warning skips to reach the user's line
+_OWN_PACKAGES = frozenset(
+    {"probecore", "probecore_torch", "probecore_jax", "probecore_study", "pluggy"}
+)
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` for :func:`warnings.warn` that points at the user's line.
+
+    Called by the function that warns: counts its frames up to the first frame outside
+    probecore, its backends and pluggy (the line that called into probecore), whatever
+    path led there (a probe through the engine, a backend through a plugin hook). Where
+    every frame is probecore's (a worker thread), the outermost frame.
+    """
+    frame, level = sys._getframe(1), 1  # level 1: the function that warns
+    while frame.f_back is not None and (
+        frame.f_globals.get("__name__", "").split(".")[0] in _OWN_PACKAGES
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class ConvergenceError(RuntimeError):

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from probecore._contract.errors import caller_stacklevel
 from probecore._contract.objective import Objective, require_objective
 from probecore._contract.results import ResultBase, register
 from probecore._contract.validation import check_int, check_points_budget
@@ -201,7 +202,7 @@ def _check_endpoint_losses(own: list, given: list, ends: np.ndarray, dtype: np.d
                 "BatchNorm, build the objective with batchnorm='recompute' (PyTorch: running "
                 "statistics recomputed over the data at every point, as Garipov et al. do), "
                 "or the barrier is measured with one model's statistics.",
-                stacklevel=3,
+                stacklevel=caller_stacklevel(),
             )
 
 

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.optimize
 
+from probecore._contract.errors import caller_stacklevel
 from probecore._contract.objective import Objective, require_objective
 from probecore._contract.progress import progress_bar
 from probecore._contract.results import ResultBase, register
@@ -332,7 +333,7 @@ def epsilon_sharpness(
             f"ε-sharpness: for {n_frozen} of {int(free.sum())} coordinates the box "
             f"(eps={eps:g}) is below the rounding of x in {dtype}, so they cannot move and the "
             "value underestimates the sharpness; use a larger `eps` or a float64 objective.",
-            stacklevel=2,
+            stacklevel=caller_stacklevel(),
         )
     ascent = _Ascent(objective, x, widths[free], free, loss0, progress)
     ascent.count = 1  # the evaluation at x

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from probecore._contract.errors import caller_stacklevel
 from probecore._contract.results import ResultBase, register
 from probecore._contract.validation import check_float
 
@@ -179,7 +180,7 @@ class SpectralDensity(ResultBase):
                 "quadrature error that the standard error does not include. Run "
                 f"spectral_density with n_steps >= {(p + 2) // 2}.",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=caller_stacklevel(),
             )
         per_probe = np.sum(self.weights * self.nodes.astype(np.float64) ** p, axis=1)
         mean = float(per_probe.mean())
@@ -231,7 +232,7 @@ class SpectralDensity(ResultBase):
                     f"2m - 1 = {2 * m - 1}; returning the Student-t interval over the probes. "
                     f"Run spectral_density with n_steps >= {p + 1}.",
                     RuntimeWarning,
-                    stacklevel=2,
+                    stacklevel=caller_stacklevel(),
                 )
             half = _t_quantile(confidence, n_probes - 1) * se
             return mean - half, mean + half

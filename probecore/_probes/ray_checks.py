@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from probecore._contract.errors import caller_stacklevel
+
 __all__ = [
     "CHECK_FIELDS",
     "JITTER",
@@ -131,7 +133,7 @@ def ray_errors(
             "curvature='hessian' measures dᵀHd with one HVP per ray and no step (the route "
             "in float32, where rounding forbids a small step).",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
     return {
         "kappa_half": half,

@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from probecore._contract.errors import caller_stacklevel
 from probecore._contract.fingerprint import digest
 
 __all__ = ["FORMAT", "RunStore", "open_run", "verified_chunks"]
@@ -328,7 +329,7 @@ class RunStore:
                 f"(its creation was interrupted, or its zarr.json was deleted): its "
                 f"{len(leftovers)} entries are removed and the run starts over.",
                 RuntimeWarning,
-                stacklevel=4,
+                stacklevel=caller_stacklevel(),
             )
         for entry in leftovers:
             full = os.path.join(self.path, entry)
@@ -537,7 +538,7 @@ def verified_chunks(
         warnings.warn(
             f"`store` {path!r}: {len(damaged)} damaged chunk(s), {action}: {shown}{more}.",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
     return done, values
 

@@ -544,8 +544,9 @@ def test_layout_equinox_like_module():
 
     # A registered dataclass has no known layer type: rank >= 2 is an inferred (..., in,
     # out) weight (warned about), "bias" a bias; the override declares (out, in).
-    with pytest.warns(UserWarning, match=r"3 parameter block\(s\).*layers.0.weight"):
+    with pytest.warns(UserWarning, match=r"3 parameter block\(s\).*layers.0.weight") as w:
         JaxObjective(loss_fn, model, (x, target))
+    assert w[0].filename == __file__
     obj = JaxObjective(loss_fn, model, (x, target), layout={"*.weight": 0})
     got = [(b.name, b.shape, b.role, b.filter_axis) for b in obj.layout]
     assert got == [

@@ -31,6 +31,7 @@ from probecore.backend import (
     AbstractObjective,
     Layout,
     callable_name,
+    caller_stacklevel,
     check_bool,
     check_dtype,
     check_int,
@@ -235,7 +236,9 @@ class _Params:
                 f"`params` must be finite; leaf {', '.join(bad)} has NaN or inf entries."
             )
         if warn and self.inferred:
-            warnings.warn(inferred_warning(list(self.inferred)), UserWarning, stacklevel=4)
+            warnings.warn(
+                inferred_warning(list(self.inferred)), UserWarning, stacklevel=caller_stacklevel()
+            )
 
     def _const(self, a: Any) -> jax.Array:
         """A held-fixed array: floating ones (such as batch statistics) in ``dtype``."""

@@ -7,7 +7,6 @@ to the objective's dtype.
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import RandomSampler, SubsetRandomSampler, WeightedRandomSampler
 
+from probecore.backend import caller_stacklevel as _caller_level
 from probecore.backend import check_int
 
 
@@ -320,18 +320,6 @@ def _check_sampling(data: Any) -> None:
                 f"the objective would hold {n - n % size} random examples of the {n} its "
                 "sampler draws, a different subset each time it is built. " + _WHOLE_DATA_FIX
             )
-
-
-def _caller_level() -> int:
-    """The ``stacklevel`` of the first frame outside probecore (for the warning's caller)."""
-    frame, level = sys._getframe(1), 1  # level 1: the function that warns
-    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in (
-        "probecore",
-        "probecore_torch",
-        "pluggy",
-    ):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def _warn_partial(data: Any, n_read: int) -> None:
