@@ -165,7 +165,8 @@ def _thick_restart(
     # images kept, the truth is checked before stopping and the target tightened.
     target, tightened = tol, 0
 
-    def true_ok(S_w: np.ndarray, size: int, theta_w: np.ndarray) -> bool:
+    def true_ok(S_w: np.ndarray, size: int, theta_w: np.ndarray, scale: float) -> bool:
+        # scale: the ‖H‖ estimate lanczos() will hold, Ritz values included
         nonlocal target, tightened
         if W is None or tightened >= _TIGHTEN:
             return True
@@ -174,7 +175,7 @@ def _thick_restart(
             :, None
         ]
         worst_r = float(np.max(np.linalg.norm(R, axis=1), initial=0.0))
-        bound = max(tol, 10.0 * np.sqrt(n) * eps) * anorm  # as lanczos() applies it
+        bound = max(tol, 10.0 * np.sqrt(n) * eps) * scale  # as lanczos() applies it
         if worst_r <= bound:
             return True
         target *= min(0.5, bound / worst_r)
@@ -196,7 +197,7 @@ def _thick_restart(
         if conv and W is not None:
             th, Sj = scipy.linalg.eigh(T[: j + 1, : j + 1])
             w = _order(th, which)[:k]
-            conv = true_ok(Sj[:, w], j + 1, th[w])
+            conv = true_ok(Sj[:, w], j + 1, th[w], max(anorm, float(np.max(np.abs(th)))))
         if not certify or restarts or not _check_step(j + 1, k, m) or (worst is None and not conv):
             return conv
         theta, S = scipy.linalg.eigh(T[: j + 1, : j + 1])
@@ -229,7 +230,7 @@ def _thick_restart(
         want = order[:k]
         passed = bool(np.all(res[want] <= target * anorm))
         if passed and m_eff == m and restarts < maxiter:
-            passed = true_ok(S[:, want], m_eff, theta[want])
+            passed = true_ok(S[:, want], m_eff, theta[want], anorm)
         if passed or m_eff < m or restarts >= maxiter:
             converged = bool(np.all(res[want] <= tol * anorm))
             # S in the basis dtype: a float32 basis is not upcast (memory of dim × m)
