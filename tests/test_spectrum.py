@@ -110,6 +110,29 @@ def test_float32_lanczos_goes_on_until_the_true_residuals_pass(monkeypatch):
     np.testing.assert_allclose(r.eigenvalues, lam[:3], rtol=0, atol=atol)
 
 
+def test_lanczos_stops_when_the_true_residuals_have_a_floor():
+    """Products accurate only to ~1e-7·‖H‖ (float32 products as a float64 operator) with
+    tol=1e-9: no step can certify. The run stops once tightening does not lower the true
+    residual and reports not converged, in about the products it took before the check
+    existed (32), where an unbounded tightening ran for thousands."""
+    from scipy.sparse.linalg import LinearOperator
+
+    n = 1000
+    rng = np.random.default_rng(0)
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    lam = np.concatenate([rng.uniform(-1.0, 5.0, n - 3), [8.0, 9.0, 10.0]])
+    A32 = ((Q * lam) @ Q.T).astype(np.float32)
+
+    def mv(v):
+        return (A32 @ np.asarray(v, np.float32)).astype(np.float64)
+
+    op = LinearOperator((n, n), matvec=mv, matmat=mv, dtype=np.float64)
+    r = pc.lanczos(op, k=1, rng=0, tol=1e-9, raise_on_failure=False)
+    assert not r.converged
+    assert r.n_matvecs <= 3 * 32
+    assert abs(r.eigenvalues[0] - 10.0) <= 1e-5 * 10.0
+
+
 @given(lam=spectra(min_n=3, max_n=300, max_cond=1e6), seed=st.integers(0, 2**16))
 @settings(max_examples=40)
 def test_lanczos_largest_magnitude(lam, seed):

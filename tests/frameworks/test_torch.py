@@ -527,10 +527,11 @@ def test_losses_in_span_equal_the_default_route_bit_for_bit(monkeypatch, dtype, 
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("rows_numbers", [None, 1])
 def test_channels_last_span_is_formed_parameter_by_parameter(monkeypatch, stream, rows_numbers):
-    """A float32 CNN's channels-last evaluation copy has separate parameter tensors: each
-    point is formed piece by piece into them (rows along each parameter's first axis,
-    through one bounded scratch vector), with the losses of the default route bit for
-    bit, also when the pieces are a row each."""
+    """A float32 CNN's channels-last evaluation copy has separate parameter tensors: a
+    small model's points are formed a block at a time and copied in parameter by
+    parameter; a large one's (forced here) piece by piece, a row of a parameter at a
+    time through one bounded scratch vector. Both give the losses of the default route
+    bit for bit."""
     import probecore_torch._objective as torch_objective
     from torch.utils.data import DataLoader, TensorDataset
 
