@@ -165,15 +165,13 @@ def _thick_restart(
     # images kept, the truth is checked before stopping and the target tightened.
     target, tightened, last_r = tol, 0, np.inf
 
-    def true_ok(S_w: np.ndarray, size: int, theta_w: np.ndarray, scale: float) -> bool:
-        # scale: the ‖H‖ estimate lanczos() will hold, Ritz values included
+    def true_ok(Y: np.ndarray, HY: np.ndarray, theta_w: np.ndarray, scale: float) -> bool:
+        # Ritz vectors and their images as rows; scale: the ‖H‖ estimate lanczos() will
+        # hold, Ritz values included
         nonlocal target, tightened, last_r
-        if W is None or tightened >= _TIGHTEN:
+        if tightened >= _TIGHTEN:
             return True
-        Sw = S_w.T.astype(dtype)
-        R = (Sw @ W[:size]).astype(np.float64) - (Sw @ V[:size]).astype(np.float64) * theta_w[
-            :, None
-        ]
+        R = HY.astype(np.float64) - Y.astype(np.float64) * theta_w[:, None]
         worst_r = float(np.max(np.linalg.norm(R, axis=1), initial=0.0))
         bound = max(tol, 10.0 * np.sqrt(n) * eps) * scale  # as lanczos() applies it
         if worst_r <= bound or worst_r > 0.9 * last_r:
@@ -198,10 +196,12 @@ def _thick_restart(
         if broke[0]:
             return False
         conv = _converged_early(T, j, K.beta[0, j], k, which, target, anorm, m)
-        if conv and W is not None:
+        if conv and W is not None and tightened < _TIGHTEN:
             th, Sj = scipy.linalg.eigh(T[: j + 1, : j + 1])
             w = _order(th, which)[:k]
-            conv = true_ok(Sj[:, w], j + 1, th[w], max(anorm, float(np.max(np.abs(th)))))
+            Sw = Sj[:, w].T.astype(dtype)
+            scale = max(anorm, float(np.max(np.abs(th))))
+            conv = true_ok(Sw @ V[: j + 1], Sw @ W[: j + 1], th[w], scale)
         if not certify or restarts or not _check_step(j + 1, k, m) or (worst is None and not conv):
             return conv
         theta, S = scipy.linalg.eigh(T[: j + 1, : j + 1])
@@ -233,15 +233,15 @@ def _thick_restart(
         order = _order(theta, which)
         want = order[:k]
         passed = bool(np.all(res[want] <= target * anorm))
-        if passed and m_eff == m and restarts < maxiter:
-            passed = true_ok(S[:, want], m_eff, theta[want], anorm)
-        if passed or m_eff < m or restarts >= maxiter:
-            converged = bool(np.all(res[want] <= tol * anorm))
+        last = m_eff < m or restarts >= maxiter
+        if passed or last:
             # S in the basis dtype: a float32 basis is not upcast (memory of dim × m)
             Sw = S[:, want].T.astype(dtype)
             Y = Sw @ V[:m_eff]
             HY = None if W is None else Sw @ W[:m_eff]
-            return theta[want], Y, HY, res[want], restarts, converged, anorm, certified
+            if last or HY is None or true_ok(Y, HY, theta[want], anorm):
+                converged = bool(np.all(res[want] <= tol * anorm))
+                return theta[want], Y, HY, res[want], restarts, converged, anorm, certified
         # keep the best l Ritz pairs and continue from the residual direction
         restarts += 1
         n_keep = min(k + max((m - k) // 2, 1), m - 1)

@@ -751,11 +751,10 @@ class TorchObjective(AbstractObjective):
           ``SPAN_ROWS_NUMBERS`` numbers a block, whatever the chunk) and copied in;
         - larger ones are formed straight into that buffer (``span_point(out=...)``);
         - a copy whose parameters are separate tensors (channels-last convolutions, a
-          GPU) gets whole points formed a block at a time and copied in parameter by
-          parameter when the model has at most ``SPAN_ROWS_NUMBERS`` parameters, and
-          larger ones piece by piece (rows of a parameter along its first axis) through
-          one scratch vector of at most ``SPAN_ROWS_NUMBERS`` numbers (or one such row,
-          if longer).
+          GPU) gets the same blocks copied in parameter by parameter on a small model,
+          and a larger one's points piece by piece (rows of a parameter along its first
+          axis) through one scratch vector of at most ``SPAN_ROWS_NUMBERS`` numbers (or
+          one such row, if longer).
 
         Streamed data (``stream=True``) is read again for every point, as :meth:`loss`
         reads it. One forward pass per point: on the digits CNN a ``torch.func.vmap``
@@ -800,62 +799,50 @@ class TorchObjective(AbstractObjective):
 
     def _span_writer(
         self, params: list[torch.Tensor], origin: np.ndarray, basis: np.ndarray, coeffs: np.ndarray
-    ) -> Callable[[int], None]:
-        """A function ``j -> None`` that writes point ``j`` into the copy's ``params``."""
+    ) -> Callable[[int], object]:
+        """A function of ``j`` that writes point ``j`` into the copy's ``params``."""
         work: dict[str, np.ndarray] = {}
-        if isinstance(params, _Views):
-            buffer = params.flat.numpy()
-            rows = SPAN_ROWS_NUMBERS // max(self.dim, 1)
-            if rows <= 1:
-
-                def straight(j: int) -> None:  # no vector besides the buffer
-                    span_point(origin, basis, coeffs[j], work=work, out=buffer)
-
-                return straight
+        bounds = np.cumsum([0, *self._sizes]).tolist()
+        rows = SPAN_ROWS_NUMBERS // max(self.dim, 1)
+        if rows > 1:  # a small model: whole points, a block of them formed together
             block = np.empty((min(rows, len(coeffs)), self.dim), self.dtype)
 
-            def from_block(j: int) -> None:
+            def row(j: int) -> np.ndarray:
                 i = j % len(block)
-                if i == 0:  # the next block of points, formed together
+                if i == 0:
                     span_points(
                         origin, basis, coeffs[j : j + len(block)], out=block[: len(coeffs) - j]
                     )
-                np.copyto(buffer, block[i])
+                return block[i]
 
-            return from_block
-        # separate parameter tensors: small models have whole points formed a block at a
-        # time and copied in parameter by parameter; larger ones each slice of the point
-        # through one scratch vector of at most SPAN_ROWS_NUMBERS numbers (or one row
-        # along the first axis, which is outermost in memory in channels-last layout too)
-        bounds = np.cumsum([0, *self._sizes]).tolist()
-        rows = SPAN_ROWS_NUMBERS // max(self.dim, 1)
-        if rows >= 1:
-            block = np.empty((min(rows, len(coeffs)), self.dim), self.dtype)
-            flat = torch.from_numpy(block)
+            if isinstance(params, _Views):
+                buffer = params.flat.numpy()
+                return lambda j: np.copyto(buffer, row(j))
             targets = [
                 (p, lo, hi, p.shape)
                 for p, lo, hi in zip(params, bounds[:-1], bounds[1:], strict=True)
             ]
 
-            def whole(j: int) -> None:
-                i = j % len(block)
-                if i == 0:  # the next block of points, formed together
-                    span_points(
-                        origin, basis, coeffs[j : j + len(block)], out=block[: len(coeffs) - j]
-                    )
-                row = flat[i]
+            def whole(j: int) -> None:  # copied in parameter by parameter
+                point = torch.from_numpy(row(j))
                 for p, lo, hi, shape in targets:
-                    p.copy_(row[lo:hi].view(shape))
+                    p.copy_(point[lo:hi].view(shape))
 
             return whole
+        if isinstance(params, _Views):
+            buffer = params.flat.numpy()
+            return lambda j: span_point(origin, basis, coeffs[j], work=work, out=buffer)
+        # separate parameter tensors of a large model: each slice of the point through one
+        # scratch vector of at most SPAN_ROWS_NUMBERS numbers (or one row along the first
+        # axis, which is outermost in memory in channels-last layout too)
         pieces: list[tuple[torch.Tensor, int, int]] = []  # (target, start, stop) in the point
         for p, size, start in zip(params, self._sizes, bounds[:-1], strict=True):
             n_rows = p.shape[0] if p.dim() else 1
-            row = size // max(n_rows, 1)
-            step = max(1, SPAN_ROWS_NUMBERS // max(row, 1))
+            width = size // max(n_rows, 1)
+            step = max(1, SPAN_ROWS_NUMBERS // max(width, 1))
             for r in range(0, n_rows, step):
                 target = p[r : r + step] if p.dim() else p
-                pieces.append((target, start + r * row, start + r * row + target.numel()))
+                pieces.append((target, start + r * width, start + r * width + target.numel()))
         scratch = np.empty(max((hi - lo for _, lo, hi in pieces), default=0), self.dtype)
 
         def by_parameter(j: int) -> None:
