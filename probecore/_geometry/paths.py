@@ -391,7 +391,7 @@ def evaluate_path(
     if ts.min() < 0.0 or ts.max() > 1.0:
         raise ValueError(f"`ts` must lie in [0, 1]; got values from {ts.min()} to {ts.max()}.")
     ts = np.unique(np.concatenate([[0.0, 1.0], ts]))
-    check_executor(executor, objective_factory)
+    check_executor(executor, objective_factory, objective)
     dtype = np.dtype(objective.dtype)
     P = curve.points.astype(dtype)
     names = metric_names(objective, metrics, P[0])

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from probecore._contract.collective import refuse_executor
 from probecore._contract.objective import Objective, require_objective
 from probecore._contract.validation import check_int, check_vector
 
@@ -20,8 +21,12 @@ __all__ = [
 ]
 
 
-def check_executor(executor: Any, objective_factory: Any) -> Any:
-    """Check ``executor`` and ``objective_factory`` (a factory needs an executor)."""
+def check_executor(executor: Any, objective_factory: Any, objective: Any = None) -> Any:
+    """Check ``executor`` and ``objective_factory`` (a factory needs an executor).
+
+    An executor is refused with an SPMD ``objective`` (:func:`refuse_executor`).
+    """
+    refuse_executor(objective, executor)
     if executor is not None and not isinstance(executor, Executor):
         raise TypeError(
             "`executor` must be a concurrent.futures.Executor (a process pool, or "

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from probecore._contract.collective import Collective, collective_of, is_lead, shared
 from probecore._contract.fingerprint import objective_fingerprint
 from probecore._contract.objective import Objective, span_point
 from probecore._contract.progress import progress_bar
@@ -309,6 +310,8 @@ class RunState:
     values: dict[str, np.ndarray]
     done: np.ndarray
     store: RunStore | None = None
+    resumed: bool = False
+    stored: dict | None = None
 
     @classmethod
     def start(
@@ -323,6 +326,7 @@ class RunState:
         identity: dict,
         objective: dict | None,
         metadata: dict,
+        collective: Collective | None = None,
     ) -> RunState:
         """Empty values, or what the store at ``store`` holds of the same run.
 
@@ -333,6 +337,10 @@ class RunState:
         kind, n_points, chunk_size, fields, fixed, identity, objective, metadata
             As for :class:`~probecore._probes.store.RunStore` (``objective`` may be None
             without a store).
+        collective : Collective, optional
+            The processes of an SPMD objective: only rank 0 opens the store; the others
+            receive what it read (the same points then remain to be done on every rank)
+            and keep nothing on disk.
 
         Returns
         -------
@@ -343,24 +351,30 @@ class RunState:
         done = np.zeros(n_points, dtype=bool)
         if store is None:
             return cls(values, done)
-        rs = RunStore(
-            store,
-            kind=kind,
-            n_points=n_points,
-            chunk_size=chunk_size,
-            fields=list(fields),
-            fixed=fixed,
-            identity=identity,
-            objective=objective or {},
-            metadata=metadata,
-        )
-        try:
-            if rs.resumed:
-                done, values = rs.read_verified()
-        except BaseException:
-            rs.close()
-            raise
-        return cls(values, done, rs)
+        opened: list[RunStore] = []
+
+        def open_store() -> tuple:
+            rs = RunStore(
+                store,
+                kind=kind,
+                n_points=n_points,
+                chunk_size=chunk_size,
+                fields=list(fields),
+                fixed=fixed,
+                identity=identity,
+                objective=objective or {},
+                metadata=metadata,
+            )
+            opened.append(rs)
+            try:
+                read = rs.read_verified() if rs.resumed else (done, values)
+            except BaseException:
+                rs.close()
+                raise
+            return (*read, rs.resumed, dict(rs.metadata) if rs.resumed else None)
+
+        done, values, resumed, stored = shared(collective, open_store)
+        return cls(values, done, opened[0] if opened else None, resumed, stored)
 
     def close(self) -> None:
         """Release the store, if any, to other writers."""
@@ -536,7 +550,7 @@ def evaluate_plan(
     >>> out.n_evaluated, bool(out.computed.all()), out.losses.shape
     (5, True, (5,))
     """
-    check_executor(executor, objective_factory)
+    check_executor(executor, objective_factory, objective)
     names = tuple(metric_names)
     n = plan.n_points
     chunk_size, chunks = chunking(n, chunk_size, objective)
@@ -554,6 +568,7 @@ def evaluate_plan(
         identity=dict(plan.identity),
         objective=fingerprint,
         metadata=meta,
+        collective=collective_of(objective),
     )
     origin, basis, coeffs = plan.origin, plan.basis, plan.coeffs
     try:
@@ -564,7 +579,7 @@ def evaluate_plan(
             task_spec(objective, executor, objective_factory),
             state,
             executor=executor,
-            progress=progress,
+            progress=progress if is_lead(objective) else False,
             desc=plan.kind,
         )
     finally:

@@ -192,7 +192,7 @@ def line(
     t = _grid("coords", coords, 51, -1.0, 1.0)
     names = metric_names(objective, metrics, origin)
     _check_line_budget(t.size, len(names))
-    check_executor(executor, objective_factory)
+    check_executor(executor, objective_factory, objective)
     plan = PointPlan(
         kind="line",
         origin=origin,
@@ -333,7 +333,7 @@ def plane(
     _check_plane_budget(a, b, 0)  # before the meshgrid, and the metrics' evaluation
     names = metric_names(objective, metrics, origin)
     _check_plane_budget(a, b, len(names))
-    check_executor(executor, objective_factory)
+    check_executor(executor, objective_factory, objective)
     A, B = np.meshgrid(a, b)  # (nb, na): row i is b = betas[i]
     coeffs = np.column_stack([A.ravel(), B.ravel()])
     plan = PointPlan(

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from probecore._contract.collective import collective_of, is_lead
 from probecore._contract.fingerprint import objective_fingerprint
 from probecore._contract.objective import Objective
 from probecore._contract.validation import (
@@ -396,7 +397,7 @@ def rays(
     if not 0 < confidence < 1:
         raise ValueError(f"`confidence` must lie strictly between 0 and 1; got {confidence}.")
     check = bool(check)
-    check_executor(executor, objective_factory)
+    check_executor(executor, objective_factory, objective)
     if store is not None and (isinstance(rng, bool) or not isinstance(rng, numbers.Integral)):
         raise TypeError(
             "`rng` must be an int seed when `store` is given, so that a rerun draws the same "
@@ -430,9 +431,10 @@ def rays(
         identity=identity,
         objective=None if store is None else objective_fingerprint(objective, loss0),
         metadata=meta,
+        collective=collective_of(objective),
     )
-    if state.store is not None and state.store.resumed:  # stored losses go with stored L(x)
-        loss0 = float(state.store.metadata["loss0"])
+    if state.resumed and state.stored is not None:  # stored losses go with stored L(x)
+        loss0 = float(state.stored["loss0"])
         meta["loss0"] = loss0
     before = state.done.copy()
     try:
@@ -445,7 +447,7 @@ def rays(
             task_spec(objective, executor, objective_factory),
             state,
             executor=executor,
-            progress=progress,
+            progress=progress if is_lead(objective) else False,
             desc="rays",
         )
     finally:

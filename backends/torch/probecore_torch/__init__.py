@@ -12,7 +12,7 @@ Importing this package does not import torch: the plugin is loaded by every
 
 from typing import Any
 
-__all__ = ["TorchObjective"]
+__all__ = ["DistributedTorchObjective", "TorchObjective"]
 __version__ = "0.1.0.dev0"
 
 
@@ -21,4 +21,8 @@ def __getattr__(name: str) -> Any:
         from probecore_torch._objective import TorchObjective
 
         return TorchObjective
+    if name == "DistributedTorchObjective":
+        from probecore_torch._distributed import DistributedTorchObjective
+
+        return DistributedTorchObjective
     raise AttributeError(f"module 'probecore_torch' has no attribute {name!r}")

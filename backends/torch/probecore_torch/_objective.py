@@ -1013,6 +1013,11 @@ class TorchObjective(AbstractObjective):
         flat = self._to_tensor(x)
         if self.metrics_fn is not None:
             return self._user_metrics(flat)
+        counts = self._accuracy_counts(flat)
+        return {"accuracy": counts[0] / counts[1]} if counts is not None and counts[1] else {}
+
+    def _accuracy_counts(self, flat: torch.Tensor) -> tuple[float, int] | None:
+        """Correct predictions and examples (tokens) counted, or None without logits."""
         correct, seen = 0.0, 0
         for _, batch, out in self._outputs(flat):
             targets = batch.target.get("labels") if batch.is_dict else batch.target
@@ -1024,14 +1029,14 @@ class TorchObjective(AbstractObjective):
                 or logits.ndim != targets.ndim + 1
                 or logits.shape[:-1] != targets.shape
             ):
-                return {}
+                return None
             if batch.is_dict and self._causal and targets.ndim >= 2:
                 logits, targets = logits[..., :-1, :], targets[..., 1:]
             kept = targets != -100
             correct += float(((logits.argmax(dim=-1) == targets) & kept).sum())
             seen += int(kept.sum())
             del batch, out, logits, targets, kept
-        return {"accuracy": correct / seen} if seen else {}
+        return correct, seen
 
     def _user_metrics(self, flat: torch.Tensor) -> dict[str, float]:
         sums: dict[str, float] = {}

@@ -21,6 +21,7 @@ OPTIONS = (
     "check_determinism",
     "memory_format",
     "stream",
+    "process_group",
 )
 
 
@@ -36,6 +37,11 @@ def probecore_make_objective(model: Any, loss_fn: Any, data: Any, options: Mappi
             f"probecore-torch does not know the option(s) {', '.join(unknown)}; "
             f"valid options: {', '.join(OPTIONS)}."
         )
+    if options.get("process_group") is not None:
+        from probecore_torch._distributed import DistributedTorchObjective
+
+        return DistributedTorchObjective(model, loss_fn, data, **options)
     from probecore_torch._objective import TorchObjective
 
+    options = {k: v for k, v in options.items() if k != "process_group"}
     return TorchObjective(model, loss_fn, data, **options)

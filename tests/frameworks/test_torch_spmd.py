@@ -1,0 +1,180 @@
+"""Objectives on a process group (``process_group=``): two gloo ranks under ``torchrun``.
+
+Each rank holds half of the examples; every number must equal that of one process holding
+all of them (to the order of the float sums), on every rank alike.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+import probecore as pc
+
+from .models_torch import cnn, digits, mlp
+
+HERE = Path(__file__).parent
+N = 301
+RTOL = 1e-12  # loss, gradient, HVP: sums in another order
+RTOL_ALGO = 1e-10  # seeded algorithms on those numbers
+
+
+def torchrun(mode: str, out: Path, ranks: int = 2) -> subprocess.CompletedProcess:
+    """Run ``spmd_job.py MODE OUT`` on ``ranks`` gloo processes of one thread each."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc-per-node={ranks}", str(HERE / "spmd_job.py"), mode, str(out)]
+    # a guard against a hung collective, far above the ~10 s the job takes
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+
+
+def errors(out: Path, ranks: int = 2) -> list[str]:
+    return [(out / f"rank{r}.txt").read_text().splitlines()[0] for r in range(ranks)]
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory) -> tuple[list[dict], Path]:
+    out = tmp_path_factory.mktemp("spmd")
+    proc = torchrun("measure", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    failed = list(out.glob("rank*.txt"))
+    assert not failed, failed[0].read_text()
+    return [dict(np.load(out / f"rank{r}.npz")) for r in range(2)], out
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, np.ndarray]:
+    """The same measurements by one process holding all 301 examples."""
+    rng = np.random.default_rng(1)
+    res: dict[str, np.ndarray] = {}
+    for name, model, image in (("mlp", mlp(16), False), ("cnn", cnn(), True)):
+        obj = pc.objective(model.eval(), F.cross_entropy, digits(N, image=image), batch_size=64)
+        x = obj.x0
+        v = rng.standard_normal(obj.dim)
+        V = rng.standard_normal((3, obj.dim))
+        res[f"{name}/n_examples"] = np.array(obj.n_examples)
+        res[f"{name}/loss"] = np.array(obj.loss(x))
+        res[f"{name}/loss_and_grad.loss"] = res[f"{name}/loss"]
+        res[f"{name}/grad"] = obj.grad(x)
+        res[f"{name}/loss_and_grad.grad"] = res[f"{name}/grad"]
+        res[f"{name}/hvp"] = obj.hvp(x, v)
+        res[f"{name}/hvp_many"] = obj.hvp_many(x, V)
+        res[f"{name}/span"] = obj.losses_in_span(x, V[:2], rng.standard_normal((5, 2)) * 0.1)
+        res[f"{name}/accuracy"] = np.array(obj.metrics(x)["accuracy"])
+    obj = pc.objective(mlp(16).eval(), F.cross_entropy, digits(N), batch_size=64)
+    res["lanczos"] = pc.lanczos(obj, k=3, rng=0).eigenvalues
+    res["hutchpp"] = np.array(pc.hutchpp(obj, n_matvecs=30, rng=0).estimate)
+    density = pc.spectral_density(obj, n_probes=2, n_steps=20, rng=0)
+    res["slq.nodes"], res["slq.weights"] = density.nodes, density.weights
+    dirs = pc.random_directions(obj, 2, rng=0)
+    res["plane"] = pc.plane(
+        obj, dirs, alphas=np.linspace(-1, 1, 4), betas=np.linspace(-1, 1, 3)
+    ).losses
+    return res
+
+
+def rel(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+@pytest.mark.parametrize(
+    "what",
+    [
+        "loss",
+        "loss_and_grad.loss",
+        "grad",
+        "loss_and_grad.grad",
+        "hvp",
+        "hvp_many",
+        "span",
+        "accuracy",
+    ],
+)
+def test_two_ranks_equal_one_process(measured, reference, model, what):
+    ranks, _ = measured
+    key = f"{model}/{what}"
+    for r in ranks:
+        assert int(r[f"{model}/n_examples"]) == N
+        assert rel(r[key], reference[key]) <= RTOL, (key, rel(r[key], reference[key]))
+    # every rank holds the same bits: the ranks run the same algorithm to the same end
+    np.testing.assert_array_equal(ranks[0][key], ranks[1][key])
+
+
+@pytest.mark.parametrize("what", ["lanczos", "hutchpp", "slq.nodes", "slq.weights", "plane"])
+def test_seeded_algorithms_equal_one_process(measured, reference, what):
+    ranks, _ = measured
+    for r in ranks:
+        assert rel(r[what], reference[what]) <= RTOL_ALGO, (what, rel(r[what], reference[what]))
+    np.testing.assert_array_equal(ranks[0][what], ranks[1][what])
+
+
+def test_only_rank0_writes_and_every_rank_resumes(measured):
+    ranks, out = measured
+    stored = pc.load_run(out / "plane.zarr")
+    np.testing.assert_array_equal(stored.losses, ranks[0]["plane"])
+    for r in ranks:
+        np.testing.assert_array_equal(r["plane.resumed"], r["plane"])
+        # the rerun evaluated nothing on either rank: rank 1 was told what rank 0 read
+        assert r["plane.evals"][1] <= 1 < r["plane.evals"][0]
+
+
+def test_bytes_per_hvp(measured):
+    """One all-reduce of dim numbers per HVP, and nothing else."""
+    ranks, _ = measured
+    dims = {"mlp": 64 * 16 + 16 + 16 * 10 + 10, "cnn": 8 * 9 + 8 + 8 * 8 * 9 + 8 + 32 * 10 + 10}
+    for r in ranks:
+        for name, dim in dims.items():
+            assert int(r[f"{name}/bytes_per_hvp"]) == 8 * dim
+
+
+def test_a_rank_that_cannot_build_stops_every_rank(tmp_path):
+    proc = torchrun("fail", tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first, second = errors(tmp_path)
+    assert first.startswith("RuntimeError: rank 1 of the process group could not build")
+    assert "batch 0 of `data`: its inputs ho" in first
+    assert second.startswith("ValueError: batch 0 of `data`: its inputs ho")
+
+
+def test_ranks_with_other_parameters_are_refused(tmp_path):
+    proc = torchrun("mismatch", tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for line in errors(tmp_path):
+        assert line.startswith("ValueError: the ranks of the process group hold different")
+        assert "parameters (sha256 of x0)" in line
+
+
+def test_an_executor_is_refused(tmp_path):
+    proc = torchrun("executor", tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for line in errors(tmp_path):
+        assert line.startswith("ValueError: `executor` cannot run an objective shared by 2")
+
+
+def test_process_group_needs_an_initialized_group():
+    X, y = digits(40)
+    with pytest.raises(ValueError, match="needs an initialized process group: launch with"):
+        pc.objective(mlp(16).eval(), F.cross_entropy, (X, y), process_group="world")
+    assert not torch.distributed.is_initialized()
+
+
+def test_the_example_prints_the_same_numbers_on_one_and_two_processes():
+    example = HERE.parents[1] / "examples" / "torch_spmd.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("RANK", None)
+    one = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, env=env)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    two = subprocess.run([*cmd, str(example)], capture_output=True, text=True, env=env, timeout=900)
+    assert one.returncode == 0 and two.returncode == 0, (one.stderr, two.stderr)
+    assert one.stdout.startswith("1 process(es), 1347 examples")
+    assert two.stdout.startswith("2 process(es), 1347 examples")
+    assert one.stdout.splitlines()[1:] == two.stdout.splitlines()[1:]
