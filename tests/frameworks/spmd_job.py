@@ -106,6 +106,31 @@ def main() -> None:
                 shard(rank, size),
                 process_group="world",
             )
+        elif mode.startswith("sampler"):  # a DataLoader with a DistributedSampler
+            import warnings
+
+            from torch.utils.data import DataLoader, TensorDataset
+            from torch.utils.data.distributed import DistributedSampler
+
+            n = {"sampler_pad": N, "sampler_even": 300, "sampler_drop": N}[mode]
+            dataset = TensorDataset(*digits(n))
+            sampler = DistributedSampler(
+                dataset, shuffle=True, seed=0, drop_last=mode == "sampler_drop"
+            )
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                obj = pc.objective(
+                    mlp(16).eval(),
+                    F.cross_entropy,
+                    DataLoader(dataset, batch_size=64, sampler=sampler),
+                    process_group="world",
+                )
+            np.savez(
+                out / f"rank{rank}.npz",
+                loss=obj.loss(obj.x0),
+                n_examples=obj.n_examples,
+                warnings=np.array([str(w.message) for w in caught] or [""]),
+            )
         elif mode == "executor":
             from concurrent.futures import ThreadPoolExecutor
 

@@ -178,3 +178,31 @@ def test_the_example_prints_the_same_numbers_on_one_and_two_processes():
     assert one.stdout.startswith("1 process(es), 1347 examples")
     assert two.stdout.startswith("2 process(es), 1347 examples")
     assert one.stdout.splitlines()[1:] == two.stdout.splitlines()[1:]
+
+
+def test_a_padding_distributed_sampler_is_refused(tmp_path):
+    proc = torchrun("sampler_pad", tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for line in errors(tmp_path):
+        assert line.startswith(
+            "ValueError: `data`'s DistributedSampler pads the ranks to 151 examples each by "
+            "repeating 1 of the data set's 301"
+        )
+
+
+@pytest.mark.parametrize("mode", ["sampler_even", "sampler_drop"])
+def test_distributed_samplers_that_split_the_data(tmp_path, mode):
+    proc = torchrun(mode, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not list(tmp_path.glob("rank*.txt"))
+    ranks = [np.load(tmp_path / f"rank{r}.npz") for r in range(2)]
+    n = 300
+    if mode == "sampler_drop":  # 150 each of 301: one left out, said once, by rank 0
+        assert "give 300 of the data set's 301 examples" in str(ranks[0]["warnings"][0])
+    assert [str(w) for w in ranks[1]["warnings"]] == [""]
+    for r in ranks:
+        assert int(r["n_examples"]) == n
+    if mode == "sampler_even":  # the shuffled split's union: all 300 examples, once each
+        reference = pc.objective(mlp(16).eval(), F.cross_entropy, digits(n))
+        for r in ranks:
+            assert rel(r["loss"], reference.loss(reference.x0)) <= RTOL

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from probecore.backend import digest
+from probecore.backend import caller_stacklevel, digest
 from probecore_torch._objective import TorchObjective, _serialized
 
 __all__ = ["DistributedTorchObjective", "ProcessGroupCollective"]
@@ -94,6 +95,47 @@ def _check_group(process_group: Any) -> Any:
     return process_group
 
 
+def _distributed_sampler(data: Any, collective: ProcessGroupCollective) -> Any:
+    """``data``'s DistributedSampler, checked against the group, or None without one."""
+    from torch.utils.data.distributed import DistributedSampler
+
+    sampler = getattr(data, "sampler", None)
+    if not isinstance(sampler, DistributedSampler):
+        return None
+    if (sampler.num_replicas, sampler.rank) != (collective.size, collective.rank):
+        raise ValueError(
+            f"`data`'s DistributedSampler splits the data set for rank {sampler.rank} of "
+            f"{sampler.num_replicas}, but this is rank {collective.rank} of the process "
+            f"group's {collective.size}."
+        )
+    if not sampler.drop_last and sampler.total_size > len(sampler.dataset):
+        extra = sampler.total_size - len(sampler.dataset)
+        raise ValueError(
+            f"`data`'s DistributedSampler pads the ranks to {sampler.num_samples} examples "
+            f"each by repeating {extra} of the data set's {len(sampler.dataset)}: the loss "
+            "would count those twice. Give each rank its own slice instead (rank r of R: "
+            "torch.utils.data.Subset(dataset, range(r * n // R, (r + 1) * n // R)) in a "
+            "DataLoader), or pass drop_last=True to the sampler to leave "
+            f"{len(sampler.dataset) % sampler.num_replicas} examples out."
+        )
+    return sampler
+
+
+def _check_union(counts: list[int], dataset_sizes: list[int | None], rank: int) -> None:
+    """Warn (on rank 0) when DistributedSamplers leave examples of the data set out."""
+    if None in dataset_sizes or len(set(dataset_sizes)) != 1:
+        return
+    n = dataset_sizes[0]
+    if sum(counts) < n and rank == 0:
+        warnings.warn(
+            f"the ranks' DistributedSamplers give {sum(counts)} of the data set's {n} "
+            "examples (drop_last=True): the objective is the loss on those. Give each rank "
+            "its own slice (torch.utils.data.Subset) to measure all of them.",
+            UserWarning,
+            stacklevel=caller_stacklevel(),
+        )
+
+
 def _reduced(name: str) -> Callable[..., Any]:
     """The TorchObjective method ``name`` on this rank's shard, summed over the ranks.
 
@@ -162,9 +204,14 @@ class DistributedTorchObjective(TorchObjective):
         self._nested = False
         failure: BaseException | None = None
         try:
-            super().__init__(model, loss_fn, data, **options)
+            sampler = _distributed_sampler(data, self.collective)
+            with warnings.catch_warnings():
+                if sampler is not None:  # each rank reads its part: judged over all below
+                    warnings.filterwarnings("ignore", message=r"`data` gave \d+ of its data")
+                super().__init__(model, loss_fn, data, **options)
             facts: Any = (
                 self._counts,
+                None if sampler is None else len(sampler.dataset),
                 self.dim,
                 str(self.dtype),
                 hashlib.sha256(self.x0.tobytes()).hexdigest(),
@@ -188,7 +235,7 @@ class DistributedTorchObjective(TorchObjective):
     def _join(self, everyone: list[Any]) -> None:
         """Check that the ranks agree, then weight this rank's batches by the global count."""
         names = ("dim", "dtype", "parameters (sha256 of x0)", "layout")
-        for i, what in enumerate(names, start=1):
+        for i, what in enumerate(names, start=2):
             values = [f[i] for f in everyone]
             if len(set(values)) > 1:
                 raise ValueError(
@@ -200,7 +247,8 @@ class DistributedTorchObjective(TorchObjective):
         self.rank_examples = [int(sum(f[0])) for f in everyone]
         self.n_examples = int(sum(self.rank_examples))
         self._weights = [c / self.n_examples for c in self._counts]
-        prints = [f[5] for f in everyone]
+        _check_union(self.rank_examples, [f[1] for f in everyone], self.collective.rank)
+        prints = [f[6] for f in everyone]
         self._fingerprint = {
             **prints[0],
             "data": digest([p["data"] for p in prints]),
