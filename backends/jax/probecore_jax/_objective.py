@@ -11,6 +11,10 @@ linearized once per point (:func:`jax.linearize`) and the linear map is cached f
 point; its residuals cost memory of the order of one forward pass over the whole data set,
 so past :attr:`JaxObjective.linearize_max_bytes` (and on the CPU, where it measured no
 faster) the objective recomputes the JVP per product instead.
+
+With ``devices``, every batch is sharded along its example axis over several devices of
+the process (``jax.sharding``), the parameters replicated, and XLA adds the devices'
+partial sums inside the same compiled functions.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from probecore.backend import (
     SPAN_ROWS_NUMBERS,
@@ -150,6 +156,86 @@ def resolve_device(device: Any) -> jax.Device | None:
     return devices[int(index)]
 
 
+#: How to get more than one device on a CPU-only machine (quoted by the errors).
+_HOST_DEVICES_HINT = (
+    "On the CPU, set XLA_FLAGS=--xla_force_host_platform_device_count={n} in the "
+    "environment before JAX is first imported to get {n} host devices."
+)
+
+
+def _one_axis_mesh(devices: Sequence[jax.Device], name: str) -> Mesh:
+    """A one-axis mesh of ``devices``, its axis sharded automatically by XLA."""
+    axis_type = getattr(jax.sharding, "AxisType", None)  # jax >= 0.5
+    if axis_type is None:  # pragma: no cover - old jax
+        return Mesh(np.array(devices, dtype=object), (name,))
+    return Mesh(np.array(devices, dtype=object), (name,), axis_types=(axis_type.Auto,))
+
+
+def resolve_mesh(devices: Any) -> Mesh | None:
+    """``devices`` (None, a count, a sequence of devices or a one-axis Mesh) checked.
+
+    Returns a one-axis :class:`jax.sharding.Mesh` (its axis ``"data"``, or the given
+    mesh's name) whose axis XLA shards automatically, or None.
+    """
+    if devices is None:
+        return None
+    local = jax.local_devices()
+    have = ", ".join(f"{d.platform}:{d.id}" for d in local)
+    name = "data"
+    if isinstance(devices, Mesh):
+        if len(devices.axis_names) != 1:
+            raise ValueError(
+                "`devices` must be a Mesh with one axis (the data axis the examples are "
+                f"sharded along); got a mesh with axes {dict(devices.shape)}."
+            )
+        name = devices.axis_names[0]
+        chosen = list(devices.devices.flat)
+    elif isinstance(devices, int | np.integer) and not isinstance(devices, bool):
+        count = int(devices)
+        if count < 1:
+            raise ValueError(f"`devices` must be a positive number of devices; got {count}.")
+        if count > len(local):
+            raise ValueError(
+                f"`devices` must be at most the number of devices JAX has here "
+                f"({len(local)}: {have}); got {count}. " + _HOST_DEVICES_HINT.format(n=count)
+            )
+        chosen = list(local[:count])
+    elif isinstance(devices, Sequence | np.ndarray) and not isinstance(devices, str | bytes):
+        chosen = list(np.asarray(devices, dtype=object).flat)
+        if not chosen:
+            raise ValueError(
+                "`devices` must hold at least one jax.Device; got an empty "
+                f"{type(devices).__name__}."
+            )
+        for d in chosen:
+            if not isinstance(d, jax.Device):
+                raise TypeError(
+                    "`devices` must be a sequence of jax.Device (such as jax.devices()[:2]); "
+                    f"it holds a {type(d).__name__} {d!r:.60}."
+                )
+        if len(set(chosen)) != len(chosen):
+            raise ValueError(f"`devices` must not repeat a device; got {chosen}.")
+    else:
+        raise TypeError(
+            "`devices` must be None, a number of devices, a sequence of jax.Device or a "
+            f"one-axis jax.sharding.Mesh; got {type(devices).__name__} {devices!r:.60}."
+        )
+    platforms = sorted({d.platform for d in chosen})
+    if len(platforms) > 1:
+        raise ValueError(
+            "`devices` must all be of one platform (one kind of device); got "
+            f"{', '.join(f'{d.platform}:{d.id}' for d in chosen)}."
+        )
+    foreign = [d for d in chosen if d.process_index != jax.process_index()]
+    if foreign:
+        raise ValueError(
+            "`devices` must be devices of this process (the objective is data-parallel on "
+            f"one host); got {', '.join(f'{d.platform}:{d.id}' for d in foreign)} of other "
+            f"processes. This process has {have}."
+        )
+    return _one_axis_mesh(chosen, name)
+
+
 class _Params:
     """Split a model into the flat float vector and what is held fixed.
 
@@ -160,7 +246,14 @@ class _Params:
     """
 
     def __init__(
-        self, params: Any, dtype: Any, *, layout: Any = None, device: Any = None, warn: bool = True
+        self,
+        params: Any,
+        dtype: Any,
+        *,
+        layout: Any = None,
+        device: Any = None,
+        mesh: Mesh | None = None,
+        warn: bool = True,
     ) -> None:
         structure = read_model(params)
         flat_paths, treedef = jax.tree_util.tree_flatten_with_path(structure.tree)
@@ -213,6 +306,11 @@ class _Params:
         self.kind = structure.kind
         self.merge = structure.merge
         self.device = resolve_device(device)
+        self.mesh = mesh
+        if mesh is not None:
+            # parameters (and every vector) replicated; batches split along the data axis
+            self.replicated = NamedSharding(mesh, P())
+            self.sharded = NamedSharding(mesh, P(mesh.axis_names[0]))
         self.treedef = treedef
         self.kinds = tuple(kinds)
         leaves = [leaf for _, leaf in flat_paths]
@@ -249,7 +347,12 @@ class _Params:
         return a if isinstance(a, jax.Array) else _as_jax(a)
 
     def put(self, a: Any) -> jax.Array:
-        """``a`` as a jax array on the objective's device (JAX's default if none)."""
+        """``a`` as a jax array on the objective's device (JAX's default if none).
+
+        With ``devices``: replicated on every device of the mesh.
+        """
+        if self.mesh is not None:
+            return jax.device_put(a, self.replicated)
         if self.device is None:
             return jnp.asarray(a)
         return jax.device_put(a, self.device)
@@ -417,6 +520,20 @@ def _pad_size(m: int, cap: int) -> int:
     return min(cap, 1 << max(0, m - 1).bit_length())
 
 
+def _split_counts(n: int, mesh: Mesh | None) -> tuple[int, ...]:
+    """How a batch of ``n`` examples is evaluated: the examples of each piece.
+
+    Without a mesh, one piece. Over ``d`` devices, the largest multiple of ``d`` sharded
+    along the data axis, then the remaining ``n mod d`` examples replicated (every device
+    computes them): the loss is the example-weighted mean of the pieces' means, so the
+    split changes nothing but the order of the additions.
+    """
+    if mesh is None:
+        return (n,)
+    sharded = n - n % mesh.size
+    return tuple(c for c in (sharded, n - sharded) if c)
+
+
 # --------------------------------------------------------------------------- compiled
 
 
@@ -530,17 +647,37 @@ class JaxObjective(AbstractObjective):
         same batches in the same order each pass (checked by their sizes); a generator
         is refused. The first pass checks and digests every batch; HVPs are never cached
         across batches (no linearization), and a :meth:`subset` is held in memory.
+    devices : None, int, sequence of jax.Device or jax.sharding.Mesh
+        Data parallelism over several devices of this process (several GPUs of one host,
+        or host devices on the CPU). A count ``n`` takes the first ``n`` of
+        :func:`jax.local_devices`; a sequence names the devices (all of one platform); a
+        :class:`~jax.sharding.Mesh` must have one axis, along which the examples are
+        split. Each batch's leaves are placed with ``NamedSharding(mesh, P(axis))``
+        along their leading (example) axis, and the parameters and every vector are
+        replicated; the same compiled functions then run on all devices at once, XLA
+        summing the devices' partial results. A batch whose size is not a multiple of
+        the number of devices ``d`` is evaluated as two pieces weighted by their number
+        of examples: its first ``d·⌊n/d⌋`` examples sharded, the rest (and a batch
+        smaller than ``d``) replicated. This is the same loss as one device computes,
+        up to the order of the additions (float64 results agree to 1e-12 relative), for
+        any ``loss_fn`` that is a mean over examples -- as :meth:`subset` and the
+        batch weights already assume; a loss coupling the examples of a batch (batch
+        statistics) would see the remainder as a batch of its own. Default (None): one
+        device, see ``device``, which cannot be combined with ``devices``. On a machine
+        without accelerators, ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` in
+        the environment before JAX is first imported gives two host devices (they share
+        the CPU's cores, so this tests the sharding rather than speeding anything up).
 
     Attributes
     ----------
     linearize_max_bytes : int or None
         Largest memory (bytes, estimated with :func:`jax.eval_shape`) that the cached
-        linearization of the gradient at one point may hold, summed over batches; above
-        it every HVP recomputes the forward and backward pass instead. Default (None):
-        1 GiB on accelerators and 0 (no cache) on the CPU, where a reused linearization
-        measured no faster than a fresh ``jvp`` of the gradient and a cold one 1.4×
-        slower (``benchmarks/backends_jax.py``). Assign to the instance, before its first
-        HVP, to change it.
+        linearization of the gradient at one point may hold, summed over batches (and
+        over the devices of ``devices``); above it every HVP recomputes the forward and
+        backward pass instead. Default (None): 1 GiB on accelerators and 0 (no cache) on
+        the CPU, where a reused linearization measured no faster than a fresh ``jvp`` of
+        the gradient and a cold one 1.4× slower (``benchmarks/backends_jax.py``). Assign
+        to the instance, before its first HVP, to change it.
 
     Notes
     -----
@@ -576,6 +713,7 @@ class JaxObjective(AbstractObjective):
         layout: Any = None,
         device: Any = None,
         stream: bool = False,
+        devices: Any = None,
     ) -> None:
         if not callable(loss_fn):
             raise TypeError(
@@ -590,7 +728,14 @@ class JaxObjective(AbstractObjective):
         self.hvp_chunk = check_int("hvp_chunk", hvp_chunk, lo=1)
         check_determinism = check_bool("check_determinism", check_determinism)
         self._loss_fn, self._metrics_fn = loss_fn, metrics_fn
-        self._params = _Params(params, dtype, layout=layout, device=device)
+        mesh = resolve_mesh(devices)
+        if mesh is not None and device is not None:
+            raise ValueError(
+                "`device` and `devices` cannot be combined: pass `devices` (the devices "
+                f"the data are sharded over) alone; got device={device!r} and "
+                f"devices={devices!r:.80}."
+            )
+        self._params = _Params(params, dtype, layout=layout, device=device, mesh=mesh)
         self._fns = _Functions(loss_fn, metrics_fn, self._params.build)
         self._metric_keys: tuple[str, ...] | None = None
         self._zero_cache: dict[tuple, jax.Array] = {}
@@ -608,10 +753,9 @@ class JaxObjective(AbstractObjective):
         dtype = self._params.dtype
         batches, sizes = [], []
         treedef0 = None
+        digests = []
         for i, raw_batch in enumerate(raw):
             batch, n = _convert_batch(i, raw_batch, dtype)
-            if self._params.device is not None:
-                batch = jax.device_put(batch, self._params.device)
             treedef = jax.tree_util.tree_structure(batch)
             if treedef0 is None:
                 treedef0 = treedef
@@ -620,11 +764,12 @@ class JaxObjective(AbstractObjective):
                     f"batch {i} of `data` has structure {treedef} but batch 0 has {treedef0}; "
                     "all batches must hold the same arrays."
                 )
-            batches.append(batch)
+            digests.append(_batch_digest(batch))  # of the whole batch, however placed
+            batches.append(self._split(batch, n))
             sizes.append(n)
-        self._batches = batches
-        self._first = batches[0]
-        self._data_digest = digest([_batch_digest(b) for b in batches], stable_repr(treedef0))
+        self._held: list[list[Any]] | None = batches
+        self._first = batches[0][0]
+        self._data_digest = digest(digests, stable_repr(treedef0))
         self._set_sizes(sizes)
 
     def _set_stream(self, data: Any) -> None:
@@ -637,7 +782,7 @@ class JaxObjective(AbstractObjective):
             batch, n = _convert_batch(i, raw_batch, dtype)
             treedef = jax.tree_util.tree_structure(batch)
             if treedef0 is None:
-                treedef0, first = treedef, self._place(batch)
+                treedef0, first = treedef, self._split(batch, n)[0]
             elif treedef != treedef0:
                 raise ValueError(
                     f"batch {i} of `data` has structure {treedef} but batch 0 has {treedef0}; "
@@ -647,21 +792,49 @@ class JaxObjective(AbstractObjective):
             digests.append(_batch_digest(batch))
         if not sizes:
             raise ValueError("`data` yielded no batches.")
-        self._stream, self._batches, self._first = data, None, first
+        self._stream, self._held, self._first = data, None, first
         self._data_digest = digest(digests, stable_repr(treedef0))
         self._set_sizes(sizes)
 
-    def _place(self, batch: Any) -> Any:
-        return batch if self._params.device is None else jax.device_put(batch, self._params.device)
+    def _split(self, batch: Any, n: int) -> list[Any]:
+        """The batch placed on the device(s), in the pieces of :func:`_split_counts`."""
+        p = self._params
+        if p.mesh is None:
+            return [batch if p.device is None else jax.device_put(batch, p.device)]
+        pieces, start = [], 0
+        for count in _split_counts(n, p.mesh):
+            part = batch
+            if count != n:
+                part = jax.tree_util.tree_map(lambda a, s=start, c=count: a[s : s + c], batch)
+            sharded = count % p.mesh.size == 0
+            pieces.append(jax.device_put(part, p.sharded if sharded else p.replicated))
+            start += count
+        return pieces
+
+    def _whole_batches(self):
+        """The batches held on the device(s), each whole again (its pieces joined)."""
+        for pieces in self._held or ():
+            if len(pieces) == 1:
+                yield pieces[0]
+            else:
+                yield jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis=0), *pieces)
+
+    @property
+    def _batches(self) -> list[Any] | None:
+        """The whole batches held on the device(s); None when streamed."""
+        return None if self._held is None else list(self._whole_batches())
 
     def _set_sizes(self, sizes: list[int]) -> None:
         dtype = self._params.dtype
         self._sizes = tuple(sizes)
         total = sum(sizes)
         self.n_examples = total
-        # Batch weights n_b/N, rounded once to dtype.
-        self._weights = tuple(np.asarray(n / total, dtype=dtype) for n in sizes)
-        self._linearized: tuple[np.ndarray, list[Any]] | None = None
+        # Weights n/N of every piece (a whole batch without `devices`), rounded once.
+        self._weights = tuple(
+            tuple(np.asarray(c / total, dtype=dtype) for c in _split_counts(n, self._params.mesh))
+            for n in sizes
+        )
+        self._linearized: tuple[np.ndarray, list[tuple[Any, Any]]] | None = None
         self._use_linearize: bool | None = None
         self._fingerprint: dict[str, str] | None = None  # the data changed: found again
 
@@ -729,6 +902,11 @@ class JaxObjective(AbstractObjective):
         """The device given by the ``device`` option (None: JAX's default device)."""
         return self._params.device
 
+    @property
+    def mesh(self) -> Mesh | None:
+        """The one-axis mesh the data are sharded over (``devices``); None: one device."""
+        return self._params.mesh
+
     def to_params(self, x: np.ndarray) -> Any:
         """The model at the flat vector ``x``, of the kind given (jax array leaves).
 
@@ -753,12 +931,20 @@ class JaxObjective(AbstractObjective):
         return zero
 
     def _each_batch(self):
+        """``(weight, consts, piece)`` for every piece of every batch, in order."""
         consts = self._params.consts
         if self._stream is None:
-            for w, batch in zip(self._weights, self._batches, strict=True):
-                yield w, consts, batch
+            for weights, pieces in zip(self._weights, self._held, strict=True):
+                for w, piece in zip(weights, pieces, strict=True):
+                    yield w, consts, piece
             return
-        # streamed: one batch on the device at a time, read again on every pass
+        # streamed: one batch on the device(s) at a time, read again on every pass
+        for i, batch in self._read_stream():
+            for w, piece in zip(self._weights[i], self._split(batch, self._sizes[i]), strict=True):
+                yield w, consts, piece
+
+    def _read_stream(self):
+        """``(index, batch)`` for every batch of a streamed data set, checked."""
         n = 0
         for i, raw_batch in enumerate(self._stream):
             batch, size = _convert_batch(i, raw_batch, self._params.dtype, check=False)
@@ -770,7 +956,7 @@ class JaxObjective(AbstractObjective):
                     "A streamed data set must yield the same batches in the same order."
                 )
             n += 1
-            yield self._weights[i], consts, self._place(batch)
+            yield i, batch
         if n != len(self._sizes):
             raise RuntimeError(
                 f"the streamed `data` changed between passes: {n} batches, where the first "
@@ -822,12 +1008,15 @@ class JaxObjective(AbstractObjective):
             self._use_linearize = total <= limit
         return self._use_linearize
 
-    def _linearization(self, x: np.ndarray, xj: jax.Array) -> list[Any]:
+    def _linearization(self, x: np.ndarray, xj: jax.Array) -> list[tuple[Any, Any]]:
+        """``(weight, linear map)`` of every piece at ``x`` (cached for the last ``x``)."""
         cached = self._linearized
         if cached is not None and np.array_equal(cached[0], x):
             return cached[1]
         self._linearized = None  # free the old residuals before computing new ones
-        lins = [self._fns.linearize(xj, consts, batch) for _, consts, batch in self._each_batch()]
+        lins = [
+            (w, self._fns.linearize(xj, consts, batch)) for w, consts, batch in self._each_batch()
+        ]
         self._linearized = (x.copy(), lins)
         return lins
 
@@ -838,7 +1027,7 @@ class JaxObjective(AbstractObjective):
         xj = self._params.put(x)
         acc = self._zeros((self.dim,), self.dtype)
         if self._linearize_fits(xj):
-            for w, lin in zip(self._weights, self._linearization(x, xj), strict=True):
+            for w, lin in self._linearization(x, xj):
                 acc = self._fns.apply(acc, w, lin, vj)
         else:
             for w, consts, batch in self._each_batch():
@@ -861,7 +1050,7 @@ class JaxObjective(AbstractObjective):
             Vj = self._params.put(padded)
             acc = self._zeros(padded.shape, self.dtype)
             if lins is not None:
-                for w, lin in zip(self._weights, lins, strict=True):
+                for w, lin in lins:
                     acc = self._fns.apply_many(acc, w, lin, Vj)
             else:
                 for w, consts, batch in self._each_batch():
@@ -945,6 +1134,12 @@ class JaxObjective(AbstractObjective):
         The loss and metrics functions' names, the model's kind, pytree structure, leaf
         shapes and layout (roles and filter axes), its held-fixed leaves, and the data (a
         digest of every batch). A store refuses to resume when any of them differs.
+
+        The devices (``device``, ``devices``) are left out: sharding changes only the order
+        of the additions, so one and two devices differ in the last bits, as two machines
+        or two XLA versions do, and a store already accepts such differences (it compares
+        the loss at the origin to 1000 ulps) -- a run may be resumed on another number of
+        devices.
         """
         if self._fingerprint is None:
             p = self._params
@@ -964,9 +1159,9 @@ class JaxObjective(AbstractObjective):
     def subset(self, indices: np.ndarray) -> JaxObjective:
         """The same objective on examples ``indices`` of the concatenated data set.
 
-        The examples are re-batched with the size of the first batch; compiled functions
-        are shared with this objective, so a subset of a batch shape seen before costs no
-        compilation.
+        The examples are re-batched with the size of the first batch and sharded over
+        the same ``devices``; compiled functions are shared with this objective, so a
+        subset of a batch shape seen before costs no compilation.
         """
         idx = np.asarray(indices)
         if idx.dtype.kind not in "iu":
@@ -985,8 +1180,11 @@ class JaxObjective(AbstractObjective):
         which = np.searchsorted(starts, idx, side="right") - 1
         pieces, positions = [], []
         wanted = set(np.unique(which).tolist())
-        source = self._batches if self._stream is None else (b for _, _, b in self._each_batch())
-        for b, batch in enumerate(source):  # a streamed data set is read once more
+        if self._stream is None:
+            source = self._whole_batches()
+        else:  # a streamed data set is read once more
+            source = (b for _, b in self._read_stream())
+        for b, batch in enumerate(source):
             if b not in wanted:
                 continue
             mask = which == b
@@ -1011,22 +1209,29 @@ class JaxObjective(AbstractObjective):
     # -- misc ---------------------------------------------------------------------------------
 
     def __repr__(self) -> str:
+        mesh = self._params.mesh
         return (
             f"{type(self).__name__}(dim={self.dim}, dtype={self.dtype}, "
-            f"n_examples={self.n_examples}, batches={len(self._sizes)})"
+            f"n_examples={self.n_examples}, batches={len(self._sizes)}"
+            + ("" if mesh is None else f", devices={mesh.size}")
+            + ")"
         )
 
     def __reduce__(self) -> tuple:
         """Pickle as the loss, model, data (numpy) and layout; rebuilt and recompiled on load.
 
-        The device travels as ``"platform:id"``; an Equinox module pickles when its static
-        parts (activation functions) do, e.g. with cloudpickle.
+        The device travels as ``"platform:id"``, a mesh as its axis name and its devices'
+        ``"platform:id"``; an Equinox module pickles when its static parts (activation
+        functions) do, e.g. with cloudpickle.
         """
         if self._stream is None:
-            data = _Batches([jax.tree_util.tree_map(np.asarray, b) for b in self._batches])
+            data = _Batches([jax.tree_util.tree_map(np.asarray, b) for b in self._whole_batches()])
         else:
             data = self._stream  # pickles when the loader does
-        dev = self._params.device
+        dev, mesh = self._params.device, self._params.mesh
+        sharding = None
+        if mesh is not None:
+            sharding = (mesh.axis_names[0], [f"{d.platform}:{d.id}" for d in mesh.devices.flat])
         return (
             _rebuild,
             (
@@ -1039,13 +1244,27 @@ class JaxObjective(AbstractObjective):
                 self.layout,
                 None if dev is None else f"{dev.platform}:{dev.id}",
                 self._stream is not None,
+                sharding,
             ),
         )
 
 
 def _rebuild(
-    loss_fn, params, data, dtype, metrics_fn, hvp_chunk, layout=None, device=None, stream=False
+    loss_fn,
+    params,
+    data,
+    dtype,
+    metrics_fn,
+    hvp_chunk,
+    layout=None,
+    device=None,
+    stream=False,
+    sharding=None,
 ) -> JaxObjective:
+    devices = None
+    if sharding is not None:
+        name, ids = sharding
+        devices = _one_axis_mesh([resolve_device(d) for d in ids], name)
     return JaxObjective(
         loss_fn,
         params,
@@ -1057,4 +1276,5 @@ def _rebuild(
         layout=layout,
         device=device,
         stream=stream,
+        devices=devices,
     )

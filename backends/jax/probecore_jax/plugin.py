@@ -23,6 +23,7 @@ OPTIONS = (
     "layout",
     "device",
     "stream",
+    "devices",
 )
 
 
@@ -81,7 +82,7 @@ def probecore_make_objective(
         See :class:`~probecore_jax.JaxObjective`.
     options : Mapping[str, Any]
         ``dtype``, ``metrics_fn``, ``hvp_chunk``, ``check_determinism``, ``layout``,
-        ``device``.
+        ``device``, ``stream``, ``devices``.
 
     Returns
     -------
