@@ -73,6 +73,9 @@ __all__ = [
     "TrajectoryPCA",
     "effective_dimension",
     "trajectory_directions",
+    # Distributed
+    "ShardedObjective",
+    "ShardLostError",
     # Results
     "EigResult",
     "PowerIterationResult",

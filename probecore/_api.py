@@ -10,6 +10,7 @@ itself here, so :func:`probecore.load` and :func:`probecore.load_run` know them 
 
 import probecore.analytic as analytic
 import probecore.plot as plot  # imports matplotlib only when called
+from probecore._cluster import ShardedObjective, ShardLostError
 from probecore._contract.errors import (
     ConvergenceError,
     InvalidResultError,
