@@ -154,6 +154,8 @@ def _reduced(name: str) -> Callable[..., Any]:
                 out = local(self, *args)
             finally:
                 self._nested = False
+            if self.collective.size == 1:
+                return out
             total = self.collective.sum
             if name == "loss":
                 return float(total(np.array([out]))[0])
