@@ -7,6 +7,7 @@ two real gloo ranks).
 
 from __future__ import annotations
 
+import pickle
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -25,7 +26,7 @@ class Recorder:
         self.sent: list = []
 
     def broadcast(self, obj):
-        self.sent.append(obj)
+        self.sent.append(pickle.loads(pickle.dumps(obj)))  # as sent: a copy, at this moment
         return obj
 
 
@@ -38,8 +39,7 @@ class Replayer:
         self.sent = list(sent)
 
     def broadcast(self, obj):
-        assert obj is None  # rank 1 sends nothing
-        return self.sent.pop(0)
+        return self.sent.pop(0)  # rank 1's own value is not sent
 
 
 def spmd(collective) -> Quadratic:
@@ -60,7 +60,7 @@ def test_only_rank0_writes_and_rank1_resumes_what_rank0_read(tmp_path):
     first = plane(spmd(lead), store)
     assert store.exists() and first.n_loss_evals == 26
     # rank 1 never touches the disk: it is told what rank 0 read (nothing, at first)
-    follower_store = tmp_path / "never.zarr"
+    follower_store = tmp_path / "never.zarr"  # rank 0's store decides, rank 1's is unused
     follower = plane(spmd(Replayer(lead.sent)), follower_store)
     assert not follower_store.exists()
     np.testing.assert_array_equal(follower.losses, first.losses)
@@ -109,3 +109,13 @@ def test_a_collective_without_broadcast_is_refused():
     q.collective = type("C", (), {"rank": 0, "size": 2})()
     with pytest.raises(TypeError, match=r"collective must have `rank`, `size` and `broadcast"):
         pc.plane(q, np.eye(2), store="x.zarr")
+
+
+def test_a_store_on_rank0_only_is_followed(tmp_path):
+    lead = Recorder()
+    store = tmp_path / "plane.zarr"
+    first = plane(spmd(lead), store)
+    follower = plane(spmd(Replayer(lead.sent)), None)  # no store given on rank 1
+    np.testing.assert_array_equal(follower.losses, first.losses)
+    assert follower.n_loss_evals == first.n_loss_evals == 26  # origin included on both
+    assert follower.metadata["store"] == str(store)

@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,10 @@ def _factories(parts, make=_shard):
 
 # --------------------------------------------------------------------------- fixtures
 
+# A safety net against a cluster that never starts its workers (a failure, not a hang);
+# they start in seconds even on a loaded 2-core machine.
+WAIT_S = 300
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
@@ -110,13 +115,34 @@ def cluster(tmp_path_factory):
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
-        client.wait_for_workers(2)
+        client.wait_for_workers(2, timeout=WAIT_S)
         yield cluster, client
 
 
 @pytest.fixture(scope="module")
 def client(cluster):
     return cluster[1]
+
+
+@pytest.fixture
+def fresh(tmp_path):
+    """A cluster of its own, for a test that kills its workers.
+
+    A worker killed in one test is restarted by its nanny in the background; a later test
+    on a shared cluster could find it still missing (a CI run once waited for it forever).
+    """
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            local_directory=str(tmp_path / "dask"),
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        client.wait_for_workers(2, timeout=WAIT_S)
+        yield cluster, client
 
 
 @pytest.fixture(scope="module", params=[TWO, THREE], ids=["2 shards", "3 uneven shards"])
@@ -286,8 +312,8 @@ def test_without_dask_the_error_says_how_to_install_it():
 # --------------------------------------------------------------------------- worker loss
 
 
-def test_lanczos_survives_the_loss_of_a_worker(client, point):
-    client.wait_for_workers(2)  # the earlier tests' killed workers are back
+def test_lanczos_survives_the_loss_of_a_worker(fresh, point):
+    _, client = fresh
     sharded = pc.ShardedObjective(client, _factories(TWO))
     killer = _KillsAfter(sharded, client, n=5)
     result = pc.lanczos((killer, point), k=3, rng=0)
@@ -297,8 +323,8 @@ def test_lanczos_survives_the_loss_of_a_worker(client, point):
     assert _rel(result.eigenvalues, reference.eigenvalues) <= 1e-10
 
 
-def test_on_worker_loss_raise_refuses_a_rebuilt_shard(client, point):
-    client.wait_for_workers(2)
+def test_on_worker_loss_raise_refuses_a_rebuilt_shard(fresh, point):
+    _, client = fresh
     sharded = pc.ShardedObjective(client, _factories(TWO), on_worker_loss="raise")
     killer = _KillsAfter(sharded, client, n=3)
     with pytest.raises(pc.ShardLostError, match=r"shard \d was lost.*on_worker_loss='raise'") as e:
@@ -319,9 +345,9 @@ def test_on_worker_loss_raise_refuses_a_rebuilt_shard(client, point):
     ids=["differs", "fails"],
 )  # fmt: skip
 def test_a_rebuild_that_differs_or_fails_raises_instead_of_a_number(
-    client, point, tmp_path, fail, message
+    fresh, point, tmp_path, fail, message
 ):
-    client.wait_for_workers(2)
+    _, client = fresh
     make = functools.partial(_changes_on_rebuild, TWO[1], str(tmp_path / "builds"), fail)
     sharded = pc.ShardedObjective(client, [functools.partial(_shard, TWO[0]), make])
     killer = _KillsAfter(sharded, client, n=2)
@@ -331,21 +357,22 @@ def test_a_rebuild_that_differs_or_fails_raises_instead_of_a_number(
     assert e.value.shard == 1
 
 
-def test_a_call_after_every_worker_was_lost_waits_for_new_ones(client, point):
+def test_a_call_after_every_worker_was_lost_waits_for_new_ones(fresh, point):
     # Dask never runs a task restricted to a worker's address once no worker is left,
     # even with allow_other_workers: the rebuilds and the calls must not be restricted
-    client.wait_for_workers(2)
+    _, client = fresh
     sharded = pc.ShardedObjective(client, _factories(TWO))
     for address in list(client.scheduler_info()["workers"]):
         _kill_worker(client, address)
     v = np.ones(sharded.dim)
-    assert _rel(sharded.hvp(point, v), _digits().hvp(point, v)) <= 1e-12
+    with ThreadPoolExecutor(1) as pool:  # the nannies restart the workers; never hang CI
+        hv = pool.submit(sharded.hvp, point, v).result(timeout=WAIT_S)
+    assert _rel(hv, _digits().hvp(point, v)) <= 1e-12
     assert sharded.n_rebuilds == 2
 
 
-def test_killed_worker_surfaces_as_shard_lost_error(cluster, point, tmp_path):
-    cluster, client = cluster
-    client.wait_for_workers(2)
+def test_killed_worker_surfaces_as_shard_lost_error(fresh, point, tmp_path):
+    cluster, client = fresh
     flag = tmp_path / "exit"
     factories = [
         functools.partial(_shard, TWO[0]),

@@ -12,10 +12,18 @@ match one for one.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Collective", "collective_of", "is_lead", "refuse_executor", "shared"]
+__all__ = [
+    "Collective",
+    "agreed_store",
+    "collective_of",
+    "is_lead",
+    "refuse_executor",
+    "shared",
+]
 
 T = TypeVar("T")
 
@@ -96,3 +104,16 @@ def shared(collective: Collective | None, compute: Callable[[], T]) -> T:
     if status == "error":
         raise RuntimeError(f"rank 0 of the objective's process group failed: {value}")
     return value
+
+
+def agreed_store(objective: Any, store: Any) -> Any:
+    """The run store every rank uses: rank 0's (its path on every rank), or None.
+
+    Whether a run keeps a store decides which collective calls it makes (the objective's
+    loss at the origin identifies it to the store), so the ranks must agree: rank 0's
+    ``store`` decides, whatever the other ranks passed, and only rank 0 opens it.
+    """
+    coll = collective_of(objective)
+    if coll is None:
+        return store
+    return coll.broadcast(None if store is None else os.fspath(store))

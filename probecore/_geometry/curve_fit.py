@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from probecore._contract.collective import is_lead
 from probecore._contract.objective import Objective, require_objective
 from probecore._contract.progress import progress_bar
 from probecore._contract.results import ResultBase, register
@@ -287,7 +288,7 @@ def fit_curve(
     hist_t, hist_loss = [], []
     seen = 0
     step = 0
-    bar = progress_bar(epochs, 0, "fit_curve", progress, unit="epoch")
+    bar = progress_bar(epochs, 0, "fit_curve", progress and is_lead(objective), unit="epoch")
     try:
         for _ in range(epochs):
             order = gen.permutation(len(batches)) if not full_batch else [0] * per_epoch

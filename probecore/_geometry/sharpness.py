@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.optimize
 
+from probecore._contract.collective import is_lead
 from probecore._contract.errors import caller_stacklevel
 from probecore._contract.objective import Objective, require_objective
 from probecore._contract.progress import progress_bar
@@ -116,7 +117,10 @@ class _Ascent:
         loss0: float,
         progress: bool | None = False,
     ) -> None:
-        self.bar = progress_bar(None, 1, "epsilon_sharpness", progress, unit="eval")
+        lead = is_lead(objective)  # SPMD: rank 0 alone shows it
+        self.bar = progress_bar(
+            None, 1, "epsilon_sharpness", progress if lead else False, unit="eval"
+        )
         self.objective = objective
         self.x = x
         self.w = w  # float64 half-widths of the free coordinates

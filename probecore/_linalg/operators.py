@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
+from probecore._contract.collective import is_lead
 from probecore._contract.objective import Objective
 from probecore._contract.progress import progress_bar
 from probecore._contract.provenance import objective_record
@@ -181,7 +182,8 @@ class Counted:
         self.n = op.shape[0]
         self.dtype = np.dtype(op.dtype)
         self.count = 0
-        self.bar = progress_bar(total, 0, desc, progress, unit="HVP")
+        lead = is_lead(getattr(op, "objective", None))  # SPMD: rank 0 alone shows it
+        self.bar = progress_bar(total, 0, desc, progress if lead else False, unit="HVP")
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=self.dtype)

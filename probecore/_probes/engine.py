@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from probecore._contract.collective import Collective, collective_of, is_lead, shared
+from probecore._contract.collective import Collective, agreed_store, collective_of, is_lead, shared
 from probecore._contract.fingerprint import objective_fingerprint
 from probecore._contract.objective import Objective, span_point
 from probecore._contract.progress import progress_bar
@@ -551,6 +551,7 @@ def evaluate_plan(
     (5, True, (5,))
     """
     check_executor(executor, objective_factory, objective)
+    store = agreed_store(objective, store)
     names = tuple(metric_names)
     n = plan.n_points
     chunk_size, chunks = chunking(n, chunk_size, objective)

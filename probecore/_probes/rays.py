@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from probecore._contract.collective import collective_of, is_lead
+from probecore._contract.collective import agreed_store, collective_of, is_lead
 from probecore._contract.fingerprint import objective_fingerprint
 from probecore._contract.objective import Objective
 from probecore._contract.validation import (
@@ -398,6 +398,7 @@ def rays(
         raise ValueError(f"`confidence` must lie strictly between 0 and 1; got {confidence}.")
     check = bool(check)
     check_executor(executor, objective_factory, objective)
+    store = agreed_store(objective, store)
     if store is not None and (isinstance(rng, bool) or not isinstance(rng, numbers.Integral)):
         raise TypeError(
             "`rng` must be an int seed when `store` is given, so that a rerun draws the same "

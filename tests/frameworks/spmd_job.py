@@ -131,6 +131,26 @@ def main() -> None:
                 n_examples=obj.n_examples,
                 warnings=np.array([str(w.message) for w in caught] or [""]),
             )
+        elif mode == "rng_default":  # each rank draws its own probe vectors
+            pc.hutchpp(_mlp(rank, size), n_matvecs=30)
+        elif mode == "raise_midrun":  # rank 1 alone is given a bad vector
+            obj = _mlp(rank, size)
+            v = np.ones(obj.dim)
+            if rank == 1:
+                v[7] = np.nan
+            obj.hvp(obj.x0, v)
+        elif mode == "store_rank0":  # the store passed on rank 0 only
+            obj = _mlp(rank, size)
+            store = out / "plane.zarr" if rank == 0 else None
+            grid = np.linspace(-1, 1, 3)
+            dirs = pc.random_directions(obj, 2, rng=0)
+            res = [pc.plane(obj, dirs, alphas=grid, betas=grid, store=store) for _ in range(2)]
+            np.savez(
+                out / f"rank{rank}.npz",
+                losses=res[0].losses,
+                again=res[1].losses,
+                evals=[r.n_loss_evals for r in res],
+            )
         elif mode == "executor":
             from concurrent.futures import ThreadPoolExecutor
 

@@ -59,6 +59,15 @@ def cnn_loss(variables, batch):
     return jnp.mean(jax.nn.logsumexp(logits, axis=1) - picked)
 
 
+def weighted_loss(variables, batch):
+    """A weighted mean (weights from the labels): not a mean over examples."""
+    images, labels = batch
+    logits = CNN().apply(variables, images)
+    picked = jnp.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
+    w = labels.astype(logits.dtype) + 1.0
+    return jnp.sum(w * (jax.nn.logsumexp(logits, axis=1) - picked)) / jnp.sum(w)
+
+
 def cnn_metrics(variables, batch):
     images, labels = batch
     hits = jnp.argmax(CNN().apply(variables, images), axis=1) == labels
@@ -162,6 +171,18 @@ def _measure() -> dict:
     ]
 
     out["batches_of_64"] = _compare(one, two, seed=0, full=True)
+    refusals = {}
+    for name, data, stream in (("held", _data(64), False), ("stream", _data(64), True)):
+        try:
+            JaxObjective(weighted_loss, _variables(), data, devices=cpus[:2], stream=stream)
+        except ValueError as exc:
+            refusals[name] = str(exc)
+    # batches that all split evenly need no check: accepted, and equal to one device
+    even = _data(None)[0][:300], _data(None)[1][:300]
+    w1 = JaxObjective(weighted_loss, _variables(), M.split(*even, 100), device=cpus[0])
+    w2 = JaxObjective(weighted_loss, _variables(), M.split(*even, 100), devices=cpus[:2])
+    refusals["even_loss"] = _rel(w2.loss(w2.x0), w1.loss(w1.x0))
+    out["not_a_mean"] = refusals
     whole1 = JaxObjective(cnn_loss, _variables(), _data(None), device=cpus[0])
     whole2 = JaxObjective(cnn_loss, _variables(), _data(None), devices=cpus[:2])
     out["one_batch"] = {"pieces": _pieces(whole2), **_compare(whole1, whole2, seed=3, full=False)}
@@ -330,3 +351,13 @@ def test_the_devices_option_is_checked():
 if __name__ == "__main__":  # the child: python -m frameworks.test_jax_sharded
     jax.config.update("jax_enable_x64", True)
     print(json.dumps(_measure()))
+
+
+def test_a_loss_that_is_not_a_mean_over_examples_is_refused_when_split(measured):
+    refused = measured["not_a_mean"]
+    for name in ("held", "stream"):
+        assert refused[name].startswith(
+            "with devices=2, batch 4 (45 examples) is evaluated as 44 examples sharded"
+        ), refused
+        assert "Use batch sizes that are multiples of 2." in refused[name]
+    assert refused["even_loss"] <= 1e-12

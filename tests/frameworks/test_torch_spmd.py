@@ -128,12 +128,12 @@ def test_only_rank0_writes_and_every_rank_resumes(measured):
 
 
 def test_bytes_per_hvp(measured):
-    """One all-reduce of dim numbers per HVP, and nothing else."""
+    """One all-reduce of dim numbers per HVP, and 3 control numbers (failures, hashes)."""
     ranks, _ = measured
     dims = {"mlp": 64 * 16 + 16 + 16 * 10 + 10, "cnn": 8 * 9 + 8 + 8 * 8 * 9 + 8 + 32 * 10 + 10}
     for r in ranks:
         for name, dim in dims.items():
-            assert int(r[f"{name}/bytes_per_hvp"]) == 8 * dim
+            assert int(r[f"{name}/bytes_per_hvp"]) == 8 * dim + 3 * 8
 
 
 def test_a_rank_that_cannot_build_stops_every_rank(tmp_path):
@@ -206,3 +206,33 @@ def test_distributed_samplers_that_split_the_data(tmp_path, mode):
         reference = pc.objective(mlp(16).eval(), F.cross_entropy, digits(n))
         for r in ranks:
             assert rel(r["loss"], reference.loss(reference.x0)) <= RTOL
+
+
+def test_ranks_that_draw_their_own_vectors_are_refused(tmp_path):
+    """hutchpp without rng: each rank would draw other probes, and their sum is no trace."""
+    proc = torchrun("rng_default", tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for line in errors(tmp_path):
+        assert line.startswith("ValueError: the ranks of the process group called hvp")
+        assert "with different arguments" in line
+
+
+def test_a_rank_that_fails_mid_run_stops_every_rank(tmp_path):
+    proc = torchrun("raise_midrun", tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first, second = errors(tmp_path)
+    assert first.startswith("RuntimeError: rank(s) 1 of the process group failed in hvp")
+    assert second.startswith("ValueError: `v`")
+
+
+def test_rank0s_store_decides(tmp_path):
+    """A store passed on rank 0 only: rank 1 follows it, no collective is mismatched."""
+    proc = torchrun("store_rank0", tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not list(tmp_path.glob("rank*.txt")), errors(tmp_path)
+    ranks = [np.load(tmp_path / f"rank{r}.npz") for r in range(2)]
+    np.testing.assert_array_equal(ranks[0]["losses"], ranks[1]["losses"])
+    np.testing.assert_array_equal(pc.load_run(tmp_path / "plane.zarr").losses, ranks[0]["losses"])
+    for r in ranks:
+        assert list(r["evals"]) == [10, 1]  # 9 points and the origin; then the origin only
+        np.testing.assert_array_equal(r["again"], r["losses"])

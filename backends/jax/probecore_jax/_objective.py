@@ -854,7 +854,47 @@ class JaxObjective(AbstractObjective):
             )
         return np.dtype(out.dtype)
 
+    def _check_split(self) -> None:
+        """With ``devices``: refuse a loss that a batch's split into two pieces changes.
+
+        The split is exact for a loss that is a mean over examples; one that couples the
+        examples of a batch (a masked-token mean, batch statistics) gives another number
+        for the two pieces than for the whole batch. The first batch split in two is
+        evaluated both ways at x0.
+        """
+        p = self._params
+        if p.mesh is None:
+            return
+        uneven = [i for i, n in enumerate(self._sizes) if len(_split_counts(n, p.mesh)) > 1]
+        if not uneven:
+            return
+        i, n = uneven[0], self._sizes[uneven[0]]
+        if self._held is not None:
+            pieces = self._held[i]
+            whole = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis=0), *pieces)
+        else:
+            whole = next(b for j, b in self._read_stream() if j == i)
+            pieces = self._split(whole, n)
+        xj = p.put(p.x0)
+        zero = self._zeros((), self._loss_dtype)
+        one = np.asarray(1.0, dtype=p.dtype)
+        entire = float(self._fns.loss(zero, one, xj, p.consts, p.put(whole)))
+        split = zero
+        for c, piece in zip(_split_counts(n, p.mesh), pieces, strict=True):
+            split = self._fns.loss(split, np.asarray(c / n, dtype=p.dtype), xj, p.consts, piece)
+        split = float(split)
+        if abs(split - entire) > 1e3 * np.finfo(p.dtype).eps * max(abs(entire), 1e-30):
+            d = p.mesh.size
+            raise ValueError(
+                f"with devices={d}, batch {i} ({n} examples) is evaluated as {n - n % d} "
+                f"examples sharded over the devices and {n % d} replicated, weighted by their "
+                f"counts; for this `loss_fn` that gives {split!r} where the whole batch gives "
+                f"{entire!r}, so it is not a mean over examples (a masked-token mean, batch "
+                f"statistics). Use batch sizes that are multiples of {d}."
+            )
+
     def _check_at_x0(self, check_determinism: bool) -> None:
+        self._check_split()
         first = self.loss(self._params.x0)
         if not math.isfinite(first):
             raise ValueError(

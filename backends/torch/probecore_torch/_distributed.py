@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import warnings
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -136,11 +137,65 @@ def _check_union(counts: list[int], dataset_sizes: list[int | None], rank: int) 
         )
 
 
+def _arguments_hash(args: tuple) -> int:
+    """A 20-bit hash of a call's arguments, to compare ranks.
+
+    An array is hashed by its shape and at most 4,096 of its entries, evenly strided:
+    microseconds for ``dim`` in the millions, and enough to tell the vectors of two
+    random generators apart.
+    """
+    h = 0
+    for a in args:
+        if isinstance(a, np.ndarray):
+            flat = a.reshape(-1)
+            sample = np.ascontiguousarray(flat[:: max(1, flat.size // 4096)])
+            h = zlib.crc32(repr((a.shape, a.dtype.str)).encode(), h)
+            h = zlib.crc32(sample.view(np.uint8), h)
+        else:
+            h = zlib.crc32(repr(a).encode(), h)
+    return h & 0xFFFFF
+
+
+def _in_step(self: DistributedTorchObjective, name: str, args: tuple, compute: Callable) -> Any:
+    """``compute()`` on this rank, once every rank is known to have succeeded on the same call.
+
+    One small all-reduce after the local work carries each rank's failure bit and a hash
+    of its arguments, so a rank that raises (bad input, data that changed, out of memory)
+    stops every rank with its reason rather than leaving them waiting in the next
+    all-reduce, and ranks that were given different points or vectors (an ``rng`` left to
+    draw its own seed on each rank) are refused rather than summed.
+    """
+    coll = self.collective
+    error: Exception | None = None
+    try:
+        out = compute()
+    except Exception as exc:  # the other ranks must hear of it
+        out, error = None, exc
+    h = float(_arguments_hash(args))
+    failed, s1, s2 = coll.sum(np.array([0.0 if error is None else 2.0**coll.rank, h, h * h]))
+    if failed:
+        ranks = [r for r in range(coll.size) if int(failed) >> r & 1]
+        if error is not None:
+            raise error
+        raise RuntimeError(
+            f"rank(s) {', '.join(map(str, ranks))} of the process group failed in {name}; "
+            "this rank stops too (their error says why)."
+        )
+    if coll.size * s2 != s1 * s1:  # Cauchy-Schwarz: equal only when every hash is
+        raise ValueError(
+            f"the ranks of the process group called {name} with different arguments: every "
+            "rank must run the same algorithm on the same points. Pass the same integer "
+            "`rng=` seed on every rank (a default rng draws its own seed in each process) "
+            "and the same directions, points and options."
+        )
+    return out
+
+
 def _reduced(name: str) -> Callable[..., Any]:
     """The TorchObjective method ``name`` on this rank's shard, summed over the ranks.
 
     Nested calls (``grad`` calling ``loss_and_grad``, a span evaluation calling ``loss``)
-    stay local: only the outermost call all-reduces, once.
+    stay local: only the outermost call all-reduces, once (after :func:`_in_step`).
     """
     local = getattr(TorchObjective, name)
 
@@ -149,13 +204,13 @@ def _reduced(name: str) -> Callable[..., Any]:
         with self._lock:
             if self._nested:
                 return local(self, *args)
+            if self.collective.size == 1:
+                return local(self, *args)
             self._nested = True
             try:
-                out = local(self, *args)
+                out = _in_step(self, name, args, lambda: local(self, *args))
             finally:
                 self._nested = False
-            if self.collective.size == 1:
-                return out
             total = self.collective.sum
             if name == "loss":
                 return float(total(np.array([out]))[0])
@@ -197,15 +252,15 @@ class DistributedTorchObjective(TorchObjective):
         **options: Any,
     ) -> None:
         group = _check_group(process_group)
-        if options.get("batchnorm") == "recompute":
-            raise ValueError(
-                "batchnorm='recompute' is not available with `process_group`: its statistics "
-                "would be those of each rank's shard. Use 'running' or 'batch'."
-            )
         self.collective = ProcessGroupCollective(group)
         self._nested = False
         failure: BaseException | None = None
         try:
+            if options.get("batchnorm") == "recompute":
+                raise ValueError(
+                    "batchnorm='recompute' is not available with `process_group`: its "
+                    "statistics would be those of each rank's shard. Use 'running' or 'batch'."
+                )
             sampler = _distributed_sampler(data, self.collective)
             with warnings.catch_warnings():
                 if sampler is not None:  # each rank reads its part: judged over all below
@@ -272,9 +327,8 @@ class DistributedTorchObjective(TorchObjective):
         Accuracy sums the correct predictions and the examples of every rank;
         ``metrics_fn``'s means are weighted by every rank's example counts.
         """
-        flat = self._to_tensor(x)
         if self.metrics_fn is not None:
-            local = self._user_metrics(flat)
+            local = _in_step(self, "metrics", (x,), lambda: self._user_metrics(self._to_tensor(x)))
             keys = self.collective.gather(sorted(local))
             if any(k != keys[0] for k in keys):
                 raise ValueError(
@@ -284,7 +338,7 @@ class DistributedTorchObjective(TorchObjective):
                 )
             values = self.collective.sum(np.array([local[k] for k in keys[0]], dtype=float))
             return dict(zip(keys[0], (float(v) for v in values), strict=True))
-        counts = self._accuracy_counts(flat)
+        counts = _in_step(self, "metrics", (x,), lambda: self._accuracy_counts(self._to_tensor(x)))
         correct, seen, found = self.collective.sum(
             np.array([*(counts or (0.0, 0)), counts is not None], dtype=np.float64)
         )
