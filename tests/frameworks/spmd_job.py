@@ -164,6 +164,7 @@ def main() -> None:
             f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}"
         )
     finally:
+        dist.barrier()  # both ranks done before the group is torn down (gloo aborted once)
         dist.destroy_process_group()
 
 
