@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from probecore_study.context import stored
-from probecore_study.stages.architecture import nonconvex_share
+from probecore_study.units import nonconvex_share
 
 import probecore as pc
 from probecore.analytic import Quadratic
@@ -54,3 +54,25 @@ def test_stored_runs_resume_and_stale_ones_are_replaced(tmp_path):
         ),
     )
     assert fresh.n_loss_evals == 1 + 9 and fresh.losses[0, 0] == 0.5 * (4 + 16)
+
+
+def test_overlapping_labels_finds_labels_that_collide():
+    # The check the study runs on every figure it saves, at the report's size and dpi.
+    from probecore_study.figures import DPI, overlapping_labels, pyplot
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(6, 3), dpi=DPI, layout="constrained")
+    for ax in axes:
+        ax.plot([0, 1], [-1000, 1000])
+        ax.set_ylabel("loss")
+    assert overlapping_labels(fig) == []
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(3, 2), dpi=DPI, gridspec_kw={"wspace": 0})
+    for ax in axes:
+        ax.plot([0, 1], [-123456.0, 123456.0])
+        ax.set_title("a long title over the panel")
+    found = overlapping_labels(fig)
+    plt.close(fig)
+    assert ["−100000", "panel 0"] in found  # panel 1's y tick labels reach into panel 0
+    assert ["a long title over the panel", "a long title over the panel"] in found

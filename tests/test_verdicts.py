@@ -132,3 +132,82 @@ def test_paired_differences_are_taken_per_unit():
     assert iv.n == 2 and iv.mean == pytest.approx(np.mean([11.0 - 20.0, 11.0 - 19.0]))
     with pytest.raises(ValueError, match="both groups"):
         V.paired({0: ([], [1.0])})
+
+
+@pytest.mark.parametrize(
+    "x, text",
+    [
+        (38090, "38,090"),  # counts in full
+        (0.7794, "0.779"),  # three significant figures
+        (0.932, "0.932"),
+        (1.9604, "1.96"),
+        (9.996, "10.0"),  # rounded before the digits are chosen
+        (0.0009509, "9.51×10⁻⁴"),  # below 1e-3: scientific, never 0.000951
+        (3.376e-06, "3.38×10⁻⁶"),
+        (123456.0, "1.23×10⁵"),
+        (-2.5, "−2.50"),  # a minus sign, not a hyphen
+        (0.0, "0"),
+        (float("nan"), "n/a"),
+    ],
+)
+def test_numbers_have_three_significant_figures(x, text):
+    from probecore_study.numbers import fmt, parse
+
+    assert fmt(x) == text
+    if text != "n/a":
+        assert parse(text) == pytest.approx(x, rel=5e-3, abs=0)
+
+
+def test_fmt_refuses_a_bool():
+    from probecore_study.numbers import fmt
+
+    with pytest.raises(TypeError, match="`x` must be a number"):
+        fmt(True)
+
+
+def test_p_values_are_scipys():
+    x = np.array([1.2, 0.8, 1.9, 1.4, 0.3])
+    assert V.interval(x).p == pytest.approx(stats.ttest_1samp(x, 0.0).pvalue, rel=1e-12)
+    r = np.array([1.5, 2.2, 1.9])
+    iv = V.interval(r, log=True)
+    assert iv.p == pytest.approx(stats.ttest_1samp(np.log(r), 0.0).pvalue, rel=1e-12)
+    assert iv.record()["null"] == 1.0 and iv.record()["scale"] == "log ratio"
+    a, b = [5.0, 6.0, 7.5], [1.0, 2.0, 2.5, 4.0]
+    welch = stats.ttest_ind(a, b, equal_var=False).pvalue
+    assert V.difference(a, b).p == pytest.approx(welch, rel=1e-12)
+    per_seed = {0: ([3.0], [1.0]), 1: ([4.0], [1.5]), 2: ([2.5], [1.2])}
+    iv = V.paired(per_seed)
+    assert iv.p == pytest.approx(stats.ttest_rel([3.0, 4.0, 2.5], [1.0, 1.5, 1.2]).pvalue)
+    assert iv.test.startswith("paired")
+
+
+def test_records_hold_numbers_not_strings():
+    rec = V.interval([1.0, 2.0, 4.0]).record()
+    assert set(rec) >= {"estimate", "ci_low", "ci_high", "n", "test", "p", "std_error"}
+    assert all(isinstance(rec[k], float) for k in ("estimate", "ci_low", "ci_high", "p"))
+    assert V.interval([3.0]).record()["p"] is None  # no error estimate: no p-value
+
+
+def test_interval_text_labels_its_interval():
+    text = V.interval([1.0, 2.0, 4.0]).text()
+    assert text.startswith("2.33 (95% CI [") and text.endswith("; n = 3)")
+    assert V.interval([3.0]).text() == "3.00 (n = 1, no interval)"
+
+
+def test_no_effect_is_named_as_zero_or_a_ratio_of_one():
+    _, why = V.judge_sign(V.interval([-1.0, 1.0, 0.5]))
+    assert why == "the 95% interval includes 0 (no effect)"
+    _, why = V.judge_range(V.interval([0.5, 6.0, 2.0], log=True), 3.0, 5.0, null=1.0)
+    assert "a ratio of 1 (no effect)" in why
+
+
+def test_a_confounded_claim_leaves_its_hypothesis_inconclusive():
+    assert V.combine([V.SUPPORTED, V.CONFOUNDED]) == V.INCONCLUSIVE
+    assert V.combine([V.CONFOUNDED, V.NOT_SUPPORTED]) == V.NOT_SUPPORTED
+    assert V.combine([V.CONFOUNDED]) == V.INCONCLUSIVE
+
+
+def test_values_all_at_no_effect_say_so():
+    # five seeds with no negative rays at all: an interval [0, 0], not "includes 0"
+    verdict, why = V.judge_sign(V.interval([0.0] * 5))
+    assert verdict == V.INCONCLUSIVE and "every value equals 0 (no effect)" in why

@@ -22,7 +22,47 @@ HYPOTHESES = (
     "Low effective dimension means faster convergence",
     "Good minima are connected by low-loss paths",
 )
-VERDICTS = ("supported", "not supported", "inconclusive")
+VERDICTS = ("supported", "not supported", "inconclusive (confounded)", "inconclusive")
+FIGURES = {"claims.png", "density.png", "batch.png", "surfaces.png", "training.png", "paths.png"}
+SCHEMA = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "study-results.schema.json")
+# A number as a report cell writes it: 1,347 / −0.971 / 3.38×10⁻⁶ (not a section, §2.3.2)
+NUMBER = re.compile(r"(?<![§\w.])[−-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:×10[⁻⁰¹²³⁴⁵⁶⁷⁸⁹]+)?")
+
+
+def _numbers(value):
+    """Every number in a JSON value (booleans are not numbers)."""
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _numbers(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _numbers(v)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        yield value
+
+
+def _written(record):
+    """Every way the report may write a number of ``record``: as it is, or as a percentage."""
+    from probecore_study.numbers import fmt
+
+    out = set()
+    for v in _numbers(record):
+        if isinstance(v, int):
+            out |= {str(v), f"{v:,}", fmt(v).replace("−", "-"), fmt(v)}
+        out |= {fmt(float(v)), fmt(100 * float(v)), f"{v:g}", f"{100 * v:g}"}
+    return out
+
+
+def _table_cells(report):
+    """(row, cell) of every table body row of ``report`` (header rows left out)."""
+    lines = report.splitlines()
+    for i, line in enumerate(lines):
+        if not line.startswith("|") or line.startswith("|---"):
+            continue
+        if i + 1 < len(lines) and lines[i + 1].startswith("|---"):
+            continue  # a header
+        for cell in line.strip().strip("|").split("|"):
+            yield line, cell.strip()
 
 
 def _run(out, *extra):
@@ -46,10 +86,11 @@ def _tables(report: str) -> str:
 
 @pytest.mark.slow
 def test_quick_study_fills_every_section_and_is_reproducible(tmp_path):
+    import jsonschema
     from matplotlib.image import imread
 
     a, b = tmp_path / "a", tmp_path / "b"
-    proc = _run(a)
+    proc = _run(a, "--jobs", "1")
     # progress: one line per step, counted
     steps = re.findall(r"^\[ ?(\d+)/(\d+)\]", proc.stdout, flags=re.M)
     assert steps and steps[-1][0] == steps[-1][1] and len(steps) == int(steps[-1][1])
@@ -78,12 +119,39 @@ def test_quick_study_fills_every_section_and_is_reproducible(tmp_path):
         assert re.search(rf"### 5\.\d {re.escape(title)} — ({'|'.join(VERDICTS)})$", report, re.M)
     # figures: referenced, present, not blank
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", report)
-    assert set(figures) == {"density.png", "batch.png", "surfaces.png", "training.png", "paths.png"}
+    assert set(figures) == FIGURES
     for name in figures:
         img = imread(a / name)
         assert img.shape[0] > 200 and img.shape[1] > 300 and float(np.std(img)) > 0.05, name
-    # the numbers: results.json matches the tables' inputs, and the raw results load
+    # every figure has a numbered caption, in reading order, and no overlapping labels
+    # at the size the report shows it
     record = json.loads((a / "results.json").read_text())
+    assert [f["number"] for f in record["figures"]] == list(range(1, len(FIGURES) + 1))
+    for f in record["figures"]:
+        assert f"![Figure {f['number']}]({f['file']})" in report
+        assert f"*Figure {f['number']}.* {f['caption']}" in report
+        assert f["overlapping_labels"] == [], f
+    # the source is named, each hypothesis quoted with its section
+    assert record["source"] in report and "Nashra Amaan" in record["source"]
+    for title, v in record["verdicts"].items():
+        assert f"The paper ({v['section']}): “{v['quote']}”" in report, title
+    # results.json follows its JSON Schema, and holds every number of every table
+    with open(SCHEMA, encoding="utf-8") as fh:
+        jsonschema.validate(record, json.load(fh))
+    written = _written(record)
+    missing = [
+        (token, row)
+        for row, cell in _table_cells(report)
+        for token in NUMBER.findall(cell)
+        if token not in written
+    ]
+    assert not missing, missing[:10]
+    # verdict statistics are numbers, not only text
+    claim = record["verdicts"]["Large batches find sharper minima that generalize worse"]
+    stat = claim["claims"][0]["statistic"]
+    assert stat["rule"] == "range" and stat["n"] == 2 and stat["ci_low"] < stat["ci_high"]
+    assert 0 <= stat["p"] <= 1 and stat["claim_low"] == 3.0
+    # the raw results load and match results.json
     batch = record["results"]["batch"]
     assert len(batch) == 4 and all(r["reached"] for r in batch)
     assert all(abs(r["train_loss"] - 0.02) < 2e-3 for r in batch)  # comparable training loss
@@ -99,8 +167,9 @@ def test_quick_study_fills_every_section_and_is_reproducible(tmp_path):
     assert conn["bezier_barrier"] < conn["linear_barrier"]
     assert set(record["verdicts"]) == set(HYPOTHESES)
 
-    # a second run with the same seeds gives the same tables, digit for digit
-    _run(b, "--quiet")
+    # a second run with the same seeds, in two worker processes, gives the same tables,
+    # digit for digit, and the same results.json
+    _run(b, "--quiet", "--jobs", "2")
     assert _tables((b / "report.md").read_text(encoding="utf-8")) == _tables(report)
     assert json.loads((b / "results.json").read_text()) == record
 

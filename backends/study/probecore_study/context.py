@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-import probecore as pc
 from probecore_study.settings import Settings
 
 
@@ -75,6 +74,76 @@ class RawStore:
         sub.attrs.update(json.loads(json.dumps(scalars, default=float)))
 
 
+# --------------------------------------------------------------------------- work
+
+
+class Runner:
+    """Runs a stage's units, in this process (``jobs=1``) or in ``jobs`` worker processes.
+
+    Every unit runs on one torch thread, wherever it runs, and the results come back in
+    the order the units were given: the numbers do not depend on ``jobs`` or on which
+    unit finished first. The progress lines are printed as units finish.
+    """
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+        self.pool: Any = None
+
+    def submit(self, fn: Any, calls: list[dict]) -> tuple:
+        """Start ``fn(**c)`` for every ``c`` in worker processes (``jobs=1``: later, here)."""
+        if self.jobs == 1:
+            return (fn, calls, None)
+        if self.pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            from probecore_study.units import init_worker
+
+            # spawn, not fork: a forked child of a process that has started torch's and
+            # OpenMP's threads can hang
+            self.pool = ProcessPoolExecutor(
+                max_workers=self.jobs,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=init_worker,
+            )
+        return (fn, calls, [self.pool.submit(fn, **c) for c in calls])
+
+    def collect(self, pending: tuple, progress: Progress) -> list[dict]:
+        """The results of :meth:`submit`'s units in their order; lines printed as they finish."""
+        fn, calls, futures = pending
+        if futures is None:
+            return [self._here(fn, c, progress) for c in calls]
+        from concurrent.futures import as_completed
+
+        try:
+            for f in as_completed(futures):
+                progress.step(f.result()["line"])
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+        return [f.result() for f in futures]
+
+    @staticmethod
+    def _here(fn: Any, call: dict, progress: Progress) -> dict:
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            out = fn(**call)
+        finally:
+            torch.set_num_threads(threads)
+        progress.step(out["line"])
+        return out
+
+    def close(self) -> None:
+        """Shut the worker processes down (their CPU time is then counted as children's)."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
 @dataclass
 class Context:
     """One run: its folder, settings and stores, and what the stages measured and trained."""
@@ -84,10 +153,12 @@ class Context:
     seed: int
     progress: Progress
     raw: RawStore
+    runner: Runner
     results: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
-    cache: dict = field(default_factory=dict)
-    data: Any = None
+    keep: dict = field(default_factory=dict)  # what the figures draw, by (kind, network, seed)
+    states: dict = field(default_factory=dict)  # trained weights, by (network, seed)
+    figures: list = field(default_factory=list)  # number, file and caption of each figure
 
     def path(self, *parts: str) -> str:
         """A path inside the output folder, its parent folders created."""
@@ -95,58 +166,27 @@ class Context:
         os.makedirs(os.path.dirname(p), exist_ok=True)
         return p
 
+    def submit(self, fn: Any, calls: list[dict]) -> tuple:
+        """Start units of work (:mod:`probecore_study.units`); :meth:`collect` files them."""
+        return self.runner.submit(fn, calls)
 
-# --------------------------------------------------------------------------- training
+    def run(self, fn: Any, calls: list[dict]) -> list[dict]:
+        """Run units of work now: :meth:`submit`, then :meth:`collect`."""
+        return self.collect(self.submit(fn, calls))
 
+    def collect(self, pending: tuple) -> list[dict]:
+        """The results of submitted units, in their order, filed.
 
-def training_data(ctx: Context) -> Any:
-    """The digits split every trained network uses (loaded once)."""
-    if ctx.data is None:
-        ctx.data = load_kit().digits(seed=0)  # the split is fixed; --seed moves the training
-    return ctx.data
-
-
-def small_mlp(ctx: Context, seed: int, batch: int) -> dict:
-    """The batch stage's MLP trained at ``batch`` from ``seed`` (trained once, cached)."""
-    key = ("mlp", seed, batch)
-    if key not in ctx.cache:
-        kit, S = load_kit(), ctx.settings
-        data = training_data(ctx)
-        t0 = time.perf_counter()
-        run = kit.train_sgd(
-            kit.mlp(hidden=S.hidden, seed=seed),
-            data,
-            lr=S.batch_lr,
-            batch_size=batch,
-            target_loss=S.batch_target,
-            max_epochs=S.batch_max_epochs,
-            seed=seed,
-        )
-        ctx.timings[f"train mlp seed {seed} batch {batch}"] = time.perf_counter() - t0
-        train, test = kit.objectives(run.model, data)
-        ctx.cache[key] = {"run": run, "train": train, "test": test}
-    return ctx.cache[key]
-
-
-def save_all(ctx: Context, stage: str, name: str, results: dict, metadata: dict) -> None:
-    """Every probecore result of one model as ``raw/<stage>/<name>_<label>.npz``."""
-    for label, r in results.items():
-        pc.save(r, ctx.path("raw", stage, f"{name}_{label}"), metadata=metadata)
-
-
-def trained_record(run: Any, obj: Any, test: Any) -> dict:
-    """What every trained model records: size, training outcome, losses and accuracies."""
-    x = obj.x0
-    return {
-        "dim": obj.dim,
-        "reached": run.reached,
-        "diverged": run.diverged,
-        "epochs": run.epochs,
-        "steps": run.steps,
-        "train_loss": obj.loss(x),
-        "train_accuracy": obj.metrics(x)["accuracy"],
-        "test_accuracy": test.metrics(x)["accuracy"],
-    }
+        Each unit's raw arrays and record go to ``raw/study.zarr`` and its timings to
+        :attr:`timings`, in the order the units were submitted.
+        """
+        outs = self.runner.collect(pending, self.progress)
+        for o in outs:
+            if "raw" in o:
+                name, arrays = o["raw"]
+                self.raw.put(name, arrays, o["record"])
+            self.timings.update(o.get("timings", {}))
+        return outs
 
 
 def stored(path: str, probe: Any) -> Any:

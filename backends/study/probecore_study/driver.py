@@ -27,14 +27,41 @@ from __future__ import annotations
 
 import json
 import os
-import time
+import resource
 from dataclasses import replace
+from typing import Any
 
-from probecore_study.context import Context, Progress, RawStore, load_kit
-from probecore_study.hypotheses import judge
-from probecore_study.report import report
+from probecore_study.context import Context, Progress, RawStore, Runner, load_kit
+from probecore_study.hypotheses import SOURCE, THRESHOLDS, judge, records
+from probecore_study.report import figure, number_figures, report
 from probecore_study.settings import FULL, KINDS, QUICK, STAGES, pairs
-from probecore_study.stages import RUNNERS
+from probecore_study.stages import STAGES_BY_NAME
+
+
+def _cpu_seconds() -> float:
+    """User and system time of this process and of its finished children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _clean(value: Any) -> Any:
+    """``value`` with NaN and infinities as ``None`` (strict JSON), tuples as lists."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str | int):
+        return value
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return value
+    if f != f or f in (float("inf"), float("-inf")):
+        return None
+    if hasattr(value, "dtype") and value.dtype.kind in "iu":
+        return int(value)
+    return f
 
 
 def run_study(
@@ -44,6 +71,7 @@ def run_study(
     stages: tuple[str, ...] = STAGES,
     seed: int = 0,
     quiet: bool = False,
+    jobs: int | None = None,
 ) -> dict:
     """Run the study, write ``out/report.md`` and friends, and return the results.
 
@@ -59,11 +87,15 @@ def run_study(
         Base seed, added to every training seed (the train/test split stays fixed).
     quiet : bool
         Print nothing but errors.
+    jobs : int, optional
+        Worker processes for the models of a stage (default: the machine's CPU count).
+        Every model is trained and measured on one thread wherever it runs, so the
+        results do not depend on ``jobs``.
 
     Returns
     -------
     dict
-        What ``results.json`` holds: settings, stages, results and verdicts.
+        What ``results.json`` holds: source, settings, stages, results, verdicts, figures.
     """
     S = QUICK if quick else FULL
     stages = tuple(dict.fromkeys(stages))  # in the order given, once each
@@ -75,6 +107,10 @@ def run_study(
         )
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"`--seed` must be a non-negative integer; got {seed!r}.")
+    if jobs is None:
+        jobs = os.cpu_count() or 1
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"`--jobs` must be a positive integer; got {jobs!r}.")
     if not out:
         raise ValueError("`--out` must name a folder; got ''.")
     if os.path.exists(out) and not os.path.isdir(out):
@@ -87,53 +123,104 @@ def run_study(
         seeds_arch=tuple(seed + s for s in S.seeds_arch),
     )
     os.makedirs(out, exist_ok=True)
+    n_pairs = len(pairs(S, deep="architecture" in stages))
     n_steps = (
         ("spectrum" in stages)
         + ("batch" in stages) * len(S.seeds_batch) * len(S.batch_sizes)
         + ("architecture" in stages) * len(S.seeds_arch) * len(KINDS)
-        + ("connectivity" in stages) * len(pairs(S, deep="architecture" in stages))
+        + ("connectivity" in stages) * (n_pairs + ("batch" not in stages) * len(S.seeds_batch))
     )
     progress = Progress(n_steps, quiet)
     if not quiet:
         print(
             f"probecore study{' --quick' if quick else ''}: {', '.join(stages)} on "
-            f"scikit-learn digits -> {out}",
+            f"scikit-learn digits -> {out} ({jobs} worker process{'es' * (jobs > 1)})",
             flush=True,
         )
+    cpu0 = _cpu_seconds()
     ctx = Context(
         out=out,
         settings=S,
         seed=seed,
         progress=progress,
         raw=RawStore(os.path.join(out, "raw", "study.zarr")),
+        runner=Runner(jobs),
     )
     sections = []
-    stage_time = {}
-    for stage, fn in RUNNERS.items():
-        if stage in stages:
-            t0 = time.perf_counter()
-            sections += fn(ctx)
-            stage_time[stage] = time.perf_counter() - t0
+    stage_time = {}  # wall time from the start of the run to the end of each stage
+    try:
+        # The trainings of the batch and architecture stages do not depend on each other:
+        # both go to the workers at once, and the spectrum stage runs here meanwhile.
+        pending = {
+            s: STAGES_BY_NAME[s].submit(ctx) for s in ("batch", "architecture") if s in stages
+        }
+        for stage in STAGES:
+            if stage not in stages:
+                continue
+            if stage in pending:
+                sections += STAGES_BY_NAME[stage].finish(ctx, pending[stage])
+            else:
+                sections += STAGES_BY_NAME[stage].run(ctx)
+            stage_time[stage] = progress.elapsed()
+    finally:
+        ctx.runner.close()
     judged = [] if set(stages) == {"spectrum"} else judge(ctx)
+    forest: list[str] = []
+    if judged:
+        from probecore_study import figures
+
+        name = figures.forest(ctx, judged)
+        if name is not None:
+            forest = figure(
+                ctx,
+                name,
+                "Every claim judged by an interval: the estimate (dot) with its 95% "
+                "confidence interval, the claimed range (grey band, where the paper gives "
+                "one) and no effect (dashed: 0 for a difference, 1 for a ratio). Green: "
+                "supported; red: not supported; grey: inconclusive. Ratios on a log scale.",
+            )
     elapsed = progress.elapsed()
-    text, verdicts = report(
+    cpu = _cpu_seconds() - cpu0
+    text = report(
         ctx,
         stages=stages,
         quick=quick,
         sections=sections,
         judged=judged,
+        forest=forest,
         stage_time=stage_time,
         elapsed=elapsed,
+        cpu=cpu,
+        jobs=ctx.runner.jobs,
     )
+    text = number_figures(text, ctx.figures)
     with open(os.path.join(out, "report.md"), "w", encoding="utf-8") as fh:
         fh.write(text)
-    record = {
-        "settings": S.__dict__,
-        "stages": list(stages),
-        "quick": quick,
-        "seed": seed,
-        "results": ctx.results,
-        "verdicts": verdicts,
-    }
+    record = _clean(
+        {
+            "source": SOURCE,
+            "settings": S.__dict__,
+            "stages": list(stages),
+            "quick": quick,
+            "seed": seed,
+            "thresholds": THRESHOLDS,
+            "results": ctx.results,
+            "verdicts": records(judged),
+            "figures": [
+                {**f, "overlapping_labels": ctx.keep.get(("overlaps", f["file"]), [])}
+                for f in ctx.figures
+            ],
+        }
+    )
     with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as fh:
-        json.dump(record, fh, indent=1, default=float, sort_keys=True)
+        json.dump(record, fh, indent=1, sort_keys=True, allow_nan=False)
+    timings = {
+        "wall_seconds": elapsed,
+        "cpu_seconds": cpu,
+        "jobs": ctx.runner.jobs,
+        "stages": stage_time,
+        "steps": ctx.timings,
+    }
+    with open(os.path.join(out, "timings.json"), "w", encoding="utf-8") as fh:
+        json.dump(timings, fh, indent=1, sort_keys=True)
+    return record

@@ -1,92 +1,207 @@
 """The seed paper's hypotheses, each split into the claims it makes with numbers, judged.
 
+The seed paper is Nashra Amaan, *Loss Landscape Geometry & Optimization Dynamics: A
+Rigorous Framework for Understanding Neural Network Training* (:data:`SOURCE`). Each
+hypothesis below quotes its wording and section; each claim states which models it uses and
+why the others are left out, and carries its statistic as numbers (``results.json``).
+
 :func:`judge` reads what the stages recorded in the run's context and applies the rules of
 :mod:`probecore_study.verdicts`; a hypothesis whose stage did not run is "not run".
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from probecore_study import verdicts as V
 from probecore_study.context import Context
+from probecore_study.numbers import fmt, pct
+
+SOURCE = (
+    "Nashra Amaan, “Loss Landscape Geometry & Optimization Dynamics: A Rigorous Framework "
+    "for Understanding Neural Network Training” (MA23C024)"
+)
+
+# The paper's thresholds and claimed ranges, as it writes them (recorded in results.json).
+THRESHOLDS = {
+    "batch_lambda_ratio": [3, 5],
+    "batch_accuracy_points": [2, 4],
+    "lambda_flat": 20,
+    "lambda_sharp": 50,
+    "flat_error_points": [3, 5],
+    "lambda_init": 100,
+    "skip_lambda_ratio": [3, 5],
+    "d_eff_low_fraction": 0.001,
+    "d_eff_high_fraction": 0.01,
+    "d_eff_speedup": [2, 3],
+    "barrier_low": 0.5,
+    "barrier_high": 2,
+    "accuracy_good_percent": 90,
+    "accuracy_bad_percent": 85,
+    "trend_alpha": 0.05,
+}
 
 
 @dataclass(frozen=True)
 class Claim:
-    """One row of a hypothesis's table: the claim, what was measured, and the verdict."""
+    """One row of a hypothesis's table: the claim, the models it uses, what was measured."""
 
     claim: str
+    models: str  # which models the claim uses, and why the others are left out
     measured: str
-    n: str
+    n: int
     verdict: str
     why: str
+    statistic: dict = field(default_factory=dict)  # the numbers behind `measured` and `why`
     judged: bool = True  # False: a note shown in the table, not part of the verdict
 
 
-def note(text: str, measured: str, n: str, why: str) -> Claim:
+@dataclass(frozen=True)
+class Hypothesis:
+    """A hypothesis of the paper: its title, section, wording and judged claims."""
+
+    title: str
+    section: str
+    quote: str
+    claims: list[Claim]
+
+    @property
+    def verdict(self) -> str:
+        """All claims supported: supported; any not: not supported; else inconclusive."""
+        return V.combine([c.verdict for c in self.claims if c.judged])
+
+
+def note(claim: str, models: str, measured: str, n: int, why: str, statistic: dict) -> Claim:
     """A row shown for comparison, not judged."""
-    return Claim(text, measured, n, "—", why, judged=False)
+    return Claim(claim, models, measured, n, "—", why, statistic, judged=False)
 
 
-def trend(claim: str, x: list, y: list) -> Claim:
+def interval_claim(
+    claim: str, models: str, iv: V.Interval, unit: str, *, claimed: tuple | None = None
+) -> Claim:
+    """A range (``claimed = (lo, hi)``) or direction claim judged by ``iv``."""
+    if claimed is None:
+        verdict, why = V.judge_sign(iv, null=iv.null)
+    else:
+        verdict, why = V.judge_range(iv, *claimed, null=iv.null)
+    stat = {"rule": "range" if claimed else "direction", "unit": unit.strip(), **iv.record()}
+    if claimed:
+        stat.update(claim_low=float(claimed[0]), claim_high=float(claimed[1]))
+    return Claim(claim, models, iv.text(unit=unit), iv.n, verdict, why, stat)
+
+
+def trend_claim(claim: str, models: str, x: list, y: list) -> Claim:
     """A claim that ``y`` grows with ``x`` across models (Spearman)."""
-    v, why, rho, _ = V.judge_correlation(x, y)
-    return Claim(claim, f"Spearman ρ = {rho:.2f}", str(len(x)), v, why)
+    verdict, why, rho, p = V.judge_correlation(x, y)
+    stat = {
+        "rule": "trend",
+        "test": "Spearman rank correlation",
+        "estimate": float(rho) if np.isfinite(rho) else None,
+        "p": float(p),
+        "alpha": 0.05,
+        "n": len(x),
+    }
+    measured = f"ρ = {fmt(rho)}" if np.isfinite(rho) else "n/a"
+    return Claim(claim, models, measured, len(x), verdict, why, stat)
 
 
-def censored(rows: list[dict]) -> Claim | None:
+def implication_claim(
+    claim: str, models: str, cases: list[tuple[bool, bool]], antecedent: str, values: list
+) -> Claim:
+    """A claim "A → B", checked on every case where A held."""
+    verdict, why = V.judge_implication(cases, antecedent)
+    relevant = [b for a, b in cases if a]
+    stat = {
+        "rule": "implication",
+        "test": "every case where the premise held",
+        "n": len(cases),
+        "premise_held": len(relevant),
+        "conclusion_held": int(sum(relevant)),
+        "values_min": float(min(values)),
+        "values_max": float(max(values)),
+    }
+    return Claim(claim, models, spread(values), len(cases), verdict, why, stat)
+
+
+def spread(values: list) -> str:
+    """``min to max`` of ``values`` (one value alone when there is one)."""
+    lo, hi = min(values), max(values)
+    return fmt(lo) if len(values) == 1 or lo == hi else f"{fmt(lo)} to {fmt(hi)}"
+
+
+def not_run(claim: str) -> Claim:
+    """A claim whose stage did not run."""
+    return Claim(claim, "—", "—", 0, V.NOT_RUN, "its stage was not run")
+
+
+def censored_note(rows: list[dict], models: str) -> Claim | None:
     """A note on the networks that never reached the target loss, if any."""
     late = [r for r in rows if not r["reached"]]
     if not late:
         return None
     return note(
         "networks that did not reach the target loss count with their last epoch",
+        models,
         f"{len(late)} network(s)",
-        str(len(rows)),
-        "their epochs are a lower bound (censored)",
+        len(rows),
+        "their epochs to the target are a lower bound (censored)",
+        {"rule": "note", "n": len(rows), "censored": len(late)},
     )
 
 
-def judge(ctx: Context) -> list[tuple[str, str, list[Claim]]]:
-    """Every hypothesis as (title, source in the paper, claims)."""
-    S, R = ctx.settings, ctx.results
-    out = []
-    not_run = lambda c: Claim(c, "—", "—", V.NOT_RUN, "its stage was not run")  # noqa: E731
+def judge(ctx: Context) -> list[Hypothesis]:
+    """Every hypothesis of the paper that the study measures, judged."""
+    return [
+        _batch(ctx),
+        _flat_minima(ctx),
+        _trainability(ctx),
+        _skip_connections(ctx),
+        _effective_dimension(ctx),
+        _connectivity(ctx),
+    ]
 
-    # Large batches give sharper minima and worse test accuracy (§2.3.2).
+
+def _batch(ctx: Context) -> Hypothesis:
+    S, R = ctx.settings, ctx.results
     small, large = S.batch_sizes
-    claims = []
+    claims: list[Claim] = []
     if "batch" in R:
         by = {(r["seed"], r["batch"]): r for r in R["batch"]}
         ok = [s for s in S.seeds_batch if by[s, small]["reached"] and by[s, large]["reached"]]
+        left = len(S.seeds_batch) - len(ok)
+        models = (
+            f"the batch-stage MLPs, paired by seed ({len(ok)} seeds whose two models reached "
+            f"training loss {S.batch_target:g}"
+            + (f"; {left} seed(s) left out: a model missed the target" if left else "")
+            + "); the deep networks are left out: they were trained at one batch size"
+        )
         if ok:
             ratio = V.interval(
                 [by[s, large]["lambda_max"] / by[s, small]["lambda_max"] for s in ok], log=True
             )
-            v, why = V.judge_range(ratio, 3.0, 5.0, null=1.0)
             claims.append(
-                Claim(
+                interval_claim(
                     f"λmax(batch {large}) / λmax(batch {small}) is 3–5",
-                    ratio.text(unit="×"),
-                    str(ratio.n),
-                    v,
-                    why,
+                    models,
+                    ratio,
+                    "×",
+                    claimed=(3.0, 5.0),
                 )
             )
             acc = V.interval(
                 [100 * (by[s, small]["test_accuracy"] - by[s, large]["test_accuracy"]) for s in ok]
             )
-            v, why = V.judge_range(acc, 2.0, 4.0, null=0.0)
             claims.append(
-                Claim(
-                    f"test accuracy is 2–4 points lower with batch {large}",
-                    acc.text(unit=" points"),
-                    str(acc.n),
-                    v,
-                    why,
+                interval_claim(
+                    f"test accuracy is 2–4 percentage points lower with batch {large} "
+                    f"(batch {small} − batch {large})",
+                    models,
+                    acc,
+                    " points",
+                    claimed=(2.0, 4.0),
                 )
             )
             for key, label in (("trace", "trace"), ("sharpness_percent", "ε-sharpness")):
@@ -97,101 +212,153 @@ def judge(ctx: Context) -> list[tuple[str, str, list[Claim]]]:
                 if not use:
                     continue
                 r = V.interval([by[s, large][key] / by[s, small][key] for s in use], log=True)
-                v, why = V.judge_sign(r, null=1.0)
+                c = interval_claim(f"{label} ratio, batch {large} / batch {small}", models, r, "×")
                 claims.append(
                     note(
-                        f"{label} is higher with batch {large} (another sharpness measure, "
-                        "reported alongside)",
-                        r.text(unit="×"),
-                        str(r.n),
-                        f"not part of the verdict; by the direction rule: {v} ({why})",
+                        c.claim + " (another sharpness measure, shown alongside)",
+                        models
+                        + (
+                            f"; {len(ok) - len(use)} seed(s) whose maximization did not "
+                            "converge left out"
+                            if len(use) < len(ok)
+                            else ""
+                        ),
+                        c.measured,
+                        c.n,
+                        f"not part of the verdict; by the direction rule: {c.verdict} ({c.why})",
+                        c.statistic,
                     )
                 )
         else:
             claims.append(
                 Claim(
                     "training reached the target loss",
+                    models,
                     "no seed",
-                    "0",
+                    0,
                     V.INCONCLUSIVE,
                     "no pair of models reached the target",
                 )
             )
     else:
         claims.append(not_run(f"λmax(batch {large}) / λmax(batch {small}) is 3–5"))
-    out.append(
-        (
-            "Large batches find sharper minima that generalize worse",
-            "§2.3.2: batch 512 against 32 gives 3–5× higher λmax and 2–4% worse test accuracy",
-            claims,
-        )
+    return Hypothesis(
+        "Large batches find sharper minima that generalize worse",
+        "§2.3.2",
+        "Batch size 512 vs 32: 3-5× higher sharpness (λmax), 2-4% worse test accuracy",
+        claims,
     )
 
-    # Sharpness and generalization (Hypothesis 2).
-    claims = []
+
+def _flat_minima(ctx: Context) -> Hypothesis:
+    S, R = ctx.settings, ctx.results
+    claims: list[Claim] = []
     if "batch" in R:
-        pts = [r for r in R["batch"] if r["reached"]]
+        mlps = [r for r in R["batch"] if r["reached"]]
+        deep = [r for r in R.get("architecture", []) if r["reached"]]
+        pts = mlps + deep
+        left = len(R["batch"]) + len(R.get("architecture", [])) - len(pts)
+        targets = sorted({S.batch_target} | ({S.arch_target} if deep else set()))
+        every = (
+            f"every network that reached training loss {' and '.join(f'{t:g}' for t in targets)}: "
+            f"{len(mlps)} MLPs" + (f" and {len(deep)} deep networks" if deep else "")
+        )
+        every += (
+            f"; {left} left out: they missed the target (another training loss)" if left else ""
+        )
+        if not deep:
+            every += "; the deep networks were not trained in this run"
         lam = np.array([r["lambda_max"] for r in pts])
         err = np.array([100 * (1 - r["test_accuracy"]) for r in pts])
         flat, sharp = err[lam < 20], err[lam > 50]
         if flat.size and sharp.size:
             d = V.difference(sharp, flat)
-            v, why = V.judge_range(d, 3.0, 5.0, null=0.0)
-            measured = d.text(unit=" points")
-        else:
-            v, why = (
-                V.INCONCLUSIVE,
-                (
-                    f"no minimum had λmax {'> 50' if not sharp.size else '< 20'}: λmax ranged "
-                    f"{lam.min():.3g}–{lam.max():.3g} at this scale"
-                ),
+            c = interval_claim(
+                "minima with λmax < 20 have 3–5 points lower test error than minima with "
+                "λmax > 50 (sharp − flat)",
+                every,
+                d,
+                " points",
+                claimed=(3.0, 5.0),
             )
-            measured = f"{flat.size} flat (λmax < 20), {sharp.size} sharp (λmax > 50)"
+        else:
+            empty = "λmax > 50" if not sharp.size else "λmax < 20"
+            c = Claim(
+                "minima with λmax < 20 have 3–5 points lower test error than minima with λmax > 50",
+                every,
+                f"{flat.size} with λmax < 20, {sharp.size} with λmax > 50",
+                len(pts),
+                V.INCONCLUSIVE,
+                f"no minimum had {empty}: λmax ranged {fmt(lam.min())} to {fmt(lam.max())}",
+                {
+                    "rule": "threshold",
+                    "n": len(pts),
+                    "n_flat": int(flat.size),
+                    "n_sharp": int(sharp.size),
+                    "lambda_min": float(lam.min()),
+                    "lambda_max": float(lam.max()),
+                },
+            )
+        claims.append(c)
+        apart = (
+            "; families not pooled: the architecture changes both λmax and test error"
+            if deep
+            else ""
+        )
         claims.append(
-            Claim(
-                "minima with λmax < 20 have 3–5 points lower test error than "
-                "minima with λmax > 50 at the same training loss",
-                measured,
-                str(len(pts)),
-                v,
-                why,
+            trend_claim(
+                "higher λmax goes with higher test error, among the MLPs",
+                f"the {len(mlps)} MLPs at training loss {S.batch_target:g}{apart}",
+                [r["lambda_max"] for r in mlps],
+                [100 * (1 - r["test_accuracy"]) for r in mlps],
             )
         )
-        for key, label in (("lambda_max", "λmax"), ("sharpness_percent", "ε-sharpness")):
+        if deep:
             claims.append(
-                trend(
-                    f"higher {label} goes with higher test error (all models "
-                    f"at training loss {S.batch_target})",
-                    [r[key] for r in pts],
-                    list(err),
+                trend_claim(
+                    "higher λmax goes with higher test error, among the deep networks",
+                    f"the {len(deep)} deep networks at training loss {S.arch_target:g}{apart}",
+                    [r["lambda_max"] for r in deep],
+                    [100 * (1 - r["test_accuracy"]) for r in deep],
                 )
             )
+        claims.append(
+            trend_claim(
+                "higher ε-sharpness goes with higher test error, among the MLPs",
+                f"the {len(mlps)} MLPs (ε-sharpness was measured on the MLPs only)",
+                [r["sharpness_percent"] for r in mlps],
+                [100 * (1 - r["test_accuracy"]) for r in mlps],
+            )
+        )
     else:
         claims.append(not_run("minima with λmax < 20 generalize 3–5 points better"))
-    out.append(
-        (
-            "Flat minima generalize better",
-            "Hypothesis 2: final minima with λmax < 20 have 3–5% lower test error than "
-            "sharp ones (λmax > 50) at the same training loss",
-            claims,
-        )
+    return Hypothesis(
+        "Flat minima generalize better",
+        "§2.2.1, Hypothesis 2 (Generalization)",
+        "Final minima with λmax < 20 achieve 3-5% lower test error compared to sharp minima "
+        "(λmax > 50) for the same training loss.",
+        claims,
     )
 
-    # Trainability (Hypothesis 1).
-    claims = []
+
+def _trainability(ctx: Context) -> Hypothesis:
+    S, R = ctx.settings, ctx.results
+    claims: list[Claim] = []
     if "architecture" in R:
         A = R["architecture"]
         hi = [r for r in A if r["lambda_init"] > 100]
         lo = [r for r in A if r["lambda_init"] <= 100]
-        lam_range = (
-            f"λmax at init ranged {min(r['lambda_init'] for r in A):.3g}–"
-            f"{max(r['lambda_init'] for r in A):.3g}"
+        kinds_hi, kinds_lo = sorted({r["kind"] for r in hi}), sorted({r["kind"] for r in lo})
+        confounded = bool(hi and lo and not set(kinds_hi) & set(kinds_lo))
+        models = (
+            f"the {len(A)} deep networks ({len(S.seeds_arch)} seeds × 3 architectures; "
+            "compared within each seed, whose networks share their initial weights); the "
+            "MLPs are left out: λmax at initialization was not measured on them"
         )
         for key, label, unit in (
             ("epochs", "more epochs to the target loss", " epochs"),
             ("spike_rate", "more loss spikes per epoch", " spikes/epoch"),
         ):
-            # Paired by seed: the networks of one seed share their initial weights.
             per_seed = {
                 seed: (
                     [r[key] for r in hi if r["seed"] == seed],
@@ -199,209 +366,302 @@ def judge(ctx: Context) -> list[tuple[str, str, list[Claim]]]:
                 )
                 for seed in S.seeds_arch
             }
-            if any(len(a) and len(b) for a, b in per_seed.values()):
-                d = V.paired(per_seed)
-                v, why = V.judge_sign(d)
-                measured = d.text(unit=unit)
-            else:
-                v, why, measured = V.INCONCLUSIVE, f"one group is empty: {lam_range}", "—"
-            claims.append(
-                Claim(
-                    f"networks with λmax > 100 at initialization need {label} (per seed: "
-                    "mean over those networks − mean over the others)",
-                    measured,
-                    f"{len(A)} networks",
-                    v,
-                    why,
-                )
+            text = (
+                f"networks with λmax > 100 at initialization need {label} (per seed: mean "
+                "over those networks − mean over the others)"
             )
-        if (late := censored(A)) is not None:
+            if any(len(a) and len(b) for a, b in per_seed.values()):
+                c = interval_claim(text, models, V.paired(per_seed), unit)
+                if confounded:
+                    c = Claim(
+                        c.claim,
+                        c.models,
+                        c.measured,
+                        c.n,
+                        V.CONFOUNDED,
+                        f"every network above 100 is {' or '.join(kinds_hi)} and every one at "
+                        f"or below is {' or '.join(kinds_lo)}: λmax at initialization cannot "
+                        "be told apart from the architecture (by the direction rule alone: "
+                        f"{c.verdict}, {c.why})",
+                        {**c.statistic, "confounded_with": "architecture"},
+                    )
+            else:
+                lam = [r["lambda_init"] for r in A]
+                c = Claim(
+                    text,
+                    models,
+                    "—",
+                    len(A),
+                    V.INCONCLUSIVE,
+                    f"one group is empty: λmax at initialization ranged {spread(lam)}",
+                    {
+                        "rule": "direction",
+                        "n": len(A),
+                        "values_min": float(min(lam)),
+                        "values_max": float(max(lam)),
+                    },
+                )
+            claims.append(c)
+        if (late := censored_note(A, models)) is not None:
             claims.append(late)
     else:
         claims.append(not_run("networks with λmax > 100 at initialization train worse"))
-    out.append(
-        (
-            "Large early λmax means unstable training",
-            "Hypothesis 1: networks with λmax > 100 at initialization train unstably; "
-            "the architecture stage compares them with the others (same data, learning "
-            "rate and batch size, so λmax at init is confounded with the architecture)",
-            claims,
-        )
+    return Hypothesis(
+        "Large early λmax means unstable training",
+        "§2.2.1, Hypothesis 1 (Trainability)",
+        "Networks with λmax > 100 at initialization experience unstable training (gradient "
+        "explosion/vanishing), requiring careful learning rate tuning.",
+        claims,
     )
 
-    # Skip connections (§2.4).
-    claims = []
+
+def _skip_connections(ctx: Context) -> Hypothesis:
+    S, R = ctx.settings, ctx.results
+    claims: list[Claim] = []
     if "architecture" in R:
         by = {(r["seed"], r["kind"]): r for r in R["architecture"]}
         seeds = S.seeds_arch
+        models = {
+            other: (
+                f"the plain and {other} networks of the {len(seeds)} seeds, paired by seed"
+                + (" (same initial weights)" if other == "residual" else "")
+                + "; the MLPs are left out: they have no skip connections to remove"
+            )
+            for other in ("residual", "residual-norm")
+        }
         for other in ("residual", "residual-norm"):
             r = V.interval(
                 [by[s, "plain"]["lambda_max"] / by[s, other]["lambda_max"] for s in seeds], log=True
             )
-            v, why = V.judge_range(r, 3.0, 5.0, null=1.0)
             claims.append(
-                Claim(
-                    f"λmax at the end: plain / {other} is 3–5", r.text(unit="×"), str(r.n), v, why
+                interval_claim(
+                    f"λmax at the end: plain / {other} is 3–5",
+                    models[other],
+                    r,
+                    "×",
+                    claimed=(3.0, 5.0),
                 )
             )
         for key, label in (
-            ("ray_negative", "share of negative ray curvature"),
+            ("ray_negative", "share of random directions with negative curvature"),
             ("surface_nonconvex", "non-convex share of the 2D surface"),
         ):
             for other in ("residual", "residual-norm"):
                 d = V.interval([100 * (by[s, "plain"][key] - by[s, other][key]) for s in seeds])
-                v, why = V.judge_sign(d)
                 claims.append(
-                    Claim(
+                    interval_claim(
                         f"skip connections convexify: the {label} is lower with them "
                         f"(plain − {other})",
-                        d.text(unit=" points"),
-                        str(d.n),
-                        v,
-                        why,
+                        models[other],
+                        d,
+                        " points",
                     )
                 )
         for other in ("residual", "residual-norm"):
             d = V.interval([by[s, "plain"]["epochs"] - by[s, other]["epochs"] for s in seeds])
-            v, why = V.judge_sign(d)
             claims.append(
-                Claim(
+                interval_claim(
                     f"skip connections train faster: epochs to the target, plain − {other}",
-                    d.text(unit=" epochs"),
-                    str(d.n),
-                    v,
-                    why,
+                    models[other],
+                    d,
+                    " epochs",
                 )
             )
-        if (late := censored(R["architecture"])) is not None:
+        if (late := censored_note(R["architecture"], "the deep networks")) is not None:
             claims.append(late)
     else:
         claims.append(not_run("skip connections reduce sharpness 3–5×"))
-    out.append(
-        (
-            "Skip connections make the landscape smoother and flatter",
-            '§2.4: skip connections reduce sharpness 3–5× and "convexify" the loss surface',
-            claims,
-        )
+    return Hypothesis(
+        "Skip connections make the landscape smoother and flatter",
+        "§2.4",
+        "Skip connections reduce conditioning by 100-1000× and sharpness by 3-5×, directly "
+        "explaining why ResNets train faster. […] a much smoother, convexified topology",
+        claims,
     )
 
-    # Effective dimension (§2.2.3).
-    claims = []
+
+def _effective_dimension(ctx: Context) -> Hypothesis:
+    S, R = ctx.settings, ctx.results
+    claims: list[Claim] = []
     if "architecture" in R:
         A = R["architecture"]
         by = {(r["seed"], r["kind"]): r for r in A}
         d = V.interval([by[s, "plain"]["d_eff"] - by[s, "residual"]["d_eff"] for s in S.seeds_arch])
-        v, why = V.judge_sign(d)
         claims.append(
-            Claim(
+            interval_claim(
                 "skip connections reduce d_eff (plain − residual)",
-                d.text(unit=""),
-                str(d.n),
-                v,
-                why,
+                f"the plain and residual networks of the {len(S.seeds_arch)} seeds, paired by "
+                "seed (same initial weights)",
+                d,
+                " components",
             )
         )
+        every = (
+            f"all {len(A)} deep networks; the MLPs are left out: their gradients were not recorded"
+        )
+        dim = min(r["dim"] for r in A)
         low = [r for r in A if r["d_eff_fraction"] < 0.001]
         high = [r for r in A if r["d_eff_fraction"] > 0.01]
+        text = "networks with d_eff < 0.001·d converge 2–3× faster than those with d_eff > 0.01·d"
         if low and high:
             ratio = V.difference([r["epochs"] for r in high], [r["epochs"] for r in low], log=True)
-            v, why = V.judge_range(ratio, 2.0, 3.0, null=1.0)
-            measured = ratio.text(unit="×")
+            claims.append(
+                interval_claim(
+                    text + " (epochs, high / low)", every, ratio, "×", claimed=(2.0, 3.0)
+                )
+            )
         else:
-            fr = [100 * r["d_eff_fraction"] for r in A]
-            v, why = (
-                V.INCONCLUSIVE,
-                (
-                    f"one group is empty: d_eff/d ranged {min(fr):.3g}%–{max(fr):.3g}% (d_eff can "
-                    f"be at most the {S.grad_window} gradients recorded)"
-                ),
+            fr = [r["d_eff_fraction"] for r in A]
+            most = S.grad_window / dim
+            why = f"one group is empty: d_eff/d ranged {pct(min(fr))} to {pct(max(fr))}"
+            if most <= 0.01:
+                why += (
+                    f"; with {S.grad_window} gradients recorded d_eff/d is at most "
+                    f"{pct(most)}, so d_eff > 0.01·d cannot occur in this design"
+                )
+            claims.append(
+                Claim(
+                    text,
+                    every,
+                    f"{len(low)} with d_eff < 0.001·d, {len(high)} with d_eff > 0.01·d",
+                    len(A),
+                    V.INCONCLUSIVE,
+                    why,
+                    {
+                        "rule": "threshold",
+                        "n": len(A),
+                        "n_low": len(low),
+                        "n_high": len(high),
+                        "fraction_min": float(min(fr)),
+                        "fraction_max": float(max(fr)),
+                        "fraction_possible_max": float(most),
+                    },
+                )
             )
-            measured = f"{len(low)} with d_eff < 0.1% of d, {len(high)} with > 1%"
         claims.append(
-            Claim(
-                "networks with d_eff < 0.001·d converge 2–3× faster than those with d_eff > 0.01·d",
-                measured,
-                str(len(A)),
-                v,
-                why,
-            )
-        )
-        claims.append(
-            trend(
+            trend_claim(
                 "lower d_eff goes with fewer epochs to the target",
+                every,
                 [r["d_eff"] for r in A],
                 [r["epochs"] for r in A],
             )
         )
     else:
         claims.append(not_run("low effective dimension goes with faster convergence"))
-    out.append(
-        (
-            "Low effective dimension means faster convergence",
-            "§2.2.3: skip connections reduce d_eff; d_eff < 0.001·d converges 2–3× faster "
-            "than d_eff > 0.01·d",
-            claims,
-        )
+    return Hypothesis(
+        "Low effective dimension means faster convergence",
+        "§2.2.3, Hypothesis (Dimensionality)",
+        "Skip connections reduce d_eff by creating direct optimization paths […] "
+        "Architectures with d_eff < 0.001 × d_total converge 2-3× faster than those with "
+        "d_eff > 0.01 × d_total.",
+        claims,
     )
 
-    # Mode connectivity (§2.2.2).
-    claims = []
+
+def _connectivity(ctx: Context) -> Hypothesis:
+    R = ctx.results
+    claims: list[Claim] = []
     if "connectivity" in R:
         C = R["connectivity"]
-
-        def spread(key: str) -> str:
-            v = [r[key] for r in C]
-            return f"{min(v):.3g}" if len(v) == 1 else f"{min(v):.3g} to {max(v):.3g}"
-
-        cases = [(True, r["bezier_barrier"] < 0.5) for r in C]
-        v, why = V.judge_implication(cases, "a fitted curve")
+        n_mlp = sum(r["network"] == "mlp" for r in C)
+        models = (
+            f"all {len(C)} pairs: {n_mlp} pairs of batch-32 MLPs (every pair of the seeds)"
+            + (f" and one pair of each deep network ({len(C) - n_mlp})" if len(C) > n_mlp else "")
+            + "; pairs share models, so the cases are not independent"
+        )
+        barriers = [r["bezier_barrier"] for r in C]
         claims.append(
-            Claim(
+            implication_claim(
                 "independently trained minima are joined by a low-loss curve "
-                "(Bezier barrier < 0.5)",
-                spread("bezier_barrier"),
-                str(len(C)),
-                v,
-                why,
+                "(fitted Bezier barrier < 0.5)",
+                models,
+                [(True, b < 0.5) for b in barriers],
+                "a fitted curve",
+                barriers,
             )
         )
         # The paper's barrier is the optimized curve's (Garipov et al.); the straight
         # segment's is shown next to it, not judged.
-        key = "bezier_barrier"
-        good = [(r[key] < 0.5, min(r["test_accuracy_ends"]) > 0.90) for r in C]
-        v, why = V.judge_implication(good, "a barrier < 0.5")
+        good = [(r["bezier_barrier"] < 0.5, min(r["test_accuracy_ends"]) > 0.90) for r in C]
         claims.append(
-            Claim(
-                "barrier < 0.5 → both models > 90% test accuracy", spread(key), str(len(C)), v, why
+            implication_claim(
+                "Bezier barrier < 0.5 → both models above 90% test accuracy",
+                models,
+                good,
+                "a barrier < 0.5",
+                barriers,
             )
         )
-        bad = [(r[key] > 2.0, min(r["test_accuracy_ends"]) < 0.85) for r in C]
-        v, why = V.judge_implication(bad, "a barrier > 2")
+        bad = [(r["bezier_barrier"] > 2.0, min(r["test_accuracy_ends"]) < 0.85) for r in C]
         claims.append(
-            Claim("barrier > 2 → one model < 85% test accuracy", spread(key), str(len(C)), v, why)
+            implication_claim(
+                "Bezier barrier > 2 → one model below 85% test accuracy",
+                models,
+                bad,
+                "a barrier > 2",
+                barriers,
+            )
         )
         high = [r for r in C if r["linear_barrier"] > 2.0]
         accs = [a for r in high for a in r["test_accuracy_ends"]]
+        lin = [r["linear_barrier"] for r in C]
         claims.append(
             note(
                 "for comparison, the straight segment's barrier (not the paper's)",
-                spread("linear_barrier"),
-                str(len(C)),
+                models,
+                spread(lin),
+                len(C),
                 f"{len(high)} pair(s) above 2, their models at "
-                f"{100 * min(accs):.1f}–{100 * max(accs):.1f}% test accuracy"
+                f"{spread([100 * a for a in accs])}% test accuracy"
                 if high
                 else "no pair above 2",
+                {
+                    "rule": "note",
+                    "n": len(C),
+                    "values_min": float(min(lin)),
+                    "values_max": float(max(lin)),
+                    "n_above_2": len(high),
+                    "accuracy_min": float(min(accs)) if accs else None,
+                    "accuracy_max": float(max(accs)) if accs else None,
+                },
             )
         )
     else:
         claims.append(not_run("minima are connected by low-loss curves"))
-    out.append(
-        (
-            "Good minima are connected by low-loss paths",
-            "§2.2.2 (after Garipov et al. 2018): the barrier along the optimized Bezier "
-            "curve; barrier < 0.5 → both models generalize (> 90% test accuracy); barrier "
-            "> 2 → at least one overfits (< 85%)",
-            claims,
-        )
+    return Hypothesis(
+        "Good minima are connected by low-loss paths",
+        "§2.2.2",
+        "Empirical finding (Garipov et al., 2018) […] Barrier < 0.5 → Both models "
+        "generalize well (>90% test acc) […] Barrier > 2.0 → At least one model overfits "
+        "(<85% test acc)",
+        claims,
     )
+
+
+def records(judged: list[Hypothesis]) -> dict[str, Any]:
+    """The verdicts for ``results.json``: by hypothesis title, every claim with numbers."""
+    out = {}
+    for h in judged:
+        judged_claims = [c.verdict for c in h.claims if c.judged]
+        out[h.title] = {
+            "verdict": h.verdict,
+            "claims_supported": sum(v == V.SUPPORTED for v in judged_claims),
+            "claims_not_supported": sum(v == V.NOT_SUPPORTED for v in judged_claims),
+            "claims_inconclusive": sum(v.startswith(V.INCONCLUSIVE) for v in judged_claims),
+            "section": h.section,
+            "quote": h.quote,
+            "claims": [
+                {
+                    "claim": c.claim,
+                    "models": c.models,
+                    "measured": c.measured,
+                    "n": c.n,
+                    "verdict": c.verdict,
+                    "why": c.why,
+                    "judged": c.judged,
+                    "statistic": c.statistic,
+                }
+                for c in h.claims
+            ],
+        }
     return out

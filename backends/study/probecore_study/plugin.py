@@ -17,7 +17,14 @@ def _run(args: argparse.Namespace) -> int:
     from probecore_study.driver import run_study
 
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
-    run_study(args.out, quick=args.quick, stages=stages, seed=args.seed, quiet=args.quiet)
+    run_study(
+        args.out,
+        quick=args.quick,
+        stages=stages,
+        seed=args.seed,
+        quiet=args.quiet,
+        jobs=args.jobs,
+    )
     return 0
 
 
@@ -52,6 +59,13 @@ def probecore_add_commands(subparsers: Any) -> None:
     )
     study.add_argument(
         "--seed", type=int, default=0, help="base seed, added to every seed (default: %(default)s)"
+    )
+    study.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="worker processes for the models of a stage (default: the number of CPUs); "
+        "every model runs on one thread, so the results do not depend on it",
     )
     study.add_argument("--quiet", action="store_true", help="print nothing but errors")
     study.set_defaults(func=_run)

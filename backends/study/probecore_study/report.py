@@ -12,13 +12,24 @@ import numpy as np
 import probecore
 from probecore_study import verdicts as V
 from probecore_study.context import Context
-from probecore_study.hypotheses import Claim
+from probecore_study.hypotheses import SOURCE, Hypothesis
+from probecore_study.numbers import fmt
 from probecore_study.settings import KINDS
+
+UNITS = (
+    "Units and conventions: losses are the mean cross-entropy over the training split, in "
+    "nats; curvatures (λmax, trace, ray curvature) are second derivatives of that loss along "
+    "unit-length directions in parameter space, in nats per unit² of parameter distance; "
+    "accuracies and test errors are percentages of the 450 test images (one image is 0.222 "
+    "points); differences of percentages are in percentage points. Numbers have three "
+    "significant figures (counts are exact). An interval is a 95% confidence interval "
+    "(CI); `± s.e.` is a standard error, and is always labelled so."
+)
 
 
 def g4(x: float) -> str:
-    """A number to four significant digits."""
-    return f"{x:.4g}"
+    """A number as the report writes it (kept for the stages; see :func:`fmt`)."""
+    return fmt(x)
 
 
 def table(header: list[str], rows: list[list[Any]]) -> list[str]:
@@ -26,6 +37,27 @@ def table(header: list[str], rows: list[list[Any]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return out + [""]
+
+
+def figure(ctx: Context, name: str, caption: str) -> list[str]:
+    """A figure embedded with its caption (also recorded for ``results.json``).
+
+    The number is a placeholder, ``{fig:<file>}``, that :func:`number_figures` replaces
+    once every figure is known, in reading order.
+    """
+    ctx.figures.append({"file": name, "caption": caption})
+    tag = "{fig:" + name + "}"
+    return [f"![Figure {tag}]({name})", "", f"*Figure {tag}.* {caption}", ""]
+
+
+def number_figures(text: str, figs: list[dict]) -> str:
+    """Number the figures in the order ``text`` shows them (recorded in ``figs`` too)."""
+    order = sorted(figs, key=lambda f: text.find("{fig:" + f["file"] + "}"))
+    for i, f in enumerate(order, start=1):
+        f["number"] = i
+        text = text.replace("{fig:" + f["file"] + "}", str(i))
+    figs.sort(key=lambda f: f["number"])
+    return text
 
 
 def above_100(ctx: Context) -> str:
@@ -36,50 +68,72 @@ def above_100(ctx: Context) -> str:
     return "networks above 100: " + ", ".join(f"{k} {n} of {per}" for k, n in counts.items()) + "."
 
 
-def hypothesis_lines(judged: list) -> tuple[list[str], list[str], dict]:
-    """The verdict summary table, section 5 (one table per hypothesis), and the verdicts."""
+RULES = (
+    "Rules. A claimed range (“3–5×”) is **supported** when the estimate (the mean over "
+    "seeds; the geometric mean for ratios) lies in the range and its 95% Student-t "
+    "confidence interval excludes no effect (0 for a difference, a ratio of 1); **not "
+    "supported** when the interval lies entirely outside the range; **inconclusive** "
+    "otherwise. A claimed direction (“A is larger than B”) is supported when the interval "
+    "lies entirely above no effect, not supported when entirely below, inconclusive when it "
+    "includes it; networks that share their initialization (the plain and residual "
+    "networks of one seed) are compared within each seed and the interval is over seeds. "
+    "A threshold comparison (“λmax < 20 against λmax > 50”) uses Welch's interval between "
+    "the two groups, and is inconclusive when a group is empty. A trend across models uses "
+    "Spearman's rank correlation at p < 0.05. An implication (A → B) is checked on every "
+    "case where A held. A comparison whose groups differ in something else that could "
+    "explain the effect (every network above a threshold has skip connections, every one "
+    "below has none) is **inconclusive (confounded)** whatever its interval shows. Fewer "
+    "than two values, or two equal ones, give no error estimate and so no verdict. A "
+    "hypothesis is not supported when any of its claims is not, supported only when all "
+    "are, and inconclusive otherwise. Rows whose verdict is — are notes shown for "
+    "comparison, not claims. `n`: seeds, models or pairs used (the column *models used* "
+    "says which, and why the others are left out). p-values are two-sided against no "
+    "effect. There is no correction for multiple comparisons: with some twenty claims at "
+    "95%, about one may come out by chance."
+)
 
-    def counts(claims: list[Claim]) -> str:
+
+def hypothesis_lines(ctx: Context, judged: list[Hypothesis]) -> tuple[list[str], list[str]]:
+    """The verdict summary table and section 5 (one table per hypothesis)."""
+
+    def counts(h: Hypothesis) -> str:
         return " / ".join(
-            str(sum(c.judged and c.verdict == v for c in claims))
+            str(sum(c.judged and c.verdict.startswith(v) for c in h.claims))
             for v in (V.SUPPORTED, V.NOT_SUPPORTED, V.INCONCLUSIVE)
         )
 
     summary = table(
-        ["hypothesis", "verdict", "claims supported / not supported / inconclusive"],
         [
-            [title, f"**{V.combine([c.verdict for c in claims if c.judged])}**", counts(claims)]
-            for title, _, claims in judged
+            "hypothesis",
+            "in the paper",
+            "verdict",
+            "claims supported / not supported / inconclusive",
         ],
+        [[h.title, h.section, f"**{h.verdict}**", counts(h)] for h in judged],
     )
-    body, verdicts = ["## 5. The hypotheses, one by one", ""], {}
-    body += [
-        'Rules: a claimed range ("3–5×") is **supported** when the estimate (the mean over '
-        "seeds; geometric for ratios) lies in it and its 95% Student-t interval excludes no "
-        "effect, **not supported** when the interval lies outside the range, "
-        "**inconclusive** otherwise; a claimed direction is judged by the same interval "
-        "against no effect (per seed, for networks that share their initialization); a "
-        "threshold comparison by Welch's interval between the groups; a trend across models "
-        "by Spearman's rank correlation at p < 0.05; an implication (A → B) by every case "
-        "where A held. Fewer than two values, or two equal ones, give no error estimate "
-        "and so no verdict. A hypothesis is not supported when any of its claims is not, "
-        "and supported only when all are; rows marked — are notes, not claims. `n`: "
-        "seeds, models or pairs measured. There is no correction for multiple comparisons: "
-        "with some twenty claims at 95%, about one may come out by chance.",
-        "",
-    ]
-    for i, (title, source, claims) in enumerate(judged, start=1):
-        verdict = V.combine([c.verdict for c in claims if c.judged])
-        verdicts[title] = {"verdict": verdict, "claims": [c.__dict__ for c in claims]}
-        body += [f"### 5.{i} {title} — {verdict}", "", f"Claim: {source}.", ""]
+    body = ["## 5. The hypotheses, one by one", "", RULES, ""]
+    for i, h in enumerate(judged, start=1):
+        body += [
+            f"### 5.{i} {h.title} — {h.verdict}",
+            "",
+            f"The paper ({h.section}): “{h.quote}”",
+            "",
+        ]
         body += table(
-            ["claim", "measured", "n", "verdict", "why"],
+            ["claim", "models used", "measured", "n", "verdict", "why"],
             [
-                [c.claim, c.measured, c.n, f"**{c.verdict}**" if c.judged else "—", c.why]
-                for c in claims
+                [
+                    c.claim,
+                    c.models,
+                    c.measured,
+                    c.n,
+                    f"**{c.verdict}**" if c.judged else "—",
+                    c.why,
+                ]
+                for c in h.claims
             ],
         )
-    return summary, body, verdicts
+    return summary, body
 
 
 def report(
@@ -88,22 +142,31 @@ def report(
     stages: tuple[str, ...],
     quick: bool,
     sections: list[str],
-    judged: list,
+    judged: list[Hypothesis],
+    forest: list[str],
     stage_time: dict[str, float],
     elapsed: float,
-) -> tuple[str, dict]:
-    """The text of ``report.md``, and the verdicts by hypothesis (for ``results.json``)."""
+    cpu: float,
+    jobs: int,
+) -> str:
+    """The text of ``report.md``."""
     S, seed = ctx.settings, ctx.seed
-    summary, body, verdicts = hypothesis_lines(judged) if judged else ([], [], {})
+    summary, body = hypothesis_lines(ctx, judged) if judged else ([], [])
     lines = [
         "# probecore study",
         "",
-        "The seed paper's hypotheses about loss-landscape geometry, tested on scikit-learn's "
-        "digits (1,797 8×8 images: 1,347 for training, 450 for testing) with small networks "
-        "trained on the spot from fixed seeds. Every number below comes from this run; "
-        f"`results.json` holds them all and `raw/` the raw results. Mode: "
+        f"This report tests the quantitative claims of {SOURCE}, the seed paper of "
+        "probecore. Each claim is quoted with its section in section 5, so that it can be "
+        "looked up. The claims were made for large networks (ResNets, CIFAR-10, ImageNet); "
+        "here they are tested on scikit-learn's digits (1,797 8×8 images: 1,347 for "
+        "training, 450 for testing) with small networks trained on the spot from fixed "
+        "seeds. Every number below comes from this run; `results.json` holds every number "
+        "of every table (verdict statistics as numbers; JSON Schema in probecore's "
+        "docs/study-results.schema.json) and `raw/` the raw results. Mode: "
         f"{'quick (reduced settings, for CI)' if quick else 'full'}; stages: "
         f"{', '.join(stages)}; base seed {seed}.",
+        "",
+        UNITS,
         "",
     ]
     if summary:
@@ -116,6 +179,7 @@ def report(
             "on both sides of a threshold the verdict is *inconclusive*, and the "
             "measured range is given.",
             "",
+            *forest,
         ]
         if quick:
             lines += [
@@ -132,29 +196,40 @@ def report(
             "- Trainability is measured by epochs to the target loss and by loss spikes at "
             "one learning rate per stage; there is no learning-rate sweep.",
             "- Training stops when the loss first falls below the target, which is not "
-            "always a minimum: some networks have many directions of negative curvature "
-            "there (the ray columns).",
+            "always a minimum: some networks have directions of negative curvature there "
+            "(the ray columns).",
             *(
-                [f"- λmax at initialization is confounded with the architecture: {above_100(ctx)}"]
+                [
+                    "- λmax at initialization is confounded with the architecture, so "
+                    f"Hypothesis 1 cannot be judged here: {above_100(ctx)}"
+                ]
                 if "architecture" in ctx.results
                 else []
             ),
-            "- d_eff cannot exceed the number of gradients recorded "
-            f"({S.grad_window}), and mini-batch gradients carry sampling noise.",
-            '- "Robust, transferable features" (the connectivity hypothesis) has no '
-            "measurement in the paper and is not judged.",
+            "- The curvature along random directions concentrates: over uniformly random unit "
+            "directions u in D parameters, uᵀHu has mean tr(H)/D and a standard deviation "
+            "of about √2·‖H‖_F/D, so almost no random "
+            "direction shows negative curvature even where H has negative eigenvalues; the "
+            "2D surfaces probe larger distances.",
+            f"- d_eff cannot exceed the number of gradients recorded ({S.grad_window}), and "
+            "mini-batch gradients carry sampling noise.",
+            "- The connectivity pairs share models (every pair of five seeds), so they are "
+            "not independent cases.",
+            "- “Models with low barrier heights (<1.0) have learned robust, transferable "
+            "features” (§2.2.2, Hypothesis (Connectivity)) has no measurement in the paper "
+            "and is not judged.",
             "",
         ]
     lines += [
         "## Run",
         "",
-        f"Total {elapsed:.1f} s on {platform.machine()} ({os.cpu_count()} CPUs), Python "
-        f"{platform.python_version()}, numpy {np.__version__}, probecore "
-        f"{probecore.__version__}"
+        f"Total {elapsed:.1f} s of wall time and {cpu:.1f} s of CPU time (this process and "
+        f"its workers) with {jobs} worker process(es), on {platform.machine()} "
+        f"({os.cpu_count()} CPUs), Python {platform.python_version()}, numpy "
+        f"{np.__version__}, probecore {probecore.__version__}"
         + (f", torch {sys.modules['torch'].__version__}" if "torch" in sys.modules else "")
-        + ". Per stage: "
-        + ", ".join(f"{k} {v:.1f} s" for k, v in stage_time.items())
-        + ".",
+        + ". Each stage finished at (seconds from the start; the batch and architecture "
+        "stages run at once): " + ", ".join(f"{k} {v:.1f} s" for k, v in stage_time.items()) + ".",
         "",
         "Raw results: `raw/*/*.npz` are probecore result files (`probecore.load`), "
         "`raw/landscape/*.zarr` the surfaces and rays as resumable Zarr runs "
@@ -162,4 +237,4 @@ def report(
         "measurements (Zarr group, `zarr.open_group`).",
         "",
     ]
-    return "\n".join(lines), verdicts
+    return "\n".join(lines)

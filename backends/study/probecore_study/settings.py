@@ -18,7 +18,6 @@ class Settings:
 
     seeds_batch: tuple[int, ...] = (0, 1, 2, 3, 4)
     seeds_arch: tuple[int, ...] = (0, 1, 2, 3, 4)
-    n_pairs: int = 6  # pairs of small-batch MLPs; plus one pair per deep network
     # batch stage: MLP 64-64-10, plain SGD, the same learning rate for both batch sizes
     hidden: int = 64
     batch_sizes: tuple[int, int] = (32, 512)
@@ -52,7 +51,6 @@ FULL = Settings()
 QUICK = Settings(
     seeds_batch=(0, 1),
     seeds_arch=(0, 1),
-    n_pairs=1,
     grad_window=60,
     plane_points=9,
     n_rays=30,
@@ -67,9 +65,13 @@ QUICK = Settings(
 
 
 def pairs(S: Settings, deep: bool) -> list[tuple[str, int, int]]:
-    """(network, seed, seed): small-batch MLP pairs, then (``deep``) one of each deep network."""
+    """(network, seed, seed) pairs to connect.
+
+    Every pair of small-batch MLPs, then (``deep``) one of each deep network (its first
+    two seeds).
+    """
     seeds = S.seeds_batch
-    out = [("mlp", a, b) for i, a in enumerate(seeds) for b in seeds[i + 1 :]][: S.n_pairs]
+    out = [("mlp", a, b) for i, a in enumerate(seeds) for b in seeds[i + 1 :]]
     if deep:
         out += [(kind, S.seeds_arch[0], S.seeds_arch[1]) for kind in KINDS]
     return out

@@ -10,8 +10,13 @@ in the report next to its verdict:
 * :func:`judge_implication` — "when A holds, B holds" (e.g. "barrier < 0.5 → both test
   accuracies > 90%"): every case where A holds is checked.
 
-A verdict is ``"supported"``, ``"not supported"`` or ``"inconclusive"``; with fewer than
-two seeds there is no error estimate and a range or sign claim is inconclusive.
+A verdict is ``"supported"``, ``"not supported"``, ``"inconclusive"`` or
+``"inconclusive (confounded)"`` (the groups compared differ in something else that could
+explain the effect: the verdict cannot follow from the comparison, whatever it shows); with
+fewer than two seeds there is no error estimate and a range or sign claim is inconclusive.
+
+Every interval carries its numbers (:meth:`Interval.record`: estimate, bounds, standard
+error, ``n``, the test and its two-sided p-value against no effect) for ``results.json``.
 """
 
 from __future__ import annotations
@@ -24,12 +29,19 @@ import numpy as np
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
 INCONCLUSIVE = "inconclusive"
+CONFOUNDED = "inconclusive (confounded)"
 NOT_RUN = "not run"
 
 
 @dataclass(frozen=True)
 class Interval:
-    """Mean of ``n`` values with its standard error and a 95% Student-t interval."""
+    """Mean of ``n`` values with its standard error and a 95% Student-t interval.
+
+    For ``log=True`` the values are ratios: ``mean``, ``lo`` and ``hi`` are the geometric
+    mean and its interval, ``std_error`` is the standard error of the mean log ratio, and
+    no effect is a ratio of 1. ``p`` is the two-sided p-value of ``test`` against no
+    effect (NaN without an error estimate).
+    """
 
     n: int
     mean: float
@@ -37,17 +49,41 @@ class Interval:
     lo: float
     hi: float
     log: bool = False
+    p: float = float("nan")
+    test: str = "one-sample Student t"
+    confidence: float = 0.95
 
-    def text(self, fmt: str = ".3g", unit: str = "") -> str:
-        """``mean ± se [lo, hi] (n = …)``; a ratio (``log``) shows its geometric mean."""
-        if self.n < 2:
-            return f"{self.mean:{fmt}}{unit} (n = 1)"
-        if self.log:
-            return f"{self.mean:{fmt}}{unit} [{self.lo:{fmt}}, {self.hi:{fmt}}] (n = {self.n})"
-        return (
-            f"{self.mean:{fmt}}{unit} ± {self.std_error:.2g} "
-            f"[{self.lo:{fmt}}, {self.hi:{fmt}}] (n = {self.n})"
-        )
+    @property
+    def null(self) -> float:
+        """The value of no effect: 1 for a ratio, 0 for a difference."""
+        return 1.0 if self.log else 0.0
+
+    def text(self, unit: str = "") -> str:
+        """``estimate (95% CI [lo, hi]; n = …)``; every number as the report writes it."""
+        from probecore_study.numbers import fmt
+
+        if self.n < 2 or not np.isfinite(self.std_error):
+            return f"{fmt(self.mean, unit)} (n = {self.n}, no interval)"
+        return f"{fmt(self.mean, unit)} (95% CI [{fmt(self.lo)}, {fmt(self.hi)}]; n = {self.n})"
+
+    def record(self) -> dict:
+        """The numbers, for ``results.json`` (NaN as ``None``)."""
+
+        def num(v: float) -> float | None:
+            return float(v) if np.isfinite(v) else None
+
+        return {
+            "estimate": num(self.mean),
+            "ci_low": num(self.lo),
+            "ci_high": num(self.hi),
+            "confidence": self.confidence,
+            "std_error": num(self.std_error),
+            "scale": "log ratio" if self.log else "difference",
+            "null": self.null,
+            "n": self.n,
+            "test": self.test,
+            "p": num(self.p),
+        }
 
 
 def interval(values: Any, *, log: bool = False, confidence: float = 0.95) -> Interval:
@@ -63,6 +99,7 @@ def interval(values: Any, *, log: bool = False, confidence: float = 0.95) -> Int
         v = np.log(v)
     n = v.size
     mean = float(v.mean())
+    p = float("nan")
     if n < 2:
         lo = hi = mean
         se = float("nan")
@@ -70,10 +107,25 @@ def interval(values: Any, *, log: bool = False, confidence: float = 0.95) -> Int
         se = float(v.std(ddof=1) / np.sqrt(n))
         half = float(student_t.ppf(0.5 + confidence / 2, n - 1)) * se
         lo, hi = mean - half, mean + half
+        if se > 0:
+            p = float(2 * student_t.sf(abs(mean) / se, n - 1))
+        else:
+            p = 1.0 if mean == 0 else 0.0
+    test = "one-sample Student t" + (" on log ratios" if log else "")
     if log:
-        # a geometric mean; its standard error is reported as a relative one
-        return Interval(n, float(np.exp(mean)), se, float(np.exp(lo)), float(np.exp(hi)), True)
-    return Interval(n, mean, se, lo, hi)
+        # a geometric mean; its standard error is that of the mean log ratio
+        return Interval(
+            n,
+            float(np.exp(mean)),
+            se,
+            float(np.exp(lo)),
+            float(np.exp(hi)),
+            True,
+            p,
+            test,
+            confidence,
+        )
+    return Interval(n, mean, se, lo, hi, False, p, test, confidence)
 
 
 def judge_range(iv: Interval, lo: float, hi: float, *, null: float) -> tuple[str, str]:
@@ -87,20 +139,33 @@ def judge_range(iv: Interval, lo: float, hi: float, *, null: float) -> tuple[str
     """
     if (why := _no_error_estimate(iv)) is not None:
         return INCONCLUSIVE, why
+    zero = _null_text(null)
     if iv.hi < lo or iv.lo > hi:
         side = "below" if iv.hi < lo else "above"
         if iv.lo > null:
-            why = f"the effect has the claimed sign but its 95% interval lies {side} the claim"
+            why = (
+                f"the effect has the claimed sign (95% interval excludes {zero}) but the "
+                f"interval lies entirely {side} the claimed range"
+            )
         elif iv.hi < null:
-            why = "the effect has the opposite sign"
+            why = f"the effect has the opposite sign (95% interval entirely below {zero})"
         else:
-            why = f"the 95% interval lies {side} the claim and includes no effect"
+            why = f"the 95% interval lies {side} the claimed range and includes {zero}"
         return NOT_SUPPORTED, why
     if iv.lo > null and lo <= iv.mean <= hi:
-        return SUPPORTED, "the estimate lies in the claim and the 95% interval excludes no effect"
+        return SUPPORTED, (
+            f"the estimate lies in the claimed range and the 95% interval excludes {zero}"
+        )
     if iv.lo > null:
-        return INCONCLUSIVE, "the estimate lies outside the claim, but the 95% interval reaches it"
-    return INCONCLUSIVE, "the 95% interval includes both the claim and no effect"
+        return INCONCLUSIVE, (
+            "the estimate lies outside the claimed range, but the 95% interval reaches it"
+        )
+    return INCONCLUSIVE, f"the 95% interval includes both the claimed range and {zero}"
+
+
+def _null_text(null: float) -> str:
+    """How "no effect" reads: a ratio of 1, or zero difference."""
+    return "a ratio of 1 (no effect)" if null == 1.0 else "0 (no effect)"
 
 
 def _no_error_estimate(iv: Interval) -> str | None:
@@ -120,11 +185,14 @@ def judge_sign(iv: Interval, *, null: float = 0.0) -> tuple[str, str]:
     """Verdict on "the effect is above ``null``": the 95% interval against ``null``."""
     if (why := _no_error_estimate(iv)) is not None:
         return INCONCLUSIVE, why
+    zero = _null_text(null)
+    if iv.std_error == 0 and iv.mean == null:
+        return INCONCLUSIVE, f"every value equals {zero}: there is no difference to judge"
     if iv.lo > null:
-        return SUPPORTED, "the 95% interval excludes no effect"
+        return SUPPORTED, f"the 95% interval lies entirely above {zero}"
     if iv.hi < null:
-        return NOT_SUPPORTED, "the effect has the opposite sign (95% interval)"
-    return INCONCLUSIVE, "the 95% interval includes no effect"
+        return NOT_SUPPORTED, f"the opposite sign: the 95% interval lies entirely below {zero}"
+    return INCONCLUSIVE, f"the 95% interval includes {zero}"
 
 
 def judge_implication(cases: list[tuple[bool, bool]], antecedent: str) -> tuple[str, str]:
@@ -134,8 +202,8 @@ def judge_implication(cases: list[tuple[bool, bool]], antecedent: str) -> tuple[
         return INCONCLUSIVE, f"no case had {antecedent} ({len(cases)} measured)"
     held = sum(relevant)
     if held == len(relevant):
-        return SUPPORTED, f"held in all {len(relevant)} case(s) with {antecedent}"
-    return NOT_SUPPORTED, f"failed in {len(relevant) - held} of {len(relevant)} case(s)"
+        return SUPPORTED, f"held in all {len(relevant)} cases with {antecedent}"
+    return NOT_SUPPORTED, f"failed in {len(relevant) - held} of {len(relevant)} cases"
 
 
 def paired(values: dict[Any, tuple[list[float], list[float]]]) -> Interval:
@@ -144,15 +212,17 @@ def paired(values: dict[Any, tuple[list[float], list[float]]]) -> Interval:
     For groups that are not independent (the networks of one seed share their
     initialization): each seed gives one difference, and the t-interval is over seeds.
     """
+    from dataclasses import replace
+
     diffs = [float(np.mean(a) - np.mean(b)) for a, b in values.values() if len(a) and len(b)]
     if not diffs:
         raise ValueError("no unit holds both groups.")
-    return interval(diffs)
+    return replace(interval(diffs), test="paired Student t (one difference per seed)")
 
 
 def combine(verdicts: list[str]) -> str:
     """One verdict for a hypothesis made of several claims."""
-    run = [v for v in verdicts if v != NOT_RUN]
+    run = [INCONCLUSIVE if v == CONFOUNDED else v for v in verdicts if v != NOT_RUN]
     if not run:
         return NOT_RUN
     if NOT_SUPPORTED in run:
@@ -178,6 +248,7 @@ def difference(a: Any, b: Any, *, log: bool = False, confidence: float = 0.95) -
         x, y = np.log(x), np.log(y)
     d = float(x.mean() - y.mean())
     n = int(min(x.size, y.size))
+    p = float("nan")
     if n < 2:
         lo = hi = d
         se = float("nan")
@@ -186,13 +257,26 @@ def difference(a: Any, b: Any, *, log: bool = False, confidence: float = 0.95) -
         se = float(np.sqrt(vx + vy))
         if se == 0:
             lo = hi = d
+            p = 1.0 if d == 0 else 0.0
         else:
             df = (vx + vy) ** 2 / (vx**2 / (x.size - 1) + vy**2 / (y.size - 1))
             half = float(student_t.ppf(0.5 + confidence / 2, df)) * se
             lo, hi = d - half, d + half
+            p = float(2 * student_t.sf(abs(d) / se, df))
+    test = "Welch two-sample t" + (" on log values" if log else "")
     if log:
-        return Interval(n, float(np.exp(d)), se, float(np.exp(lo)), float(np.exp(hi)), True)
-    return Interval(n, d, se, lo, hi)
+        return Interval(
+            n,
+            float(np.exp(d)),
+            se,
+            float(np.exp(lo)),
+            float(np.exp(hi)),
+            True,
+            p,
+            test,
+            confidence,
+        )
+    return Interval(n, d, se, lo, hi, False, p, test, confidence)
 
 
 def judge_correlation(x: Any, y: Any, *, alpha: float = 0.05) -> tuple[str, str, float, float]:
@@ -205,8 +289,11 @@ def judge_correlation(x: Any, y: Any, *, alpha: float = 0.05) -> tuple[str, str,
         return INCONCLUSIVE, f"too few distinct values ({x.size} cases)", float("nan"), 1.0
     rho, p = spearmanr(x, y)
     rho, p = float(rho), float(p)
+    from probecore_study.numbers import fmt
+
+    stat = f"Spearman ρ = {fmt(rho)}, p = {fmt(p)}"
     if p < alpha and rho > 0:
-        return SUPPORTED, f"Spearman ρ = {rho:.2f}, p = {p:.2g}", rho, p
+        return SUPPORTED, f"{stat} (p < {alpha:g})", rho, p
     if p < alpha and rho < 0:
-        return NOT_SUPPORTED, f"opposite trend: Spearman ρ = {rho:.2f}, p = {p:.2g}", rho, p
-    return INCONCLUSIVE, f"no significant trend: Spearman ρ = {rho:.2f}, p = {p:.2g}", rho, p
+        return NOT_SUPPORTED, f"the opposite trend: {stat} (p < {alpha:g})", rho, p
+    return INCONCLUSIVE, f"no significant trend: {stat} (p ≥ {alpha:g})", rho, p

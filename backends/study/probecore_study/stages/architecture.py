@@ -1,160 +1,71 @@
 """Stage 3, ``architecture``: a deep plain MLP against the same network with skip connections.
 
 λmax at initialization and at the end, epochs to the target loss, loss spikes, effective
-dimension of the gradients, a 2D filter-normalized surface and Monte Carlo ray curvature
-of each network.
+dimension of the gradients, a 2D filter-normalized surface and the curvature along random
+directions of each network. One unit of work per (seed, architecture):
+:func:`probecore_study.units.deep_model`.
 """
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
-import numpy as np
-
-import probecore as pc
-from probecore_study import figures
-from probecore_study.context import (
-    Context,
-    count_spikes,
-    load_kit,
-    save_all,
-    stored,
-    trained_record,
-    training_data,
-)
-from probecore_study.report import g4, table
+from probecore_study import figures, units
+from probecore_study.context import Context
+from probecore_study.numbers import fmt, pct
+from probecore_study.report import figure, table
 from probecore_study.settings import KINDS
+from probecore_study.units import nonconvex_share
+
+__all__ = ["finish", "nonconvex_share", "run", "submit"]
 
 
-def nonconvex_share(plane: Any) -> float:
-    """Share of the surface's interior grid points with negative curvature.
-
-    At each interior point, the 2×2 finite-difference Hessian of the plotted surface; a
-    point counts when its smaller eigenvalue is below −1e-9 times the loss scale (rounding
-    is not curvature).
-    """
-    L = np.asarray(plane.losses, dtype=np.float64)
-    a, b = np.asarray(plane.alphas), np.asarray(plane.betas)
-    ha, hb = a[1] - a[0], b[1] - b[0]
-    laa = (L[1:-1, 2:] - 2 * L[1:-1, 1:-1] + L[1:-1, :-2]) / ha**2
-    lbb = (L[2:, 1:-1] - 2 * L[1:-1, 1:-1] + L[:-2, 1:-1]) / hb**2
-    lab = (L[2:, 2:] - L[2:, :-2] - L[:-2, 2:] + L[:-2, :-2]) / (4 * ha * hb)
-    lam_min = (laa + lbb) / 2 - np.sqrt(((laa - lbb) / 2) ** 2 + lab**2)
-    tol = 1e-9 * max(1.0, float(np.nanmax(np.abs(L))))
-    return float(np.mean(lam_min < -tol))
+def submit(ctx: Context) -> tuple:
+    """Start the stage's units: one deep network per (seed, architecture)."""
+    S = ctx.settings
+    calls = [
+        {"S": S, "out": ctx.out, "seed": seed, "kind": kind}
+        for seed in S.seeds_arch
+        for kind in KINDS
+    ]
+    return ctx.submit(units.deep_model, calls)
 
 
 def run(ctx: Context) -> list[str]:
     """The architecture stage: train, measure, record, and return its report section."""
-    kit, S = load_kit(), ctx.settings
-    data = training_data(ctx)
+    return finish(ctx, submit(ctx))
+
+
+def finish(ctx: Context, pending: tuple) -> list[str]:
+    """Collect the stage's units, record them, and return its report section."""
+    S = ctx.settings
+    _, calls, _ = pending
     models = []
-    for seed in S.seeds_arch:
-        for kind in KINDS:
-            net = kit.deep_net(kind, width=S.width, blocks=S.blocks, seed=seed)
-            obj0, _ = kit.objectives(net, data)
-            t0 = time.perf_counter()
-            lam0 = pc.lanczos(obj0, k=1, rng=seed)
-            run = kit.train_sgd(
-                net,
-                data,
-                lr=S.arch_lr,
-                batch_size=S.arch_batch,
-                target_loss=S.arch_target,
-                max_epochs=S.arch_max_epochs,
-                seed=seed,
-                record_gradients=S.grad_window,
-            )
-            obj, test = kit.objectives(run.model, data)
-            lam = pc.lanczos(obj, k=1, rng=seed)
-            deff = pc.effective_dimension(run.gradients, share=0.9)
-            name = f"{kind}_seed{seed}"
-            dirs = pc.random_directions(obj, 2, rng=seed)
-            grid = np.linspace(-1.0, 1.0, S.plane_points)
-            plane = stored(
-                ctx.path("raw", "landscape", f"{name}_plane{S.plane_points}.zarr"),
-                lambda store, dirs=dirs, obj=obj, grid=grid: pc.plane(
-                    obj, dirs, alphas=grid, betas=grid, progress=False, store=store
-                ),
-            )
-            rays = stored(
-                ctx.path("raw", "landscape", f"{name}_rays{S.n_rays}.zarr"),
-                lambda store, obj=obj, seed=seed: pc.rays(
-                    obj, n_rays=S.n_rays, rng=seed, progress=False, store=store
-                ),
-            )
-            ctx.timings[f"{kind} seed {seed}"] = time.perf_counter() - t0
-            save_all(
-                ctx,
-                "architecture",
-                name,
-                {"lambda_init": lam0, "lambda_end": lam, "effective_dimension": deff},
-                {"seed": seed, "kind": kind},
-            )
-            spikes = count_spikes(run.epoch_losses)
-            rec = {
-                "seed": seed,
-                "kind": kind,
-                **trained_record(run, obj, test),
-                "lambda_init": float(lam0.eigenvalues[0]),
-                "lambda_max": float(lam.eigenvalues[0]),
-                "lambda_hvps": lam0.n_matvecs + lam.n_matvecs,
-                "spikes": spikes,
-                "spike_rate": spikes / max(1, run.epoch_losses.size - 1),
-                "d_eff": deff.d_eff,
-                "d_eff_fraction": deff.d_eff / obj.dim,
-                "gradient_steps": deff.n_samples,
-                "ray_mean": rays.mean,
-                "ray_mean_ci": list(map(float, rays.mean_ci)),
-                "ray_negative": rays.negative_fraction,
-                "ray_negative_ci": list(map(float, rays.negative_fraction_ci)),
-                "ray_eps": rays.eps,
-                "surface_nonconvex": nonconvex_share(plane),
-                "plane_min": float(np.min(plane.losses)),
-                "plane_max": float(np.max(plane.losses)),
-            }
-            models.append(rec)
-            ctx.cache[("deep", kind, seed)] = {"train": obj, "test": test}
-            ctx.cache[("plane", kind, seed)] = plane
-            ctx.cache[("rays", kind, seed)] = rays
-            ctx.cache[("deff", kind, seed)] = deff
-            ctx.cache[("losses", kind, seed)] = run.epoch_losses
-            ctx.raw.put(
-                f"architecture/{name}",
-                {
-                    "epoch_losses": run.epoch_losses,
-                    "explained_variance_ratio": deff.explained_variance_ratio,
-                },
-                rec,
-            )
-            reached = f"{run.epochs:.1f} epochs" if run.reached else "target not reached"
-            ctx.progress.step(
-                f"{kind:<13} seed {seed}: {reached}, λmax {rec['lambda_init']:.3g} → "
-                f"{rec['lambda_max']:.3g}, d_eff {deff.d_eff}, test accuracy "
-                f"{rec['test_accuracy']:.3f}"
-            )
+    for c, o in zip(calls, ctx.collect(pending), strict=True):
+        models.append(o["record"])
+        for key, value in o["keep"].items():
+            ctx.keep[key, c["kind"], c["seed"]] = value
+        ctx.states[c["kind"], c["seed"]] = o["state"]
     ctx.results["architecture"] = models
     figs = figures.architecture(ctx, models)
     rows = [
         [
             r["kind"],
             r["seed"],
-            f"{r['epochs']:.1f}" if r["reached"] else f"> {r['epochs']:.0f} (not reached)",
+            fmt(r["epochs"]) if r["reached"] else f"> {fmt(r['epochs'])} (not reached)",
             r["spikes"],
-            f"{r['train_loss']:.4f}",
-            f"{r['test_accuracy']:.3f}",
-            g4(r["lambda_init"]),
-            g4(r["lambda_max"]),
-            f"{r['d_eff']} ({100 * r['d_eff_fraction']:.2f}%)",
-            f"{100 * r['ray_negative']:.1f} [{100 * r['ray_negative_ci'][0]:.1f}, "
-            f"{100 * r['ray_negative_ci'][1]:.1f}]",
-            f"{r['ray_mean']:.3g}",
-            f"{100 * r['surface_nonconvex']:.1f}",
+            fmt(r["train_loss"]),
+            pct(r["test_accuracy"], ""),
+            fmt(r["lambda_init"]),
+            fmt(r["lambda_max"]),
+            f"{r['d_eff']} ({pct(r['d_eff_fraction'])})",
+            f"{pct(r['ray_negative'], '')} [{pct(r['ray_negative_ci'][0], '')}, "
+            f"{pct(r['ray_negative_ci'][1], '')}]",
+            fmt(r["ray_mean"]),
+            pct(r["surface_nonconvex"], ""),
         ]
         for r in models
     ]
     dims = {r["kind"]: r["dim"] for r in models}
+    s0 = S.seeds_arch[0]
     return [
         "## 3. Plain against residual networks",
         "",
@@ -162,17 +73,22 @@ def run(ctx: Context) -> list[str]:
         f"a head ({2 * S.blocks + 2} linear layers). *plain*: `h ← relu(f(h))`; *residual*: "
         "`h ← relu(h + f(h))`; *residual-norm*: `h ← h + f(LayerNorm(h))`, with "
         "`f(h) = W₂ relu(W₁ h)`. Parameters: "
-        + ", ".join(f"{k} {v}" for k, v in dims.items())
+        + ", ".join(f"{k} {v:,}" for k, v in dims.items())
         + ". All three start from He initialization (the plain and residual networks from the "
-        f"same weights) and are trained by SGD (learning rate {S.arch_lr}, batch "
-        f"{S.arch_batch}) until the full training loss falls below {S.arch_target} (at most "
+        f"same weights) and are trained by SGD (learning rate {S.arch_lr:g}, batch "
+        f"{S.arch_batch}) until the full training loss falls below {S.arch_target:g} (at most "
         f"{S.arch_max_epochs} epochs), seeds {', '.join(map(str, S.seeds_arch))}. *Spikes*: "
         "epochs whose training loss ended over 50% above the previous epoch's. d_eff: "
         f"principal components holding 90% of the variance of the first {S.grad_window} "
-        "mini-batch gradients. Rays: Monte Carlo curvature along "
-        f"{S.n_rays} random unit directions (share of negative curvature, 95% interval, and "
-        "mean curvature). Non-convex surface: share of the 2D surface's interior grid points "
-        "where its finite-difference Hessian has a negative eigenvalue.",
+        "mini-batch gradients (in parentheses, as a share of the parameters). Rays: the "
+        f"curvature dᵀHd of the training loss along {S.n_rays} uniformly random unit "
+        "directions d, one Hessian-vector product each (exact: a finite-difference step "
+        "would cross ReLU activation changes); the share with negative curvature (%, with "
+        "its 95% Clopper-Pearson interval) and the mean curvature (nats per unit², an "
+        "estimate of tr(H)/d). Non-convex surface: share (%) of the 2D surface's interior "
+        "grid points where its finite-difference Hessian has a negative eigenvalue, on a "
+        f"{S.plane_points}×{S.plane_points} grid of filter-normalized directions in "
+        "[−1, 1]².",
         "",
         *table(
             [
@@ -180,19 +96,33 @@ def run(ctx: Context) -> list[str]:
                 "seed",
                 "epochs to target",
                 "spikes",
-                "train loss",
-                "test acc.",
+                "train loss (nats)",
+                "test acc. (%)",
                 "λmax at init",
                 "λmax at end",
-                "d_eff (of d)",
-                "negative rays (%)",
-                "mean ray curvature",
+                "d_eff (share of d)",
+                "negative rays (%) [95% CI]",
+                "mean ray curvature (nats/unit²)",
                 "non-convex surface (%)",
             ],
             rows,
         ),
-        f"![surfaces]({figs['surfaces']})",
-        "",
-        f"![training]({figs['training']})",
-        "",
+        *figure(
+            ctx,
+            figs["surfaces"],
+            "Training loss (log10, one colour scale for all panels) on the filter-normalized "
+            "plane through each trained network, one row per seed and one column per "
+            "architecture; + marks the trained network. The contours are shared, so the "
+            "panels compare directly.",
+        ),
+        *figure(
+            ctx,
+            figs["training"],
+            "Left: training loss per epoch of every network (one line per seed; dashed: the "
+            f"target {S.arch_target:g}). Middle: share of random directions with negative "
+            "curvature, per network and seed, with 95% intervals. Right: cumulative variance "
+            f"explained by the principal components of the first {S.grad_window} mini-batch "
+            "gradients, one line per network and seed, up to the components that matter "
+            f"(dotted: 90%, the d_eff threshold). Seed {s0}'s networks are drawn darker.",
+        ),
     ]

@@ -1,134 +1,97 @@
 """Stage 4, ``connectivity``: pairs of minima from different seeds, straight against Bezier.
 
-The small-batch MLPs of stage 2 (trained there, or here if that stage did not run) and,
-when stage 3 ran, one pair of each deep network.
+Every pair of the small-batch MLPs of stage 2 (trained there, or here if that stage did not
+run) and, when stage 3 ran, one pair of each deep network. One unit of work per pair:
+:func:`probecore_study.units.pair`.
 """
 
 from __future__ import annotations
 
-import time
-
-import numpy as np
-
-import probecore as pc
-from probecore_study import figures
-from probecore_study.context import Context, save_all, small_mlp
-from probecore_study.report import table
+from probecore_study import figures, units
+from probecore_study.context import Context
+from probecore_study.numbers import fmt, pct
+from probecore_study.report import figure, table
 from probecore_study.settings import pairs
-
-
-def _ends(ctx: Context, network: str, seed: int) -> dict:
-    if network == "mlp":
-        return small_mlp(ctx, seed, ctx.settings.batch_sizes[0])
-    return ctx.cache[("deep", network, seed)]
 
 
 def run(ctx: Context) -> list[str]:
     """The connectivity stage: fit, evaluate, record, and return its report section."""
     S = ctx.settings
     small = S.batch_sizes[0]
-    out, shown = [], {}
-    for network, a, b in pairs(S, deep="architecture" in ctx.results):
-        ma, mb = _ends(ctx, network, a), _ends(ctx, network, b)
-        train, test = ma["train"], ma["test"]
-        xa, xb = train.x0, mb["train"].x0
-        t0 = time.perf_counter()
-        line_train = pc.evaluate_path(train, xa, xb, n_points=S.path_points, metrics=False)
-        line_test = pc.evaluate_path(test, xa, xb, n_points=S.path_points)
-        fit = pc.fit_curve(
-            train, xa, xb, kind="bezier", epochs=S.bezier_epochs, rng=a, progress=False
-        )
-        curve_train = pc.evaluate_path(train, fit, n_points=S.path_points, metrics=False)
-        curve_test = pc.evaluate_path(test, fit, n_points=S.path_points)
-        ctx.timings[f"connect {network} {a}-{b}"] = time.perf_counter() - t0
-        name = f"{network}_seeds{a}-{b}"
-        save_all(
-            ctx,
-            "connectivity",
-            name,
-            {
-                "line_train": line_train,
-                "line_test": line_test,
-                "bezier_train": curve_train,
-                "bezier_test": curve_test,
-                "bezier_fit": fit,
-            },
-            {"network": network, "seeds": [a, b]},
-        )
-        rec = {
-            "network": network,
-            "seeds": [a, b],
-            "dim": train.dim,
-            "linear_barrier": line_train.barrier,
-            "bezier_barrier": curve_train.barrier,
-            # the straight path's ends are the two models
-            "test_accuracy_ends": [
-                float(line_test.metric("accuracy")[0]),
-                float(line_test.metric("accuracy")[-1]),
-            ],
-            "linear_min_test_accuracy": float(np.min(line_test.metric("accuracy"))),
-            "bezier_min_test_accuracy": float(np.min(curve_test.metric("accuracy"))),
-            "linear_test_barrier": line_test.barrier,
-            "bezier_test_barrier": curve_test.barrier,
+    todo = pairs(S, deep="architecture" in ctx.results)
+    missing = sorted(
+        {s for net, a, b in todo if net == "mlp" for s in (a, b)}
+        - {seed for (net, seed) in ctx.states if net == "mlp"}
+    )
+    if missing:  # the batch stage did not run: train the MLPs the pairs need, once each
+        calls = [{"S": S, "out": ctx.out, "seed": s, "batch": small} for s in missing]
+        for s, o in zip(missing, ctx.run(units.mlp_only, calls), strict=True):
+            ctx.states["mlp", s] = o["state"]
+    calls = [
+        {
+            "S": S,
+            "out": ctx.out,
+            "network": net,
+            "a": a,
+            "b": b,
+            "state_a": ctx.states[net, a],
+            "state_b": ctx.states[net, b],
         }
-        out.append(rec)
-        ctx.raw.put(
-            f"connectivity/{name}",
-            {
-                "ts": line_train.ts,
-                "linear_train_loss": line_train.losses,
-                "linear_test_accuracy": line_test.metric("accuracy"),
-                "bezier_train_loss": curve_train.losses,
-                "bezier_test_accuracy": curve_test.metric("accuracy"),
-            },
-            rec,
-        )
-        shown.setdefault(network, (a, b, line_train, curve_train, line_test, curve_test))
-        ctx.progress.step(
-            f"{network} seeds {a} and {b}: barrier straight {line_train.barrier:.3g}, Bezier "
-            f"{curve_train.barrier:.3g}; lowest test accuracy {rec['linear_min_test_accuracy']:.3f}"
-            f" / {rec['bezier_min_test_accuracy']:.3f}"
-        )
+        for net, a, b in todo
+    ]
+    out = []
+    for c, o in zip(calls, ctx.run(units.pair, calls), strict=True):
+        out.append(o["record"])
+        ctx.keep["path", c["network"], c["a"], c["b"]] = o["keep"]
     ctx.results["connectivity"] = out
-    figure = figures.paths(ctx, shown)
+    name = figures.paths(ctx, out)
     rows = [
         [
             r["network"],
             f"{r['seeds'][0]}–{r['seeds'][1]}",
-            r["dim"],
-            f"{r['linear_barrier']:.4g}",
-            f"{r['bezier_barrier']:.4g}",
-            f"{r['test_accuracy_ends'][0]:.3f} / {r['test_accuracy_ends'][1]:.3f}",
-            f"{r['linear_min_test_accuracy']:.3f}",
-            f"{r['bezier_min_test_accuracy']:.3f}",
+            f"{r['dim']:,}",
+            fmt(r["linear_barrier"]),
+            fmt(r["bezier_barrier"]),
+            f"{pct(r['test_accuracy_ends'][0], '')} / {pct(r['test_accuracy_ends'][1], '')}",
+            pct(r["linear_min_test_accuracy"], ""),
+            pct(r["bezier_min_test_accuracy"], ""),
         ]
         for r in out
     ]
     deep = any(r["network"] != "mlp" for r in out)
+    n_mlp = sum(r["network"] == "mlp" for r in out)
     return [
         "## 4. Mode connectivity between seeds",
         "",
-        f"Pairs of minima from different seeds: the batch-{small} MLPs of section 2"
+        "Pairs of minima from different seeds: "
+        + (f"all {n_mlp} pairs" if n_mlp > 1 else "the one pair")
+        + f" of the batch-{small} MLPs of section 2"
         + (", and one pair of each deep network of section 3" if deep else "")
         + ". The straight segment between them against a quadratic Bezier curve fitted to "
         f"keep the training loss low along it (Garipov et al. 2018; Adam, {S.bezier_epochs} "
         "epochs, stratified t). Barrier: highest training loss along the path minus the "
-        f"higher endpoint's, over {S.path_points} points (0 when the path never rises above "
-        "its ends); test accuracy along both paths.",
+        f"higher endpoint's, in nats, over {S.path_points} points (0 when the path never "
+        "rises above its ends); test accuracy along both paths, in %.",
         "",
         *table(
             [
                 "network",
                 "seeds",
                 "parameters",
-                "straight barrier",
-                "Bezier barrier",
-                "test acc. at the ends",
-                "lowest test acc., straight",
-                "lowest test acc., Bezier",
+                "straight barrier (nats)",
+                "Bezier barrier (nats)",
+                "test acc. at the ends (%)",
+                "lowest test acc., straight (%)",
+                "lowest test acc., Bezier (%)",
             ],
             rows,
         ),
-        f"![paths]({figure})",
-        "",
+        *figure(
+            ctx,
+            name,
+            "Training loss (top) and test accuracy (bottom) along the straight segment "
+            "(orange) and the fitted Bezier curve (blue) between the two models of every "
+            "pair, one column per network, one line per pair; t = 0 and t = 1 are the two "
+            "trained models.",
+        ),
     ]
