@@ -96,10 +96,8 @@ def run(ctx: Context) -> list[str]:
         "n_test": test.n_examples,
         "l2": S.l2,
         "lambda_exact": exact[::-1][: S.k].tolist(),
-        "lambda_lanczos": res["eig_lanczos"].eigenvalues.tolist(),
         **rec,
         "trace_exact": true_trace,
-        "trace_hutchpp": res["trace_hutch++"].estimate,
         "density": {
             "probes": dens.n_probes,
             "steps": int(dens.nodes.shape[1]),
