@@ -211,3 +211,19 @@ def test_values_all_at_no_effect_say_so():
     # five seeds with no negative rays at all: an interval [0, 0], not "includes 0"
     verdict, why = V.judge_sign(V.interval([0.0] * 5))
     assert verdict == V.INCONCLUSIVE and "every value equals 0 (no effect)" in why
+
+
+def test_an_implication_nothing_could_refute_is_not_support():
+    # every model above 90%: "barrier < 0.5 -> both above 90%" could not have failed
+    verdict, why = V.judge_implication([(True, True), (True, True), (False, True)], "A")
+    assert verdict == V.INCONCLUSIVE and "no case could have refuted it" in why
+    # B is the measurement itself ("every pair has a barrier < 0.5"): judged as it stands
+    assert V.judge_implication([(True, True)] * 3, "A", relation=False)[0] == V.SUPPORTED
+    assert V.judge_implication([(True, False), (True, True)], "A")[0] == V.NOT_SUPPORTED
+
+
+def test_equal_values_carry_no_p_value():
+    iv = V.interval([0.0] * 5)
+    assert iv.std_error == 0 and np.isnan(iv.p) and iv.record()["p"] is None
+    assert iv.text(" points") == "0 points (n = 5, every value equal: no interval)"
+    assert np.isnan(V.difference([1.0, 1.0], [2.0, 2.0]).p)

@@ -177,7 +177,10 @@ def run_study(
                 "Every claim judged by an interval: the estimate (dot) with its 95% "
                 "confidence interval, the claimed range (grey band, where the paper gives "
                 "one) and no effect (dashed: 0 for a difference, 1 for a ratio). Green: "
-                "supported; red: not supported; grey: inconclusive. Ratios on a log scale.",
+                "supported; red: not supported; grey: inconclusive (confounded ones say "
+                "so). Ratios on a log scale. A point without a bar: every seed gave the "
+                "same value. The claims judged by a trend, a threshold or an implication "
+                "have no interval and are in the tables of section 5 only.",
             )
     elapsed = progress.elapsed()
     cpu = _cpu_seconds() - cpu0

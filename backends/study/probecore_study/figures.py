@@ -203,8 +203,9 @@ def architecture(ctx: Context, models: list[dict]) -> dict:
                 ax.set_ylabel(f"seed {s}\nβ")
             if i == len(seeds) - 1:
                 ax.set_xlabel("α")
-            ax.xaxis.set_major_locator(MaxNLocator(nbins=3))
-            ax.yaxis.set_major_locator(MaxNLocator(nbins=3))
+            lo_a, hi_a = float(p.alphas[0]), float(p.alphas[-1])
+            ax.set_xticks([lo_a, 0.0, hi_a])
+            ax.set_yticks([float(p.betas[0]), 0.0, float(p.betas[-1])])
     cbar = fig.colorbar(cs, ax=axes, label="log10 training loss (nats)", shrink=0.6)
     cbar.locator = MaxNLocator(nbins=6, steps=[1, 2, 5, 10])
     cbar.update_ticks()
@@ -291,29 +292,15 @@ def paths(ctx: Context, records: list[dict]) -> str:
         rows = [r for r in records if r["network"] == network]
         for k, r in enumerate(rows):
             p = ctx.keep["path", network, r["seeds"][0], r["seeds"][1]]
-            first = k == 0
-            axes[0, j].plot(
-                p["ts"],
-                p["line_loss"],
-                color="tab:orange",
-                alpha=0.6,
-                lw=1,
-                label="straight" if first else None,
-            )
-            axes[0, j].plot(
-                p["ts"],
-                p["curve_loss"],
-                color="tab:blue",
-                alpha=0.6,
-                lw=1,
-                label="Bezier" if first else None,
-            )
-            axes[1, j].plot(
-                p["ts"], 100 * np.asarray(p["line_acc"]), color="tab:orange", alpha=0.6, lw=1
-            )
-            axes[1, j].plot(
-                p["ts"], 100 * np.asarray(p["curve_acc"]), color="tab:blue", alpha=0.6, lw=1
-            )
+            for path, colour, label in (
+                ("line", "tab:orange", "straight"),
+                ("curve", "tab:blue", "Bezier"),
+            ):
+                style = {"color": colour, "alpha": 0.6, "lw": 1}
+                axes[0, j].plot(
+                    p["ts"], p[f"{path}_loss"], label=label if k == 0 else None, **style
+                )
+                axes[1, j].plot(p["ts"], 100 * np.asarray(p[f"{path}_acc"]), **style)
         axes[0, j].set_title(f"{network}, {len(rows)} pair{'s' * (len(rows) > 1)}", fontsize=10)
         axes[1, j].set_xlabel("t along the path")
     axes[0, 0].set_ylabel("training loss (nats)")
@@ -372,7 +359,17 @@ def forest(ctx: Context, judged: list) -> str | None:
         )
         ax.tick_params(labelsize=8)
         ax.set_title("\n".join(textwrap.wrap(c.claim, 48)[:3]), fontsize=7.5)
-        ax.text(0.02, 0.9, c.verdict, transform=ax.transAxes, fontsize=7.5, color=col, va="top")
+        ax.text(
+            0.02,
+            0.9,
+            c.verdict,
+            transform=ax.transAxes,
+            fontsize=7.5,
+            color=col,
+            va="top",
+            zorder=5,
+            bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.5},
+        )
     for ax in list(axes.flat)[len(items) :]:
         ax.set_visible(False)
     return save_figure(ctx, fig, "claims.png")

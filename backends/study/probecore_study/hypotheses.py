@@ -19,6 +19,7 @@ import numpy as np
 from probecore_study import verdicts as V
 from probecore_study.context import Context
 from probecore_study.numbers import fmt, pct
+from probecore_study.settings import KINDS
 
 SOURCE = (
     "Nashra Amaan, “Loss Landscape Geometry & Optimization Dynamics: A Rigorous Framework "
@@ -74,6 +75,29 @@ class Hypothesis:
         return V.combine([c.verdict for c in self.claims if c.judged])
 
 
+def confounded_claim(c: Claim, reason: str, confounder: str) -> Claim:
+    """``c`` judged "inconclusive (confounded)": ``reason`` says what else differs.
+
+    The verdict the rule alone would have given stays in the text, for the reader.
+    """
+    return Claim(
+        c.claim,
+        c.models,
+        c.measured,
+        c.n,
+        V.CONFOUNDED,
+        f"{reason} (by the rule alone: {c.verdict}, {c.why})",
+        {**c.statistic, "confounded_with": confounder},
+    )
+
+
+NORM_CONFOUNDED = (
+    "residual-norm differs from plain in its LayerNorms (and where the ReLU sits) as well "
+    "as in its skip connections: the difference cannot be given to the skip connections "
+    "alone"
+)
+
+
 def note(claim: str, models: str, measured: str, n: int, why: str, statistic: dict) -> Claim:
     """A row shown for comparison, not judged."""
     return Claim(claim, models, measured, n, "—", why, statistic, judged=False)
@@ -109,10 +133,16 @@ def trend_claim(claim: str, models: str, x: list, y: list) -> Claim:
 
 
 def implication_claim(
-    claim: str, models: str, cases: list[tuple[bool, bool]], antecedent: str, values: list
+    claim: str,
+    models: str,
+    cases: list[tuple[bool, bool]],
+    antecedent: str,
+    values: list,
+    *,
+    relation: bool = True,
 ) -> Claim:
-    """A claim "A → B", checked on every case where A held."""
-    verdict, why = V.judge_implication(cases, antecedent)
+    """A claim "A → B", checked on every case where A held (see ``judge_implication``)."""
+    verdict, why = V.judge_implication(cases, antecedent, relation=relation)
     relevant = [b for a, b in cases if a]
     stat = {
         "rule": "implication",
@@ -351,9 +381,10 @@ def _trainability(ctx: Context) -> Hypothesis:
         kinds_hi, kinds_lo = sorted({r["kind"] for r in hi}), sorted({r["kind"] for r in lo})
         confounded = bool(hi and lo and not set(kinds_hi) & set(kinds_lo))
         models = (
-            f"the {len(A)} deep networks ({len(S.seeds_arch)} seeds × 3 architectures; "
-            "compared within each seed, whose networks share their initial weights); the "
-            "MLPs are left out: λmax at initialization was not measured on them"
+            f"the {len(A)} deep networks ({len(S.seeds_arch)} seeds × 3 architectures, "
+            "compared within each seed; a seed's plain and residual networks share their "
+            "initial weights); the MLPs are left out: λmax at initialization was not "
+            "measured on them"
         )
         for key, label, unit in (
             ("epochs", "more epochs to the target loss", " epochs"),
@@ -373,17 +404,12 @@ def _trainability(ctx: Context) -> Hypothesis:
             if any(len(a) and len(b) for a, b in per_seed.values()):
                 c = interval_claim(text, models, V.paired(per_seed), unit)
                 if confounded:
-                    c = Claim(
-                        c.claim,
-                        c.models,
-                        c.measured,
-                        c.n,
-                        V.CONFOUNDED,
+                    c = confounded_claim(
+                        c,
                         f"every network above 100 is {' or '.join(kinds_hi)} and every one at "
                         f"or below is {' or '.join(kinds_lo)}: λmax at initialization cannot "
-                        "be told apart from the architecture (by the direction rule alone: "
-                        f"{c.verdict}, {c.why})",
-                        {**c.statistic, "confounded_with": "architecture"},
+                        "be told apart from the architecture",
+                        "architecture",
                     )
             else:
                 lam = [r["lambda_init"] for r in A]
@@ -415,6 +441,13 @@ def _trainability(ctx: Context) -> Hypothesis:
     )
 
 
+def judge_skip(c: Claim, other: str) -> Claim:
+    """A plain-against-``other`` claim about skip connections, confounded for residual-norm."""
+    if other == "residual-norm" and c.judged:
+        return confounded_claim(c, NORM_CONFOUNDED, "LayerNorm")
+    return c
+
+
 def _skip_connections(ctx: Context) -> Hypothesis:
     S, R = ctx.settings, ctx.results
     claims: list[Claim] = []
@@ -434,12 +467,15 @@ def _skip_connections(ctx: Context) -> Hypothesis:
                 [by[s, "plain"]["lambda_max"] / by[s, other]["lambda_max"] for s in seeds], log=True
             )
             claims.append(
-                interval_claim(
-                    f"λmax at the end: plain / {other} is 3–5",
-                    models[other],
-                    r,
-                    "×",
-                    claimed=(3.0, 5.0),
+                judge_skip(
+                    interval_claim(
+                        f"λmax at the end: plain / {other} is 3–5",
+                        models[other],
+                        r,
+                        "×",
+                        claimed=(3.0, 5.0),
+                    ),
+                    other,
                 )
             )
         for key, label in (
@@ -449,22 +485,28 @@ def _skip_connections(ctx: Context) -> Hypothesis:
             for other in ("residual", "residual-norm"):
                 d = V.interval([100 * (by[s, "plain"][key] - by[s, other][key]) for s in seeds])
                 claims.append(
-                    interval_claim(
-                        f"skip connections convexify: the {label} is lower with them "
-                        f"(plain − {other})",
-                        models[other],
-                        d,
-                        " points",
+                    judge_skip(
+                        interval_claim(
+                            f"skip connections convexify: the {label} is lower with them "
+                            f"(plain − {other})",
+                            models[other],
+                            d,
+                            " points",
+                        ),
+                        other,
                     )
                 )
         for other in ("residual", "residual-norm"):
             d = V.interval([by[s, "plain"]["epochs"] - by[s, other]["epochs"] for s in seeds])
             claims.append(
-                interval_claim(
-                    f"skip connections train faster: epochs to the target, plain − {other}",
-                    models[other],
-                    d,
-                    " epochs",
+                judge_skip(
+                    interval_claim(
+                        f"skip connections train faster: epochs to the target, plain − {other}",
+                        models[other],
+                        d,
+                        " epochs",
+                    ),
+                    other,
                 )
             )
         if (late := censored_note(R["architecture"], "the deep networks")) is not None:
@@ -491,7 +533,9 @@ def _effective_dimension(ctx: Context) -> Hypothesis:
             interval_claim(
                 "skip connections reduce d_eff (plain − residual)",
                 f"the plain and residual networks of the {len(S.seeds_arch)} seeds, paired by "
-                "seed (same initial weights)",
+                "seed (same initial weights); residual-norm is left out: it differs from plain "
+                "in its LayerNorms as well; the MLPs are left out: their gradients were not "
+                "recorded",
                 d,
                 " components",
             )
@@ -538,12 +582,27 @@ def _effective_dimension(ctx: Context) -> Hypothesis:
                     },
                 )
             )
+        for kind in KINDS:
+            family = [r for r in A if r["kind"] == kind]
+            claims.append(
+                trend_claim(
+                    f"lower d_eff goes with fewer epochs to the target, among the {kind} networks",
+                    f"the {len(family)} {kind} networks; architectures not pooled: the "
+                    "architecture changes both d_eff and the epochs",
+                    [r["d_eff"] for r in family],
+                    [r["epochs"] for r in family],
+                )
+            )
+        pooled = trend_claim("", every, [r["d_eff"] for r in A], [r["epochs"] for r in A])
         claims.append(
-            trend_claim(
-                "lower d_eff goes with fewer epochs to the target",
+            note(
+                "for comparison, the same trend pooled over the three architectures",
                 every,
-                [r["d_eff"] for r in A],
-                [r["epochs"] for r in A],
+                pooled.measured,
+                pooled.n,
+                f"not part of the verdict (pooling mixes the architectures' differences in "
+                f"both): {pooled.why}",
+                pooled.statistic,
             )
         )
     else:
@@ -565,8 +624,9 @@ def _connectivity(ctx: Context) -> Hypothesis:
         C = R["connectivity"]
         n_mlp = sum(r["network"] == "mlp" for r in C)
         models = (
-            f"all {len(C)} pairs: {n_mlp} pairs of batch-32 MLPs (every pair of the seeds)"
-            + (f" and one pair of each deep network ({len(C) - n_mlp})" if len(C) > n_mlp else "")
+            f"all {len(C)} pairs: {n_mlp} pair{'s' * (n_mlp != 1)} of batch-32 MLPs (every "
+            "pair of the seeds)"
+            + (f" and every pair of each deep network ({len(C) - n_mlp})" if len(C) > n_mlp else "")
             + "; pairs share models, so the cases are not independent"
         )
         barriers = [r["bezier_barrier"] for r in C]
@@ -578,6 +638,7 @@ def _connectivity(ctx: Context) -> Hypothesis:
                 [(True, b < 0.5) for b in barriers],
                 "a fitted curve",
                 barriers,
+                relation=False,
             )
         )
         # The paper's barrier is the optimized curve's (Garipov et al.); the straight
@@ -612,7 +673,10 @@ def _connectivity(ctx: Context) -> Hypothesis:
                 spread(lin),
                 len(C),
                 f"{len(high)} pair(s) above 2, their models at "
-                f"{spread([100 * a for a in accs])}% test accuracy"
+                f"{spread([100 * a for a in accs])}% test accuracy: read with the straight "
+                f"segment, “barrier > 2 → one model below 85%” would fail in all "
+                f"{len(high)}; a barrier near ln 10 = {fmt(np.log(10))} nats is the loss "
+                "of a uniform guess over the 10 classes"
                 if high
                 else "no pair above 2",
                 {
@@ -621,6 +685,7 @@ def _connectivity(ctx: Context) -> Hypothesis:
                     "values_min": float(min(lin)),
                     "values_max": float(max(lin)),
                     "n_above_2": len(high),
+                    "uniform_guess_loss": float(np.log(10)),
                     "accuracy_min": float(min(accs)) if accs else None,
                     "accuracy_max": float(max(accs)) if accs else None,
                 },

@@ -67,11 +67,13 @@ QUICK = Settings(
 def pairs(S: Settings, deep: bool) -> list[tuple[str, int, int]]:
     """(network, seed, seed) pairs to connect.
 
-    Every pair of small-batch MLPs, then (``deep``) one of each deep network (its first
-    two seeds).
+    Every pair of small-batch MLPs, then (``deep``) every pair of each deep network.
     """
-    seeds = S.seeds_batch
-    out = [("mlp", a, b) for i, a in enumerate(seeds) for b in seeds[i + 1 :]]
+
+    def every(seeds: list[int]) -> list[tuple[int, int]]:
+        return [(a, b) for i, a in enumerate(seeds) for b in seeds[i + 1 :]]
+
+    out = [("mlp", a, b) for a, b in every(S.seeds_batch)]
     if deep:
-        out += [(kind, S.seeds_arch[0], S.seeds_arch[1]) for kind in KINDS]
+        out += [(kind, a, b) for kind in KINDS for a, b in every(S.seeds_arch)]
     return out

@@ -40,7 +40,7 @@ class Interval:
     For ``log=True`` the values are ratios: ``mean``, ``lo`` and ``hi`` are the geometric
     mean and its interval, ``std_error`` is the standard error of the mean log ratio, and
     no effect is a ratio of 1. ``p`` is the two-sided p-value of ``test`` against no
-    effect (NaN without an error estimate).
+    effect (NaN without an error estimate, or when every value is equal: no t-test).
     """
 
     n: int
@@ -64,6 +64,8 @@ class Interval:
 
         if self.n < 2 or not np.isfinite(self.std_error):
             return f"{fmt(self.mean, unit)} (n = {self.n}, no interval)"
+        if self.std_error == 0:
+            return f"{fmt(self.mean, unit)} (n = {self.n}, every value equal: no interval)"
         return f"{fmt(self.mean, unit)} (95% CI [{fmt(self.lo)}, {fmt(self.hi)}]; n = {self.n})"
 
     def record(self) -> dict:
@@ -109,23 +111,29 @@ def interval(values: Any, *, log: bool = False, confidence: float = 0.95) -> Int
         lo, hi = mean - half, mean + half
         if se > 0:
             p = float(2 * student_t.sf(abs(mean) / se, n - 1))
-        else:
-            p = 1.0 if mean == 0 else 0.0
     test = "one-sample Student t" + (" on log ratios" if log else "")
+    return _interval(n, mean, se, lo, hi, log, p, test, confidence)
+
+
+def _interval(
+    n: int,
+    mean: float,
+    se: float,
+    lo: float,
+    hi: float,
+    log: bool,
+    p: float,
+    test: str,
+    confidence: float,
+) -> Interval:
+    """An :class:`Interval` from values computed on the log scale when ``log``.
+
+    For ``log=True`` the estimate and bounds go back to ratios (a geometric mean and its
+    interval); the standard error stays that of the mean log value.
+    """
     if log:
-        # a geometric mean; its standard error is that of the mean log ratio
-        return Interval(
-            n,
-            float(np.exp(mean)),
-            se,
-            float(np.exp(lo)),
-            float(np.exp(hi)),
-            True,
-            p,
-            test,
-            confidence,
-        )
-    return Interval(n, mean, se, lo, hi, False, p, test, confidence)
+        mean, lo, hi = float(np.exp(mean)), float(np.exp(lo)), float(np.exp(hi))
+    return Interval(n, mean, se, lo, hi, log, p, test, confidence)
 
 
 def judge_range(iv: Interval, lo: float, hi: float, *, null: float) -> tuple[str, str]:
@@ -195,12 +203,27 @@ def judge_sign(iv: Interval, *, null: float = 0.0) -> tuple[str, str]:
     return INCONCLUSIVE, f"the 95% interval includes {zero}"
 
 
-def judge_implication(cases: list[tuple[bool, bool]], antecedent: str) -> tuple[str, str]:
-    """Verdict on "A → B" from ``(A holds, B holds)`` per case."""
+def judge_implication(
+    cases: list[tuple[bool, bool]], antecedent: str, *, relation: bool = True
+) -> tuple[str, str]:
+    """Verdict on "A → B" from ``(A holds, B holds)`` per case.
+
+    With ``relation=True`` (B is a second measurement the claim ties to A: "barrier < 0.5
+    → both models above 90%"), the claim is judged only when B failed somewhere: when B
+    held in every case measured, with or without A, nothing measured could have refuted
+    it and the verdict is inconclusive. With ``relation=False`` the claim is "B holds in
+    every case with A" ("every pair is joined by a curve with barrier < 0.5"), and B is
+    the measurement itself.
+    """
     relevant = [b for a, b in cases if a]
     if not relevant:
         return INCONCLUSIVE, f"no case had {antecedent} ({len(cases)} measured)"
     held = sum(relevant)
+    if relation and held == len(relevant) and all(b for _, b in cases):
+        return INCONCLUSIVE, (
+            f"held in all {len(relevant)} cases with {antecedent}, but the conclusion held "
+            f"in every one of the {len(cases)} cases measured: no case could have refuted it"
+        )
     if held == len(relevant):
         return SUPPORTED, f"held in all {len(relevant)} cases with {antecedent}"
     return NOT_SUPPORTED, f"failed in {len(relevant) - held} of {len(relevant)} cases"
@@ -257,26 +280,13 @@ def difference(a: Any, b: Any, *, log: bool = False, confidence: float = 0.95) -
         se = float(np.sqrt(vx + vy))
         if se == 0:
             lo = hi = d
-            p = 1.0 if d == 0 else 0.0
         else:
             df = (vx + vy) ** 2 / (vx**2 / (x.size - 1) + vy**2 / (y.size - 1))
             half = float(student_t.ppf(0.5 + confidence / 2, df)) * se
             lo, hi = d - half, d + half
             p = float(2 * student_t.sf(abs(d) / se, df))
     test = "Welch two-sample t" + (" on log values" if log else "")
-    if log:
-        return Interval(
-            n,
-            float(np.exp(d)),
-            se,
-            float(np.exp(lo)),
-            float(np.exp(hi)),
-            True,
-            p,
-            test,
-            confidence,
-        )
-    return Interval(n, d, se, lo, hi, False, p, test, confidence)
+    return _interval(n, d, se, lo, hi, log, p, test, confidence)
 
 
 def judge_correlation(x: Any, y: Any, *, alpha: float = 0.05) -> tuple[str, str, float, float]:

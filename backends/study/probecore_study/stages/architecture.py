@@ -78,7 +78,9 @@ def finish(ctx: Context, pending: tuple) -> list[str]:
         f"same weights) and are trained by SGD (learning rate {S.arch_lr:g}, batch "
         f"{S.arch_batch}) until the full training loss falls below {S.arch_target:g} (at most "
         f"{S.arch_max_epochs} epochs), seeds {', '.join(map(str, S.seeds_arch))}. *Spikes*: "
-        "epochs whose training loss ended over 50% above the previous epoch's. d_eff: "
+        "epochs whose training loss ended over 50% above the previous epoch's; the claims "
+        "use spikes per epoch, the spikes divided by the epochs begun (a partial last "
+        "epoch counts as one). d_eff: "
         f"principal components holding 90% of the variance of the first {S.grad_window} "
         "mini-batch gradients (in parentheses, as a share of the parameters). Rays: the "
         f"curvature dᵀHd of the training loss along {S.n_rays} uniformly random unit "
@@ -98,8 +100,8 @@ def finish(ctx: Context, pending: tuple) -> list[str]:
                 "spikes",
                 "train loss (nats)",
                 "test acc. (%)",
-                "λmax at init",
-                "λmax at end",
+                "λmax at init (nats/unit²)",
+                "λmax at end (nats/unit²)",
                 "d_eff (share of d)",
                 "negative rays (%) [95% CI]",
                 "mean ray curvature (nats/unit²)",
@@ -112,8 +114,10 @@ def finish(ctx: Context, pending: tuple) -> list[str]:
             figs["surfaces"],
             "Training loss (log10, one colour scale for all panels) on the filter-normalized "
             "plane through each trained network, one row per seed and one column per "
-            "architecture; + marks the trained network. The contours are shared, so the "
-            "panels compare directly.",
+            "architecture: the loss at x + α·d₁ + β·d₂ for two random directions d₁, d₂ "
+            "scaled filter by filter to the network's weights, α and β over the whole "
+            "grid; + marks the trained network (α = β = 0). The contours are shared, so "
+            "the panels compare directly.",
         ),
         *figure(
             ctx,

@@ -1,7 +1,7 @@
 """Stage 4, ``connectivity``: pairs of minima from different seeds, straight against Bezier.
 
 Every pair of the small-batch MLPs of stage 2 (trained there, or here if that stage did not
-run) and, when stage 3 ran, one pair of each deep network. One unit of work per pair:
+run) and, when stage 3 ran, every pair of each deep network. One unit of work per pair:
 :func:`probecore_study.units.pair`.
 """
 
@@ -66,7 +66,7 @@ def run(ctx: Context) -> list[str]:
         "Pairs of minima from different seeds: "
         + (f"all {n_mlp} pairs" if n_mlp > 1 else "the one pair")
         + f" of the batch-{small} MLPs of section 2"
-        + (", and one pair of each deep network of section 3" if deep else "")
+        + (", and every pair of each deep network of section 3" if deep else "")
         + ". The straight segment between them against a quadratic Bezier curve fitted to "
         f"keep the training loss low along it (Garipov et al. 2018; Adam, {S.bezier_epochs} "
         "epochs, stratified t). Barrier: highest training loss along the path minus the "

@@ -132,7 +132,15 @@ def run(ctx: Context) -> list[str]:
         "",
         f"Top {S.k} eigenvalues, exact: {', '.join(fmt(v) for v in exact[::-1][: S.k])}.",
         "",
-        *table(["method", "λmax", "largest error of the top k / exact λmax", "HVPs"], rows),
+        *table(
+            [
+                "method",
+                "λmax",
+                f"largest error of the top {S.k} / exact λmax",
+                "HVPs",
+            ],
+            rows,
+        ),
         "Power iteration finds only λmax; its error is for λmax alone.",
         "",
         f"Trace, exact {fmt(true_trace)}; budget {S.trace_matvecs} HVPs each:",
