@@ -65,7 +65,9 @@ def run(ctx: Context) -> list[str]:
         "",
         "Pairs of minima from different seeds: "
         + (f"all {n_mlp} pairs" if n_mlp > 1 else "the one pair")
-        + f" of the batch-{small} MLPs of section 2"
+        + f" of the batch-{small} MLPs of section 2 (the batch-{S.batch_sizes[1]} ones, "
+        "trained by the same recipe but for the batch, are not connected: the paper's "
+        "claims concern minima of one recipe, and the deep networks add three more)"
         + (", and every pair of each deep network of section 3" if deep else "")
         + ". The straight segment between them against a quadratic Bezier curve fitted to "
         f"keep the training loss low along it (Garipov et al. 2018; Adam, {S.bezier_epochs} "
