@@ -196,9 +196,9 @@ def test_interval_text_labels_its_interval():
 
 def test_no_effect_is_named_as_zero_or_a_ratio_of_one():
     _, why = V.judge_sign(V.interval([-1.0, 1.0, 0.5]))
-    assert why == "the 95% interval includes 0 (no effect)"
+    assert why == "the 95% interval includes 0 (the no-effect value)"
     _, why = V.judge_range(V.interval([0.5, 6.0, 2.0], log=True), 3.0, 5.0, null=1.0)
-    assert "a ratio of 1 (no effect)" in why
+    assert "a ratio of 1 (the no-effect value)" in why
 
 
 def test_a_confounded_claim_leaves_its_hypothesis_inconclusive():
@@ -210,7 +210,7 @@ def test_a_confounded_claim_leaves_its_hypothesis_inconclusive():
 def test_values_all_at_no_effect_say_so():
     # five seeds with no negative rays at all: an interval [0, 0], not "includes 0"
     verdict, why = V.judge_sign(V.interval([0.0] * 5))
-    assert verdict == V.INCONCLUSIVE and "every value equals 0 (no effect)" in why
+    assert verdict == V.INCONCLUSIVE and "every value equals 0 (the no-effect value)" in why
 
 
 def test_an_implication_nothing_could_refute_is_not_support():

@@ -551,9 +551,8 @@ def _effective_dimension(ctx: Context) -> Hypothesis:
                 "skip connections reduce d_eff (plain − residual)",
                 f"the plain and residual networks of the {len(S.seeds_arch)} seeds, paired by "
                 "seed (same initial weights), both over their first "
-                f"{S.grad_window} steps (the residual networks, which train faster, spend a "
-                "larger share of their training in them: a consequence of the architecture, "
-                "not a second difference between the groups); residual-norm is left out: it "
+                f"{S.grad_window} steps, which are a larger share of the residual networks' "
+                "shorter training (see the limits); residual-norm is left out: it "
                 "differs from plain in its LayerNorms as well; the MLPs are left out: their "
                 "gradients were not recorded",
                 d,

@@ -250,13 +250,13 @@ def report(
     lines += [
         "## Run",
         "",
-        f"Total {elapsed:.1f} s of wall time and {cpu:.1f} s of CPU time (this process and "
+        f"Total {fmt(elapsed)} s of wall time and {fmt(cpu)} s of CPU time (this process and "
         f"its workers) with {jobs} worker process(es), on {platform.machine()} "
         f"({os.cpu_count()} CPUs), Python {platform.python_version()}, numpy "
         f"{np.__version__}, probecore {probecore.__version__}"
         + (f", torch {sys.modules['torch'].__version__}" if "torch" in sys.modules else "")
         + ". Each stage finished at (seconds from the start; the batch and architecture "
-        "stages run at once): " + ", ".join(f"{k} {v:.1f} s" for k, v in stage_time.items()) + ".",
+        "stages run at once): " + ", ".join(f"{k} {fmt(v)} s" for k, v in stage_time.items()) + ".",
         "",
         "Raw results: `raw/*/*.npz` are probecore result files (`probecore.load`), "
         "`raw/landscape/*.zarr` the surfaces and rays as resumable Zarr runs "

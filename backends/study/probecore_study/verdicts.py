@@ -173,7 +173,7 @@ def judge_range(iv: Interval, lo: float, hi: float, *, null: float) -> tuple[str
 
 def _null_text(null: float) -> str:
     """How "no effect" reads: a ratio of 1, or zero difference."""
-    return "a ratio of 1 (no effect)" if null == 1.0 else "0 (no effect)"
+    return "a ratio of 1 (the no-effect value)" if null == 1.0 else "0 (the no-effect value)"
 
 
 def _no_error_estimate(iv: Interval) -> str | None:

@@ -93,7 +93,9 @@ def run(ctx: Context) -> list[str]:
             name,
             "Training loss (top) and test accuracy (bottom) along the straight segment "
             "(orange) and the fitted Bezier curve (blue) between the two models of every "
-            "pair, one column per network, one line per pair; t = 0 and t = 1 are the two "
+            "pair, one column per network, one line per pair (each panel has its own y "
+            "range: the MLPs' straight paths fall to 92%, the deep networks' to 10%); t = 0 "
+            "and t = 1 are the two "
             "trained models.",
         ),
     ]
