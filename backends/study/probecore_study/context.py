@@ -57,6 +57,13 @@ def load_kit() -> Any:
     return kit
 
 
+def out_path(out: str, *parts: str) -> str:
+    """A path inside the run's folder ``out``, its parent folders created."""
+    p = os.path.join(out, *parts)
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    return p
+
+
 class RawStore:
     """Per-model arrays and scalars in one Zarr group (``raw/study.zarr``)."""
 
@@ -162,9 +169,7 @@ class Context:
 
     def path(self, *parts: str) -> str:
         """A path inside the output folder, its parent folders created."""
-        p = os.path.join(self.out, *parts)
-        os.makedirs(os.path.dirname(p), exist_ok=True)
-        return p
+        return out_path(self.out, *parts)
 
     def submit(self, fn: Any, calls: list[dict]) -> tuple:
         """Start units of work (:mod:`probecore_study.units`); :meth:`collect` files them."""

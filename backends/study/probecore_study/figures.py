@@ -112,12 +112,12 @@ def density(ctx: Context, exact: np.ndarray, dens: Any) -> str:
     return save_figure(ctx, fig, "density.png")
 
 
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """The 95% Wilson interval of a proportion ``k / n``."""
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """The 95% Wilson interval of a proportion ``k / n`` (scipy's ``binomtest``)."""
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def batch(ctx: Context, models: list[dict]) -> str:
@@ -249,15 +249,10 @@ def architecture(ctx: Context, models: list[dict]) -> dict:
     axes[1].set_ylim(bottom=-0.05 * max(1.0, axes[1].get_ylim()[1]))
     axes[1].set_ylabel("directions with negative curvature (%)")
     axes[1].set_title("random directions, per seed (95% intervals)", fontsize=10)
-    top = 1
-    for r in models:
-        d = ctx.keep["deff", r["kind"], r["seed"]]
-        top = max(top, int(d.d_eff))
-    shown = min(
-        3 * top, max(ctx.keep["deff", r["kind"], r["seed"]].cumulative.size for r in models)
-    )
-    for r in models:
-        d = ctx.keep["deff", r["kind"], r["seed"]]
+    deffs = [ctx.keep["deff", r["kind"], r["seed"]] for r in models]
+    top = max([1, *(int(d.d_eff) for d in deffs)])
+    shown = min(3 * top, max(d.cumulative.size for d in deffs))
+    for r, d in zip(models, deffs, strict=True):
         strong = r["seed"] == s0
         n = min(shown, d.cumulative.size)
         axes[2].plot(
@@ -312,7 +307,7 @@ def paths(ctx: Context, records: list[dict]) -> str:
 def forest(ctx: Context, judged: list) -> str | None:
     """Every interval claim: its estimate and 95% interval against the claim (``claims.png``)."""
     items = [
-        (h, c)
+        c
         for h in judged
         for c in h.claims
         if c.judged
@@ -328,7 +323,7 @@ def forest(ctx: Context, judged: list) -> str | None:
         nrows, ncols, figsize=(12, 2.0 * nrows + 0.3), layout="constrained", squeeze=False
     )
     colour = {V.SUPPORTED: "tab:green", V.NOT_SUPPORTED: "tab:red"}
-    for ax, (_h, c) in zip(axes.flat, items, strict=False):
+    for ax, c in zip(axes.flat, items, strict=False):
         st = c.statistic
         est, lo, hi = st["estimate"], st["ci_low"], st["ci_high"]
         ratio = st["scale"] == "log ratio"

@@ -11,7 +11,7 @@ why the others are left out, and carries its statistic as numbers (``results.jso
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -80,14 +80,11 @@ def confounded_claim(c: Claim, reason: str, confounder: str) -> Claim:
 
     The verdict the rule alone would have given stays in the text, for the reader.
     """
-    return Claim(
-        c.claim,
-        c.models,
-        c.measured,
-        c.n,
-        V.CONFOUNDED,
-        f"{reason} (by the rule alone: {c.verdict}, {c.why})",
-        {**c.statistic, "confounded_with": confounder},
+    return replace(
+        c,
+        verdict=V.CONFOUNDED,
+        why=f"{reason} (by the rule alone: {c.verdict}, {c.why})",
+        statistic={**c.statistic, "confounded_with": confounder},
     )
 
 
@@ -101,6 +98,11 @@ NORM_CONFOUNDED = (
 def note(claim: str, models: str, measured: str, n: int, why: str, statistic: dict) -> Claim:
     """A row shown for comparison, not judged."""
     return Claim(claim, models, measured, n, "—", why, statistic, judged=False)
+
+
+def as_note(c: Claim, why: str, **changes: Any) -> Claim:
+    """The judged claim ``c`` shown as a note instead, ``why`` saying why (and what it gave)."""
+    return replace(c, verdict="—", why=why, judged=False, **changes)
 
 
 def interval_claim(
@@ -237,26 +239,28 @@ def _batch(ctx: Context) -> Hypothesis:
             for key, label in (("trace", "trace"), ("sharpness_percent", "ε-sharpness")):
                 use = ok
                 if key == "sharpness_percent":  # only maximizations that converged
-                    conv = lambda r: r["sharpness_converged"]  # noqa: E731
-                    use = [s for s in ok if conv(by[s, small]) and conv(by[s, large])]
+                    use = [
+                        s
+                        for s in ok
+                        if by[s, small]["sharpness_converged"]
+                        and by[s, large]["sharpness_converged"]
+                    ]
                 if not use:
                     continue
                 r = V.interval([by[s, large][key] / by[s, small][key] for s in use], log=True)
                 c = interval_claim(f"{label} ratio, batch {large} / batch {small}", models, r, "×")
+                left_out = len(ok) - len(use)
                 claims.append(
-                    note(
-                        c.claim + " (another sharpness measure, shown alongside)",
-                        models
+                    as_note(
+                        c,
+                        f"not part of the verdict; by the direction rule: {c.verdict} ({c.why})",
+                        claim=c.claim + " (another sharpness measure, shown alongside)",
+                        models=models
                         + (
-                            f"; {len(ok) - len(use)} seed(s) whose maximization did not "
-                            "converge left out"
-                            if len(use) < len(ok)
+                            f"; {left_out} seed(s) whose maximization did not converge left out"
+                            if left_out
                             else ""
                         ),
-                        c.measured,
-                        c.n,
-                        f"not part of the verdict; by the direction rule: {c.verdict} ({c.why})",
-                        c.statistic,
                     )
                 )
         else:
@@ -502,15 +506,11 @@ def _skip_connections(ctx: Context) -> Hypothesis:
                     # Random directions almost never see negative curvature in D
                     # dimensions (see the limits): a measure that cannot show the effect
                     # is shown, not judged.
-                    c = note(
-                        c.claim,
-                        c.models,
-                        c.measured,
-                        c.n,
+                    c = as_note(
+                        c,
                         "not part of the verdict: along random directions the curvature "
                         "concentrates near tr(H)/D, so this share cannot show negative "
                         f"eigenvalues (see the limits); by the rule: {c.verdict} ({c.why})",
-                        c.statistic,
                     )
                 claims.append(c)
         for other in ("residual", "residual-norm"):
@@ -612,16 +612,17 @@ def _effective_dimension(ctx: Context) -> Hypothesis:
                     [r["epochs"] for r in family],
                 )
             )
-        pooled = trend_claim("", every, [r["d_eff"] for r in A], [r["epochs"] for r in A])
+        pooled = trend_claim(
+            "for comparison, the same trend pooled over the three architectures",
+            every,
+            [r["d_eff"] for r in A],
+            [r["epochs"] for r in A],
+        )
         claims.append(
-            note(
-                "for comparison, the same trend pooled over the three architectures",
-                every,
-                pooled.measured,
-                pooled.n,
-                f"not part of the verdict (pooling mixes the architectures' differences in "
+            as_note(
+                pooled,
+                "not part of the verdict (pooling mixes the architectures' differences in "
                 f"both): {pooled.why}",
-                pooled.statistic,
             )
         )
     else:

@@ -27,11 +27,6 @@ UNITS = (
 )
 
 
-def g4(x: float) -> str:
-    """A number as the report writes it (kept for the stages; see :func:`fmt`)."""
-    return fmt(x)
-
-
 def table(header: list[str], rows: list[list[Any]]) -> list[str]:
     """A Markdown table, then a blank line."""
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 import probecore as pc
-from probecore_study.context import count_spikes, load_kit, stored
+from probecore_study.context import count_spikes, load_kit, out_path, stored
 from probecore_study.settings import Settings
 
 _DATA: dict = {}
@@ -39,17 +39,10 @@ def data() -> Any:
     return _DATA["digits"]
 
 
-def path(out: str, *parts: str) -> str:
-    """A path inside the run's folder, its parent folders created."""
-    p = os.path.join(out, *parts)
-    os.makedirs(os.path.dirname(p), exist_ok=True)
-    return p
-
-
 def save_all(out: str, stage: str, name: str, results: dict, metadata: dict) -> None:
     """Every probecore result of one model as ``raw/<stage>/<name>_<label>.npz``."""
     for label, r in results.items():
-        pc.save(r, path(out, "raw", stage, f"{name}_{label}"), metadata=metadata)
+        pc.save(r, out_path(out, "raw", stage, f"{name}_{label}"), metadata=metadata)
 
 
 def state_of(model: Any) -> dict[str, np.ndarray]:
@@ -201,13 +194,13 @@ def deep_model(S: Settings, out: str, seed: int, kind: str) -> dict:
     dirs = pc.random_directions(obj, 2, rng=seed)
     grid = np.linspace(-1.0, 1.0, S.plane_points)
     plane = stored(
-        path(out, "raw", "landscape", f"{name}_plane{S.plane_points}.zarr"),
+        out_path(out, "raw", "landscape", f"{name}_plane{S.plane_points}.zarr"),
         lambda store: pc.plane(obj, dirs, alphas=grid, betas=grid, progress=False, store=store),
     )
     # dᵀHd by one Hessian-vector product per ray: exact for these ReLU networks, where a
     # finite-difference step crosses activation changes (kinks) on about half the rays
     rays = stored(
-        path(out, "raw", "landscape", f"{name}_hrays{S.n_rays}.zarr"),
+        out_path(out, "raw", "landscape", f"{name}_hrays{S.n_rays}.zarr"),
         lambda store: pc.rays(
             obj, n_rays=S.n_rays, curvature="hessian", rng=seed, progress=False, store=store
         ),

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from probecore_study.numbers import fmt
+
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
 INCONCLUSIVE = "inconclusive"
@@ -60,8 +62,6 @@ class Interval:
 
     def text(self, unit: str = "") -> str:
         """``estimate (95% CI [lo, hi]; n = …)``; every number as the report writes it."""
-        from probecore_study.numbers import fmt
-
         if self.n < 2 or not np.isfinite(self.std_error):
             return f"{fmt(self.mean, unit)} (n = {self.n}, no interval)"
         if self.std_error == 0:
@@ -299,8 +299,6 @@ def judge_correlation(x: Any, y: Any, *, alpha: float = 0.05) -> tuple[str, str,
         return INCONCLUSIVE, f"too few distinct values ({x.size} cases)", float("nan"), 1.0
     rho, p = spearmanr(x, y)
     rho, p = float(rho), float(p)
-    from probecore_study.numbers import fmt
-
     stat = f"Spearman ρ = {fmt(rho)}, p = {fmt(p)}"
     if p < alpha and rho > 0:
         return SUPPORTED, f"{stat} (p < {alpha:g})", rho, p

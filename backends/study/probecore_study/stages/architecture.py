@@ -13,9 +13,6 @@ from probecore_study.context import Context
 from probecore_study.numbers import fmt, pct
 from probecore_study.report import figure, table
 from probecore_study.settings import KINDS
-from probecore_study.units import nonconvex_share
-
-__all__ = ["finish", "nonconvex_share", "run", "submit"]
 
 
 def submit(ctx: Context) -> tuple:
